@@ -1,0 +1,45 @@
+//! Build-script helper shared by every crate that links libtorch.
+//!
+//! Two linker problems bite tch programs on Linux:
+//! - the binary does not find `libtorch*.so` at run time unless the user
+//!   exports `LD_LIBRARY_PATH`; we add an rpath to the libtorch in use;
+//! - rustc links with `--as-needed`, so `libtorch_cuda.so`, from which no
+//!   symbol is referenced directly, is dropped from the binary's DT_NEEDED list
+//!   and `tch::Cuda::is_available()` silently answers false on a GPU machine.
+//!   We force it in with `--no-as-needed`.
+//!
+//! Call [`link_libtorch`] from `build.rs`. It applies to every target of the
+//! calling package (bins, tests, benches, examples).
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+/// The libtorch `lib` directory in use, from `LIBTORCH` (set by the workspace's
+/// `.cargo/config.toml` to the venv's torch package), canonicalised so the
+/// rpath survives the `.ddpm` link being moved.
+pub fn libtorch_lib_dir() -> Option<PathBuf> {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    let root = env::var_os("LIBTORCH")?;
+    let lib = Path::new(&root).join("lib");
+    lib.canonicalize().ok()
+}
+
+/// Emits the rpath and the `--no-as-needed` CUDA link for the calling package.
+///
+/// Without `LIBTORCH` this does nothing: torch-sys's own build script then
+/// fails with its explanation, which is the clearer message.
+pub fn link_libtorch() {
+    let Some(lib) = libtorch_lib_dir() else {
+        println!(
+            "cargo:warning=LIBTORCH is not set or does not exist; run `cargo xtask setup` first"
+        );
+        return;
+    };
+    println!("cargo:rerun-if-changed={}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    for cuda_lib in ["torch_cuda", "c10_cuda"] {
+        if lib.join(format!("lib{cuda_lib}.so")).exists() {
+            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-l{cuda_lib},--as-needed");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Denoising networks over libtorch.

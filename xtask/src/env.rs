@@ -1,0 +1,209 @@
+//! The environment: a virtual environment holding PyTorch (our libtorch) and the reference
+//! packages, shared between checkouts through a per-user cache keyed by the hash of
+//! `scripts/requirements.txt` and the Python version, and the checkout's `.ddpm/` directory
+//! that links to it (`.cargo/config.toml` points LIBTORCH and DDPM_PYTHON there).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Paths of a ready environment.
+pub struct Env {
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub venv: PathBuf,
+    pub python: PathBuf,
+    pub libtorch: PathBuf,
+}
+
+impl Env {
+    pub fn print_paths(&self) {
+        println!("project      {}", self.root.display());
+        println!("venv         {}", self.venv.display());
+        println!("python       {}", self.python.display());
+        println!("libtorch     {}", self.libtorch.display());
+        println!("DDPM_HOME    {}", self.home.display());
+    }
+}
+
+/// The project root (xtask lives in `<root>/xtask`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+}
+
+/// The target directory cargo builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// 64-bit FNV-1a: a stable key for the cache directory (std's hasher may change between releases).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn cache_dir() -> Result<PathBuf, String> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("ddpm-rs"));
+    }
+    let home = std::env::var_os("HOME").ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cache/ddpm-rs"))
+}
+
+fn bootstrap_python() -> Result<(String, String), String> {
+    let exe = std::env::var("DDPM_BOOTSTRAP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&exe)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .map_err(|e| format!("cannot run {exe} ({e}): install Python 3.10 or newer"))?;
+    if !out.status.success() {
+        return Err(format!("{exe} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let minor: u32 = version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+    if !version.starts_with("3.") || minor < 10 {
+        return Err(format!("{exe} is Python {version}; PyTorch 2.11 needs Python 3.10 or newer"));
+    }
+    Ok((exe, version))
+}
+
+fn status(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let st = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+    if st.success() { Ok(()) } else { Err(format!("{what} failed ({st})")) }
+}
+
+/// The venv's torch package directory (its `lib/` holds libtorch), found without importing torch.
+fn find_torch_dir(venv: &Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    for entry in fs::read_dir(&lib).ok()?.flatten() {
+        let torch = entry.path().join("site-packages/torch");
+        if torch.join("lib/libtorch_cpu.so").exists() {
+            return Some(torch);
+        }
+    }
+    None
+}
+
+/// Points `link` at `target`, replacing an older link; returns whether it changed.
+fn set_link(link: &Path, target: &Path) -> Result<bool, String> {
+    if fs::read_link(link).ok().as_deref() == Some(target) {
+        return Ok(false);
+    }
+    let _ = fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link)
+        .map_err(|e| format!("linking {} -> {}: {e}", link.display(), target.display()))?;
+    Ok(true)
+}
+
+/// Creates the environment when missing (idempotent; quick when present) and returns its paths.
+pub fn ensure() -> Result<Env, String> {
+    let root = root();
+    let requirements = root.join("scripts/requirements.txt");
+    let req = fs::read(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let (bootstrap, py_version) = bootstrap_python()?;
+    let mut keyed = req.clone();
+    keyed.extend_from_slice(format!("\npython {py_version}\nlayout 1\n").as_bytes());
+    let key = format!("{:016x}", fnv1a64(&keyed));
+    let venv = match std::env::var_os("DDPM_VENV").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => cache_dir()?.join(format!("venv-{key}")),
+    };
+    let python = venv.join("bin/python");
+    let stamp = venv.join(".ddpm-ready");
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(key.as_str()) {
+        let parent = venv.parent().ok_or("venv path has no parent")?;
+        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        // One set-up at a time per environment (two checkouts may share it).
+        let lock_path = parent.join(format!(".lock-{key}"));
+        let lock =
+            fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+        if fs::read_to_string(&stamp).ok().as_deref() != Some(key.as_str()) {
+            install(&bootstrap, &venv, &python, &requirements)?;
+            fs::write(&stamp, &key).map_err(|e| format!("{}: {e}", stamp.display()))?;
+        }
+    }
+    let libtorch = find_torch_dir(&venv)
+        .ok_or_else(|| format!("no torch package with libtorch_cpu.so under {}", venv.display()))?;
+
+    let home = root.join(".ddpm");
+    fs::create_dir_all(home.join("data")).map_err(|e| format!("{}: {e}", home.display()))?;
+    set_link(&home.join("venv"), &venv)?;
+    if set_link(&home.join("libtorch"), &libtorch)? && target_dir().exists() {
+        // torch-sys caches the libtorch it was built against: rebuild it against the new one.
+        for profile in [&[][..], &["--release"][..]] {
+            let _ = Command::new(cargo())
+                .args(["clean", "-q", "-p", "torch-sys"])
+                .args(profile)
+                .status();
+        }
+    }
+    let env = Env { root, home, venv, python, libtorch };
+    export_digits(&env)?;
+    Ok(env)
+}
+
+fn install(bootstrap: &str, venv: &Path, python: &Path, requirements: &Path) -> Result<(), String> {
+    eprintln!(
+        "xtask: setting up the Python environment in {} (PyTorch 2.11.0 with CUDA libraries, \
+         about 5 GB, a few minutes, once)",
+        venv.display()
+    );
+    if !python.exists() {
+        status(Command::new(bootstrap).arg("-m").arg("venv").arg(venv), "creating the venv")?;
+    }
+    status(
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--progress-bar",
+                "off",
+                "-r",
+            ])
+            .arg(requirements),
+        "pip install -r scripts/requirements.txt",
+    )?;
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import torch, diffusers, pytorch_fid, sklearn, scipy; print(torch.__version__)",
+        ])
+        .output()
+        .map_err(|e| format!("checking the venv: {e}"))?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !version.starts_with("2.11.0") {
+        return Err(format!(
+            "the venv at {} does not import torch 2.11.0 and the reference packages: {}{}",
+            venv.display(),
+            version.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Exports scikit-learn's 8x8 digits once into `.ddpm/data/digits.bin` for the `digits` data set.
+fn export_digits(env: &Env) -> Result<(), String> {
+    let out = env.home.join("data/digits.bin");
+    if out.exists() {
+        return Ok(());
+    }
+    let tmp = out.with_extension("bin.tmp");
+    status(
+        Command::new(&env.python).arg(env.root.join("scripts/export_digits.py")).arg(&tmp),
+        "exporting the digits data set (scripts/export_digits.py)",
+    )?;
+    fs::rename(&tmp, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _ = std::io::stderr().flush();
+    Ok(())
+}
+
+/// The cargo that runs us.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}

@@ -1,0 +1,123 @@
+//! The tasks: build a binary with cargo and run it from the project root, or run the test suite.
+
+use crate::env::{self, cargo};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn exit_code(st: std::process::ExitStatus) -> u8 {
+    st.code().map(|c| c.clamp(0, 255) as u8).unwrap_or(1)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<u8, String> {
+    let st = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+    Ok(exit_code(st))
+}
+
+fn must(cmd: &mut Command, what: &str) -> Result<(), String> {
+    match run(cmd, what)? {
+        0 => Ok(()),
+        code => Err(format!("{what} failed (exit code {code})")),
+    }
+}
+
+fn cargo_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(cargo());
+    c.args(args).current_dir(env::root());
+    c
+}
+
+/// Builds `bin` of `package` in release mode and returns its path.
+fn build_release(package: &str, bin: &str) -> Result<PathBuf, String> {
+    must(
+        &mut cargo_cmd(&["build", "--release", "-p", package, "--bin", bin]),
+        &format!("building {bin}"),
+    )?;
+    Ok(env::target_dir().join("release").join(bin))
+}
+
+/// Sets up, builds `bin` and runs it with `pre` then the user's arguments, from the project root.
+pub fn binary(package: &str, bin: &str, pre: &[&str], rest: &[String]) -> Result<u8, String> {
+    let e = env::ensure()?;
+    let exe = build_release(package, bin)?;
+    run(
+        Command::new(&exe).args(pre).args(rest).current_dir(&e.root).env("DDPM_HOME", &e.home),
+        &format!("running {}", exe.display()),
+    )
+}
+
+pub fn doctor(rest: &[String]) -> Result<u8, String> {
+    let e = env::ensure()?;
+    e.print_paths();
+    let exe = build_release("ddpm-nets", "ddpm-doctor")?;
+    let code = run(Command::new(&exe).args(rest).current_dir(&e.root), "running ddpm-doctor")?;
+    if code != 0 {
+        eprintln!("xtask: the environment is broken (see above); `cargo xtask setup` rebuilds it");
+    }
+    Ok(code)
+}
+
+/// Every test: the libtorch-free core alone first (proving it needs no PyTorch), then the
+/// whole workspace with the Python parity tests (`--include-ignored`).
+pub fn test(rest: &[String]) -> Result<u8, String> {
+    env::ensure()?;
+    if run(&mut cargo_cmd(&["fmt", "--all", "--", "--check"]), "cargo fmt --check")? != 0 {
+        return Err("code is not formatted: run `cargo fmt --all`".into());
+    }
+    let mut core = cargo_cmd(&["test", "--release", "-p", "ddpm-core", "--no-default-features"]);
+    core.args(["--", "--include-ignored"]);
+    must(&mut core, "ddpm-core tests without libtorch")?;
+    let mut all = cargo_cmd(&["test", "--release", "--workspace", "--no-fail-fast"]);
+    all.args(["--", "--include-ignored"]).args(rest);
+    must(&mut all, "workspace tests")?;
+    Ok(0)
+}
+
+pub fn lint() -> Result<u8, String> {
+    env::ensure()?;
+    must(&mut cargo_cmd(&["fmt", "--all", "--", "--check"]), "cargo fmt --check")?;
+    must(
+        &mut cargo_cmd(&[
+            "clippy",
+            "--release",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "cargo clippy",
+    )?;
+    Ok(0)
+}
+
+/// The schedule tool needs no libtorch and no venv.
+pub fn schedule(rest: &[String]) -> Result<u8, String> {
+    let exe = build_release("ddpm-core", "ddpm-schedule")?;
+    run(Command::new(&exe).args(rest).current_dir(env::root()), "running ddpm-schedule")
+}
+
+pub fn convert_inception(rest: &[String]) -> Result<u8, String> {
+    let e = env::ensure()?;
+    if rest.len() != 2 {
+        return Err(
+            "usage: cargo xtask convert-inception pt_inception-2015-12-05-6726825d.pth OUT.safetensors"
+                .into(),
+        );
+    }
+    run(
+        Command::new(&e.python).arg(e.root.join("scripts/convert_inception.py")).args(rest),
+        "scripts/convert_inception.py",
+    )
+}
+
+pub fn bench(rest: &[String]) -> Result<u8, String> {
+    let e = env::ensure()?;
+    run(
+        Command::new(&e.python)
+            .arg(e.root.join("scripts/bench_suite.py"))
+            .args(rest)
+            .current_dir(&e.root)
+            .env("CARGO", cargo()),
+        "scripts/bench_suite.py",
+    )
+}
