@@ -1,1 +1,22 @@
-//! Denoising networks over libtorch.
+//! # ddpm-nets
+//!
+//! Denoising networks over libtorch: the DDPM UNet of Ho et al. 2020 (arXiv:2006.11239,
+//! Appendix B) with diffusers-compatible parameter names, a small MLP for 2-D data, the
+//! parameter EMA, and safetensors I/O (never pickle).
+
+pub mod config;
+pub mod denoiser;
+pub mod diffusers;
+pub mod ema;
+pub mod embedding;
+pub mod error;
+pub mod init;
+pub mod mlp;
+pub mod tensorfile;
+pub mod unet;
+
+pub use config::{MlpConfig, ModelConfig, UNetConfig};
+pub use denoiser::Denoiser;
+pub use ema::Ema;
+pub use error::{NetError, Result};
+pub use unet::UNet;

@@ -1,0 +1,312 @@
+//! safetensors files: never pickle, so loading weights can never execute code.
+//!
+//! Reading maps the file and validates its header against its length first, so a truncated
+//! or foreign file is reported by name before any tensor is touched. Writing is atomic: a
+//! temporary file is written, synced and renamed over the target, so a crash mid-write
+//! leaves the previous file intact.
+
+use crate::error::{NetError, Result};
+use safetensors::{Dtype, View};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// One tensor's entry in the header.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// An open, validated safetensors file.
+#[derive(Debug)]
+pub struct TensorFile {
+    pub path: PathBuf,
+    mmap: memmap2::Mmap,
+    data_start: usize,
+    pub tensors: BTreeMap<String, TensorInfo>,
+    pub metadata: HashMap<String, String>,
+}
+
+fn file_err(path: &Path, reason: impl Into<String>) -> NetError {
+    NetError::File { path: path.to_path_buf(), reason: reason.into() }
+}
+
+fn kind_of(dtype: Dtype, path: &Path, name: &str) -> Result<Kind> {
+    Ok(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
+        Dtype::BOOL => Kind::Bool,
+        other => {
+            return Err(file_err(path, format!("tensor {name} has unsupported dtype {other:?}")));
+        }
+    })
+}
+
+fn dtype_of(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Int8 => Dtype::I8,
+        Kind::Bool => Dtype::BOOL,
+        _ => return None,
+    })
+}
+
+impl TensorFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| NetError::Io { path: path.into(), source })?;
+        // Safety: the map is read-only and private to this process; a concurrent truncation
+        // by another process is the one risk, and we never write files in place.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|source| NetError::Io { path: path.into(), source })?;
+        let len = mmap.len();
+        if len < 8 {
+            return Err(file_err(path, format!("not a safetensors file ({len} bytes)")));
+        }
+        let n = u64::from_le_bytes(mmap[..8].try_into().unwrap()) as usize;
+        if n > 100_000_000 || 8 + n > len {
+            return Err(file_err(path, "not a safetensors file (bad header length)"));
+        }
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&mmap[8..8 + n])
+                .map_err(|e| file_err(path, format!("not a safetensors file (header: {e})")))?;
+        let mut tensors = BTreeMap::new();
+        let mut metadata = HashMap::new();
+        let mut data_end = 0usize;
+        for (name, v) in header {
+            if name == "__metadata__" {
+                if let Some(m) = v.as_object() {
+                    for (k, v) in m {
+                        metadata.insert(k.clone(), v.as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                continue;
+            }
+            let info: serde_json::Value = v;
+            let dtype: Dtype = serde_json::from_value(info["dtype"].clone())
+                .map_err(|e| file_err(path, format!("tensor {name}: bad dtype ({e})")))?;
+            let shape: Vec<usize> = serde_json::from_value(info["shape"].clone())
+                .map_err(|e| file_err(path, format!("tensor {name}: bad shape ({e})")))?;
+            let offsets: [usize; 2] = serde_json::from_value(info["data_offsets"].clone())
+                .map_err(|e| file_err(path, format!("tensor {name}: bad offsets ({e})")))?;
+            let numel: usize = shape.iter().product();
+            if offsets[1] < offsets[0] || offsets[1] - offsets[0] != numel * dtype.bitsize() / 8 {
+                return Err(file_err(
+                    path,
+                    format!("tensor {name}: offsets disagree with its shape"),
+                ));
+            }
+            data_end = data_end.max(offsets[1]);
+            tensors.insert(name, TensorInfo { dtype, shape, start: offsets[0], end: offsets[1] });
+        }
+        let actual = (len - 8 - n) as u64;
+        if (data_end as u64) > actual {
+            return Err(NetError::Truncated {
+                path: path.into(),
+                expected: data_end as u64,
+                actual,
+            });
+        }
+        Ok(Self { path: path.into(), mmap, data_start: 8 + n, tensors, metadata })
+    }
+
+    /// A copy of tensor `name` on the CPU, in its stored dtype.
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        let info = self.tensors.get(name).ok_or_else(|| NetError::MissingKeys {
+            path: self.path.clone(),
+            keys: vec![name.into()],
+        })?;
+        let kind = kind_of(info.dtype, &self.path, name)?;
+        let bytes = &self.mmap[self.data_start + info.start..self.data_start + info.end];
+        let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+        Ok(Tensor::f_from_data_size(bytes, &shape, kind)?)
+    }
+
+    /// Names under `prefix` with the prefix removed.
+    pub fn names_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.tensors.keys().filter_map(move |k| k.strip_prefix(prefix))
+    }
+}
+
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Bytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn to_bytes(t: &Tensor) -> Result<Bytes> {
+    let t = t.to_device(Device::Cpu).contiguous();
+    let dtype = dtype_of(t.kind()).ok_or_else(|| {
+        file_err(Path::new("<tensor>"), format!("cannot store kind {:?}", t.kind()))
+    })?;
+    let numel = t.numel();
+    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut data, numel)?;
+    Ok(Bytes { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+}
+
+/// Writes `tensors` with `metadata` to `path` atomically (temporary file, fsync, rename, fsync dir).
+pub fn write_atomic(
+    path: impl AsRef<Path>,
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let io = |source| NetError::Io { path: path.into(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let bytes: Vec<(String, Bytes)> =
+        tensors.iter().map(|(n, t)| Ok((n.clone(), to_bytes(t)?))).collect::<Result<_>>()?;
+    let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let meta = (!metadata.is_empty()).then(|| metadata.clone());
+    safetensors::serialize_to_file(views, meta, &tmp)
+        .map_err(|e| file_err(&tmp, format!("writing: {e}")))?;
+    let sync = || -> std::io::Result<()> {
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    if let Err(e) = sync() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    Ok(())
+}
+
+/// `vs`'s variables named as the file names them under `prefix`.
+pub fn named_variables(vs: &VarStore, prefix: &str) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(k, t)| (format!("{prefix}{k}"), t)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Copies the tensors stored under `prefix` into `vs`: every variable must be present with its
+/// shape, and the file must hold no other tensor under `prefix`.
+pub fn load_varstore(vs: &VarStore, file: &TensorFile, prefix: &str) -> Result<()> {
+    let vars = vs.variables();
+    let mut missing: Vec<String> = vars
+        .keys()
+        .filter(|k| !file.tensors.contains_key(&format!("{prefix}{k}")))
+        .cloned()
+        .collect();
+    missing.sort();
+    if !missing.is_empty() {
+        return Err(NetError::MissingKeys { path: file.path.clone(), keys: missing });
+    }
+    let mut unexpected: Vec<String> =
+        file.names_under(prefix).filter(|k| !vars.contains_key(*k)).map(str::to_owned).collect();
+    unexpected.sort();
+    if !unexpected.is_empty() {
+        return Err(NetError::UnexpectedKeys { path: file.path.clone(), keys: unexpected });
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in &vars {
+            let src = file.tensor(&format!("{prefix}{name}"))?;
+            if src.size() != var.size() {
+                return Err(NetError::Shape {
+                    path: file.path.clone(),
+                    key: name.clone(),
+                    expected: var.size(),
+                    found: src.size(),
+                });
+            }
+            var.shallow_clone().f_copy_(&src)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn;
+
+    #[test]
+    fn round_trip_with_metadata_and_truncation_is_named() {
+        let dir = ddpm_testkit::temp_dir("tensorfile");
+        let path = dir.join("w.safetensors");
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let b = Tensor::from_slice(&[7i64]);
+        let meta = HashMap::from([("step".to_string(), "12".to_string())]);
+        write_atomic(&path, &[("a".into(), a.shallow_clone()), ("b".into(), b)], &meta).unwrap();
+        let f = TensorFile::open(&path).unwrap();
+        assert_eq!(f.metadata["step"], "12");
+        assert!(f.tensor("a").unwrap().equal(&a));
+        assert_eq!(f.tensor("b").unwrap().int64_value(&[0]), 7);
+        // Truncate by 3 bytes: the error names the file and the sizes.
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = dir.join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
+        let e = TensorFile::open(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut.safetensors") && e.contains("truncated"), "{e}");
+        std::fs::write(&cut, b"garbage").unwrap();
+        assert!(TensorFile::open(&cut).unwrap_err().to_string().contains("not a safetensors file"));
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn loading_checks_keys_and_shapes() {
+        let dir = ddpm_testkit::temp_dir("tensorfile-keys");
+        let src = VarStore::new(Device::Cpu);
+        let _ = src.root().sub("x").var("weight", &[2, 3], nn::Init::Const(0.5));
+        let path = dir.join("m.safetensors");
+        write_atomic(&path, &named_variables(&src, "model/"), &HashMap::new()).unwrap();
+        let f = TensorFile::open(&path).unwrap();
+
+        let dst = VarStore::new(Device::Cpu);
+        let w = dst.root().sub("x").var("weight", &[2, 3], nn::Init::Const(0.0));
+        load_varstore(&dst, &f, "model/").unwrap();
+        assert_eq!(w.double_value(&[1, 2]), 0.5);
+
+        let other = VarStore::new(Device::Cpu);
+        let _ = other.root().sub("y").var("weight", &[2, 3], nn::Init::Const(0.0));
+        let e = load_varstore(&other, &f, "model/").unwrap_err().to_string();
+        assert!(e.contains("missing") && e.contains("y.weight"), "{e}");
+
+        let wrong = VarStore::new(Device::Cpu);
+        let _ = wrong.root().sub("x").var("weight", &[3, 2], nn::Init::Const(0.0));
+        let e = load_varstore(&wrong, &f, "model/").unwrap_err().to_string();
+        assert!(e.contains("[3, 2]") && e.contains("x.weight"), "{e}");
+    }
+}
