@@ -1,1 +1,24 @@
-//! Data sets.
+//! # ddpm-data
+//!
+//! Data sets for diffusion training, with no libtorch: embedded ones that need nothing from
+//! the user (`digits` — scikit-learn's real 8x8 handwritten digits —, `swissroll`,
+//! `gaussians8`, `moons`), and the user's CIFAR-10 binary batches, image folders and MNIST
+//! IDX files; a background [`Loader`] that is exactly reproducible, resumable and sharded by
+//! rank; and [`viz`] for pictures (PNG grids, SVG plots).
+
+pub mod cifar;
+pub mod config;
+pub mod dataset;
+pub mod digits;
+pub mod error;
+pub mod folder;
+pub mod loader;
+pub mod mnist;
+pub mod toy;
+pub mod viz;
+
+pub use config::{DataConfig, EMBEDDED, config_from_arg, load};
+pub use dataset::{Dataset, ImageSet, PointSet};
+pub use error::{DataError, Result};
+pub use folder::LoadReport;
+pub use loader::{Batch, Loader, LoaderOptions, LoaderState};
