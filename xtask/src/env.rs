@@ -103,26 +103,31 @@ pub fn ensure() -> Result<Env, String> {
     let requirements = root.join("scripts/requirements.txt");
     let req = fs::read(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
     let (bootstrap, py_version) = bootstrap_python()?;
-    let mut keyed = req.clone();
-    keyed.extend_from_slice(format!("\npython {py_version}\nlayout 1\n").as_bytes());
-    let key = format!("{:016x}", fnv1a64(&keyed));
+    // The venv is keyed by the torch version and Python version (so checkouts share it);
+    // the stamp inside holds the hash of the requirements it was last brought up to date with.
+    let torch = String::from_utf8_lossy(&req)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("torch==").map(str::to_owned))
+        .ok_or_else(|| format!("{} pins no torch==VERSION", requirements.display()))?;
+    let stamp_key = format!("{:016x}", fnv1a64(&req));
     let venv = match std::env::var_os("DDPM_VENV").filter(|v| !v.is_empty()) {
         Some(v) => PathBuf::from(v),
-        None => cache_dir()?.join(format!("venv-{key}")),
+        None => cache_dir()?.join(format!("venv-torch{torch}-py{py_version}")),
     };
     let python = venv.join("bin/python");
     let stamp = venv.join(".ddpm-ready");
-    if fs::read_to_string(&stamp).ok().as_deref() != Some(key.as_str()) {
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_key.as_str()) {
         let parent = venv.parent().ok_or("venv path has no parent")?;
         fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         // One set-up at a time per environment (two checkouts may share it).
-        let lock_path = parent.join(format!(".lock-{key}"));
+        let name = venv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let lock_path = parent.join(format!(".lock-{name}"));
         let lock =
             fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
         lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
-        if fs::read_to_string(&stamp).ok().as_deref() != Some(key.as_str()) {
-            install(&bootstrap, &venv, &python, &requirements)?;
-            fs::write(&stamp, &key).map_err(|e| format!("{}: {e}", stamp.display()))?;
+        if fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_key.as_str()) {
+            install(&bootstrap, &venv, &python, &requirements, &torch)?;
+            fs::write(&stamp, &stamp_key).map_err(|e| format!("{}: {e}", stamp.display()))?;
         }
     }
     let libtorch = find_torch_dir(&venv)
@@ -145,12 +150,22 @@ pub fn ensure() -> Result<Env, String> {
     Ok(env)
 }
 
-fn install(bootstrap: &str, venv: &Path, python: &Path, requirements: &Path) -> Result<(), String> {
-    eprintln!(
-        "xtask: setting up the Python environment in {} (PyTorch 2.11.0 with CUDA libraries, \
-         about 5 GB, a few minutes, once)",
-        venv.display()
-    );
+fn install(
+    bootstrap: &str,
+    venv: &Path,
+    python: &Path,
+    requirements: &Path,
+    torch: &str,
+) -> Result<(), String> {
+    if python.exists() {
+        eprintln!("xtask: bringing {} up to date with scripts/requirements.txt", venv.display());
+    } else {
+        eprintln!(
+            "xtask: setting up the Python environment in {} (PyTorch {torch} with CUDA libraries, \
+             about 5 GB, a few minutes, once)",
+            venv.display()
+        );
+    }
     if !python.exists() {
         status(Command::new(bootstrap).arg("-m").arg("venv").arg(venv), "creating the venv")?;
     }
@@ -176,9 +191,9 @@ fn install(bootstrap: &str, venv: &Path, python: &Path, requirements: &Path) -> 
         .output()
         .map_err(|e| format!("checking the venv: {e}"))?;
     let version = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !version.starts_with("2.11.0") {
+    if !out.status.success() || !version.starts_with(torch) {
         return Err(format!(
-            "the venv at {} does not import torch 2.11.0 and the reference packages: {}{}",
+            "the venv at {} does not import torch {torch} and the reference packages: {}{}",
             venv.display(),
             version.trim(),
             String::from_utf8_lossy(&out.stderr).trim()

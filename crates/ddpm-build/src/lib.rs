@@ -43,3 +43,24 @@ pub fn link_libtorch() {
         }
     }
 }
+
+/// Include directories of the libtorch in use, for C++ shims built with `cc`:
+/// libtorch's own headers, and the CUDA runtime headers that the CUDA wheels ship under
+/// `site-packages/nvidia/*/include` (empty for a CPU-only libtorch).
+pub fn libtorch_includes() -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let Some(lib) = libtorch_lib_dir() else { return (vec![], vec![]) };
+    let root = lib.parent().expect("lib has a parent").to_path_buf();
+    let torch = vec![root.join("include"), root.join("include/torch/csrc/api/include")];
+    let mut cuda = Vec::new();
+    if let Some(site) = root.parent()
+        && let Ok(entries) = std::fs::read_dir(site.join("nvidia"))
+    {
+        for e in entries.flatten() {
+            let inc = e.path().join("include");
+            if inc.join("cuda_runtime_api.h").exists() {
+                cuda.push(inc);
+            }
+        }
+    }
+    (torch, cuda)
+}

@@ -22,7 +22,15 @@ fn indexed(n: usize) -> Arc<Dataset> {
 }
 
 fn opts(rank: usize, world: usize, flip: bool) -> LoaderOptions {
-    LoaderOptions { batch_size: 8, seed: 5, rank, world_size: world, random_flip: flip, drop_last: true, prefetch: 2 }
+    LoaderOptions {
+        batch_size: 8,
+        seed: 5,
+        rank,
+        world_size: world,
+        random_flip: flip,
+        drop_last: true,
+        prefetch: 2,
+    }
 }
 
 fn take(l: &mut Loader, k: usize) -> Vec<ddpm_data::Batch> {
@@ -32,13 +40,16 @@ fn take(l: &mut Loader, k: usize) -> Vec<ddpm_data::Batch> {
 #[test]
 fn same_seed_same_batches_and_exact_resume() {
     let d = indexed(100);
-    let a = take(&mut Loader::new(d.clone(), opts(0, 1, true), LoaderState::default()).unwrap(), 30);
-    let b = take(&mut Loader::new(d.clone(), opts(0, 1, true), LoaderState::default()).unwrap(), 30);
+    let a =
+        take(&mut Loader::new(d.clone(), opts(0, 1, true), LoaderState::default()).unwrap(), 30);
+    let b =
+        take(&mut Loader::new(d.clone(), opts(0, 1, true), LoaderState::default()).unwrap(), 30);
     assert_eq!(a, b);
     // 100 / 8 = 12 batches per epoch: batch 12 starts epoch 1.
     assert_eq!(a[11].state_after, LoaderState { epoch: 1, position: 0 });
     for k in [0, 5, 11, 17] {
-        let resumed = take(&mut Loader::new(d.clone(), opts(0, 1, true), a[k].state_after).unwrap(), 8);
+        let resumed =
+            take(&mut Loader::new(d.clone(), opts(0, 1, true), a[k].state_after).unwrap(), 8);
         assert_eq!(resumed[..], a[k + 1..k + 9], "resume after batch {k}");
     }
 }
@@ -48,7 +59,10 @@ fn ranks_are_disjoint_and_cover_the_epoch() {
     let d = indexed(64);
     let mut seen = Vec::new();
     for rank in 0..2 {
-        let batches = take(&mut Loader::new(d.clone(), opts(rank, 2, false), LoaderState::default()).unwrap(), 4);
+        let batches = take(
+            &mut Loader::new(d.clone(), opts(rank, 2, false), LoaderState::default()).unwrap(),
+            4,
+        );
         let ids: HashSet<i64> = batches.iter().flat_map(|b| b.labels.clone().unwrap()).collect();
         assert_eq!(ids.len(), 32);
         seen.push(ids);
@@ -78,7 +92,12 @@ fn flips_mirror_about_half_the_images() {
 
 #[test]
 fn batches_too_big_for_the_data_are_refused() {
-    let e = Loader::new(indexed(10), LoaderOptions { batch_size: 11, ..opts(0, 1, false) }, LoaderState::default()).unwrap_err();
+    let e = Loader::new(
+        indexed(10),
+        LoaderOptions { batch_size: 11, ..opts(0, 1, false) },
+        LoaderState::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("batch size 11"), "{e}");
 }
 

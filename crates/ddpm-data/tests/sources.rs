@@ -1,6 +1,8 @@
 //! Every data source reads what it should, and bad input gets an error naming the file.
 
-use ddpm_data::{DataConfig, DataError, Dataset, cifar, config_from_arg, digits, folder, load, mnist};
+use ddpm_data::{
+    DataConfig, DataError, Dataset, cifar, config_from_arg, digits, folder, load, mnist,
+};
 use ddpm_testkit::temp_dir;
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +30,14 @@ fn digits_are_sklearns_1797_8x8_images() {
 }
 
 fn write_cifar(dir: &Path, records: usize) {
-    for name in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"] {
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
         let mut bytes = Vec::new();
         for r in 0..records {
             bytes.push((r % 10) as u8);
@@ -138,6 +147,12 @@ fn mnist_idx_plain_and_gzipped() {
     assert!(matches!(e, DataError::Mismatch(_)));
     let msg = e.to_string();
     assert!(msg.contains("3 images") && msg.contains("4 labels"), "{msg}");
-    std::fs::write(dir.join("train-images-idx3-ubyte"), idx(2051, &[3, 28, 28], &pixels[..100])).unwrap();
-    assert!(mnist::load(&dir, "train", None).unwrap_err().to_string().contains("train-images-idx3-ubyte"));
+    std::fs::write(dir.join("train-images-idx3-ubyte"), idx(2051, &[3, 28, 28], &pixels[..100]))
+        .unwrap();
+    assert!(
+        mnist::load(&dir, "train", None)
+            .unwrap_err()
+            .to_string()
+            .contains("train-images-idx3-ubyte")
+    );
 }

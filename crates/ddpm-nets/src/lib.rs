@@ -12,6 +12,7 @@ pub mod embedding;
 pub mod error;
 pub mod init;
 pub mod mlp;
+pub mod run;
 pub mod tensorfile;
 pub mod unet;
 
@@ -20,3 +21,12 @@ pub use denoiser::Denoiser;
 pub use ema::Ema;
 pub use error::{NetError, Result};
 pub use unet::UNet;
+
+/// libtorch's default random generators are process-wide. Code that seeds them and then draws
+/// (model initialisation, a training step's noise and dropout, previews) holds this lock, so
+/// that concurrent callers in one process — parallel tests, above all — cannot interleave
+/// their draws and break exact reproducibility.
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

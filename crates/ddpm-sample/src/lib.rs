@@ -1,1 +1,17 @@
-//! Sampling.
+//! # ddpm-sample
+//!
+//! Sampling from trained DDPMs: ancestral DDPM (Ho et al. 2020, Algorithm 2), DDIM,
+//! DPM-Solver++(2M) and a Heun probability-flow ODE solver; classifier-free guidance;
+//! per-image noise streams so that sharded jobs reproduce single jobs; streamed, resumable
+//! output (`samples.npz`, `grid.png`, PNGs); and the paper's figures.
+
+pub mod error;
+pub mod figures;
+pub mod guidance;
+pub mod job;
+pub mod noise;
+pub mod npy;
+pub mod samplers;
+
+pub use error::{Result, SampleError};
+pub use samplers::{SamplerKind, SamplerOptions, Skip, TimeSteps};

@@ -303,4 +303,29 @@ impl TensorDiffusion {
         let nonzero = per_example(&t.ne(0), &out.mean);
         &out.mean + nonzero * (&out.log_variance * 0.5).exp() * z
     }
+
+    /// Algorithm 2 over this process (all its steps, or a respaced subset): from `x_t` at the
+    /// last step down to x_0, with `model(x_t, model_timesteps(t))` the network and `noise(t)`
+    /// the z of step t. `each(t, out)` sees every step's p_mean_variance (for progress and
+    /// figures). Runs without gradients.
+    pub fn p_sample_loop(
+        &self,
+        model: &mut dyn FnMut(&Tensor, &Tensor) -> Tensor,
+        x_t: Tensor,
+        noise: &mut dyn FnMut(usize) -> Tensor,
+        clip_x0: bool,
+        each: &mut dyn FnMut(usize, &TensorPMeanVariance),
+    ) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let batch = x_t.size()[0];
+        let mut x = x_t;
+        for t in (0..self.num_timesteps()).rev() {
+            let tb = self.full_t(batch, t);
+            let output = model(&x, &self.model_timesteps(&tb));
+            let out = self.p_mean_variance(&output, &x, &tb, clip_x0);
+            each(t, &out);
+            x = if t == 0 { out.mean.shallow_clone() } else { self.p_sample(&out, &tb, &noise(t)) };
+        }
+        x
+    }
 }

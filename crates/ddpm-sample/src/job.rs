@@ -1,0 +1,258 @@
+//! A sampling job: n images from a checkpoint into `--out DIR`, streamed and resumable.
+//!
+//! Each batch is written as `parts/part-<first index>.npy` (atomically) and as individual PNGs;
+//! a restarted job with the same settings skips the batches already written. When every part
+//! exists, `samples.npz` (array `samples`, float32, n x C x H x W in [-1, 1]) is assembled by
+//! streaming the parts, `grid.png` (or `samples.svg` for 2-D data) is drawn, and the parts go.
+//! `manifest.json` records the job so that a different job never mixes into the same folder.
+
+use crate::error::{Result, SampleError, io};
+use crate::guidance::GuidedModel;
+use crate::noise::ImageNoise;
+use crate::npy;
+use crate::samplers::{self, SamplerOptions};
+use ddpm_core::rng::SplitMix64;
+use ddpm_core::tensor::TensorDiffusion;
+use ddpm_nets::run::LoadedModel;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Class labels for a conditional model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Labels {
+    /// Unconditional model (or the null class).
+    None,
+    /// Every image of this class.
+    Class(i64),
+    /// A class per image, drawn from the image's own seed.
+    Random,
+}
+
+/// What defines a job's output: two runs with the same manifest produce the same files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub checkpoint: String,
+    pub checkpoint_step: u64,
+    pub ema: bool,
+    pub sampler: SamplerOptions,
+    pub seed: u64,
+    pub start: u64,
+    pub n: usize,
+    pub batch_size: usize,
+    pub labels: Labels,
+    pub noise_file: Option<String>,
+    pub sample_shape: Vec<i64>,
+}
+
+/// Where and how to write.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub out: PathBuf,
+    pub pngs: bool,
+    pub bf16: bool,
+}
+
+fn part_path(out: &Path, first: u64) -> PathBuf {
+    out.join("parts").join(format!("part-{first:09}.npy"))
+}
+
+/// The noise x_T from a `.npy`/`.npz` (array `noise` or the only one) or a safetensors file
+/// (tensor `noise`), shaped n x sample_shape.
+pub fn load_noise(path: &Path, n: usize, sample_shape: &[i64]) -> Result<Tensor> {
+    let mut want = vec![n as i64];
+    want.extend_from_slice(sample_shape);
+    let t = if path.extension().is_some_and(|e| e == "safetensors") {
+        let f = ddpm_nets::tensorfile::TensorFile::open(path)?;
+        let name = if f.tensors.contains_key("noise") {
+            "noise".to_string()
+        } else if f.tensors.len() == 1 {
+            f.tensors.keys().next().unwrap().clone()
+        } else {
+            return Err(SampleError::Arg(format!("{}: no tensor named \"noise\"", path.display())));
+        };
+        f.tensor(&name)?.to_kind(Kind::Float)
+    } else {
+        let (shape, values) = npy::read_array(path, "noise")?;
+        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        Tensor::from_slice(&values).view(shape.as_slice())
+    };
+    if t.size() != want {
+        return Err(SampleError::Arg(format!(
+            "--noise {}: shape {:?}, expected {want:?} (n x sample shape)",
+            path.display(),
+            t.size()
+        )));
+    }
+    Ok(t)
+}
+
+/// Chooses a batch size: `requested`, or on the CPU 64, on CUDA the largest power of two up
+/// to 1024 (scaled for larger images) whose forward pass fits in memory.
+pub fn auto_batch(
+    requested: Option<usize>,
+    n: usize,
+    model: &LoadedModel,
+    device: Device,
+) -> usize {
+    if let Some(b) = requested {
+        return b.max(1).min(n.max(1));
+    }
+    if !device.is_cuda() {
+        return 64.min(n.max(1));
+    }
+    let shape = model.net.sample_shape();
+    let pixels: i64 = shape.iter().skip(1).product::<i64>().max(1);
+    let mut b = ((1024 * 1024) / pixels).clamp(1, 1024) as usize;
+    while b > 1 {
+        let mut full = vec![b as i64];
+        full.extend(&shape);
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = tch::no_grad_guard();
+            let x = Tensor::zeros(full.as_slice(), (Kind::Float, device));
+            let t = Tensor::zeros([b as i64], (Kind::Float, device));
+            let _ = model.net.forward_t(&x, &t, None, false);
+        }));
+        if ok.is_ok() {
+            break;
+        }
+        b /= 2;
+    }
+    b.min(n.max(1))
+}
+
+/// Runs (or resumes) the job; `progress(images_done)` after each batch. Returns the path of
+/// `samples.npz`.
+pub fn run(
+    model: &LoadedModel,
+    manifest: &Manifest,
+    job: &JobOptions,
+    noise_x_t: Option<&Tensor>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<PathBuf> {
+    let device = model.vs.device();
+    let out = &job.out;
+    std::fs::create_dir_all(out.join("parts")).map_err(io(out))?;
+    let manifest_path = out.join("manifest.json");
+    if let Ok(text) = std::fs::read_to_string(&manifest_path) {
+        let old: Manifest = serde_json::from_str(&text).map_err(|_| {
+            SampleError::Arg(format!(
+                "{}: unreadable; remove it or choose another --out",
+                manifest_path.display()
+            ))
+        })?;
+        if &old != manifest {
+            return Err(SampleError::Arg(format!(
+                "{} holds samples of a different job; choose another --out (or delete it)",
+                out.display()
+            )));
+        }
+    } else {
+        let tmp = out.join("manifest.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(manifest).unwrap()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &manifest_path).map_err(io(&manifest_path))?;
+    }
+    let td = TensorDiffusion::from_config(&model.diffusion, device)?;
+    let shape = manifest.sample_shape.clone();
+    let b = manifest.batch_size.max(1);
+    let mut parts = Vec::new();
+    let mut done = 0usize;
+    for first in (0..manifest.n).step_by(b) {
+        let count = b.min(manifest.n - first);
+        let global_first = manifest.start + first as u64;
+        let part = part_path(out, global_first);
+        parts.push(part.clone());
+        if part.exists() {
+            done += count;
+            progress(done);
+            continue;
+        }
+        let indices: Vec<u64> = (0..count as u64).map(|i| global_first + i).collect();
+        let mut noise = ImageNoise::new(manifest.seed, &indices, &shape, device);
+        let first_draw = noise.next();
+        let x_t = match noise_x_t {
+            Some(all) => all.narrow(0, first as i64, count as i64).to_device(device),
+            None => first_draw,
+        };
+        let labels = match (&manifest.labels, model.net.num_classes()) {
+            (_, None) | (Labels::None, _) => None,
+            (Labels::Class(c), Some(_)) => {
+                Some(Tensor::full([count as i64], *c, (Kind::Int64, device)))
+            }
+            (Labels::Random, Some(k)) => {
+                let ys: Vec<i64> = indices
+                    .iter()
+                    .map(|&i| {
+                        SplitMix64::derived(manifest.seed, &[u64::MAX, i]).below(k as u64) as i64
+                    })
+                    .collect();
+                Some(Tensor::from_slice(&ys).to_device(device))
+            }
+        };
+        let guided = GuidedModel::new(
+            &model.net,
+            labels,
+            manifest.sampler.guidance_scale,
+            job.bf16,
+            device,
+        )?;
+        let mut net = |x: &Tensor, t: &Tensor| guided.output(x, t);
+        let x0 = samplers::sample(&manifest.sampler, &td, &mut net, x_t, &mut noise, &mut |_| {})?;
+        let x0 = x0.clamp(-1.0, 1.0).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let values = Vec::<f32>::try_from(x0.flatten(0, -1)).unwrap();
+        if job.pngs && shape.len() == 3 {
+            let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
+            let per = c * h * w;
+            for (k, img) in values.chunks(per).enumerate() {
+                let p = out.join("images").join(format!("{:06}.png", global_first + k as u64));
+                ddpm_data::viz::save_image(&p, img, c, h, w).map_err(io(&p))?;
+            }
+        }
+        let mut part_shape = vec![count];
+        part_shape.extend(shape.iter().map(|&d| d as usize));
+        npy::write_npy(&part, &part_shape, &values)?;
+        done += count;
+        progress(done);
+    }
+    let mut full = vec![manifest.n];
+    full.extend(shape.iter().map(|&d| d as usize));
+    let npz = out.join("samples.npz");
+    npy::assemble_npz(&npz, "samples", &full, &parts)?;
+    draw_overview(out, &parts, &shape)?;
+    let _ = std::fs::remove_dir_all(out.join("parts"));
+    Ok(npz)
+}
+
+/// `grid.png` of the first 64 images, or `samples.svg` for 2-D points.
+fn draw_overview(out: &Path, parts: &[PathBuf], shape: &[i64]) -> Result<()> {
+    let mut values = Vec::new();
+    let per: usize = shape.iter().product::<i64>() as usize;
+    let limit = if shape.len() == 3 { 64 } else { 5000 };
+    for p in parts {
+        if values.len() >= limit * per {
+            break;
+        }
+        let (_, v) = npy::read_array(p, "x")?;
+        values.extend(v);
+    }
+    values.truncate(limit * per);
+    let n = values.len() / per;
+    if shape.len() == 3 {
+        let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
+        let p = out.join("grid.png");
+        let nrow = (n as f64).sqrt().ceil() as usize;
+        ddpm_data::viz::save_image_grid(&p, &values, [n, c, h, w], nrow, (64 / h).max(1), 2)
+            .map_err(io(&p))
+    } else {
+        let p = out.join("samples.svg");
+        let pts: Vec<[f32; 2]> = values.chunks(per).map(|c| [c[0], c[1]]).collect();
+        ddpm_data::viz::scatter_panels_svg(
+            &p,
+            "samples",
+            &[("samples".into(), vec![("samples".into(), pts, "#d62728".into())])],
+            2.5,
+        )
+        .map_err(io(&p))
+    }
+}

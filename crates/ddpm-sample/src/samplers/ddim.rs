@@ -1,0 +1,85 @@
+//! DDIM (Song, Meng & Ermon 2021, arXiv:2010.02502), eq. (12):
+//! x_{t'} = sqrt(abar_{t'}) x0^ + sqrt(1 - abar_{t'} - sigma^2) eps^ + sigma z,
+//! sigma = eta sqrt((1 - abar_{t'})/(1 - abar_t)) sqrt(1 - abar_t/abar_{t'}),
+//! over kept steps t > t' (abar = 1 after the last). eta = 0 is deterministic.
+
+use super::{ModelFn, SamplerOptions, Skip, eps_and_x0, time_tensor};
+use crate::noise::ImageNoise;
+use ddpm_core::space_timesteps;
+use ddpm_core::tensor::TensorDiffusion;
+use tch::Tensor;
+
+/// Kept timesteps, ascending. Uniform: improved-diffusion's `ddimS` integer stride
+/// (range(0, T, T/S) when S divides T, the same as diffusers' DDIMScheduler default), falling
+/// back to diffusers' floor(T/S) stride when no integer stride gives exactly S steps.
+/// Quadratic: int((linspace(0, sqrt(0.8 T), S))^2), duplicates removed.
+pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
+    let t = num_timesteps;
+    match skip {
+        Skip::Uniform => space_timesteps(t, &format!("ddim{steps}"))
+            .unwrap_or_else(|_| (0..steps).map(|i| i * (t / steps)).collect()),
+        Skip::Quadratic => {
+            let top = (0.8 * t as f64).sqrt();
+            let mut v: Vec<usize> = (0..steps)
+                .map(|i| {
+                    let s = if steps == 1 { 0.0 } else { top * i as f64 / (steps - 1) as f64 };
+                    (s * s) as usize
+                })
+                .collect();
+            v.dedup();
+            v
+        }
+    }
+}
+
+pub fn sample(
+    opts: &SamplerOptions,
+    td: &TensorDiffusion,
+    model: &mut ModelFn,
+    x_t: Tensor,
+    noise: &mut ImageNoise,
+    progress: &mut dyn FnMut(usize),
+) -> Tensor {
+    let kept = timesteps(td.num_timesteps(), opts.steps, opts.skip);
+    let ac = &td.diffusion.alphas_cumprod;
+    let batch = x_t.size()[0];
+    let mut x = x_t;
+    for (done, i) in (0..kept.len()).rev().enumerate() {
+        let t = kept[i];
+        let (abar, abar_prev) = (ac[t], if i > 0 { ac[kept[i - 1]] } else { 1.0 });
+        let output = model(&x, &time_tensor(t as f64, batch, x.device()));
+        let (eps, x0) = eps_and_x0(td, &output, &x, abar, opts.clip_x0);
+        let sigma =
+            opts.eta * ((1.0 - abar_prev) / (1.0 - abar)).sqrt() * (1.0 - abar / abar_prev).sqrt();
+        let mut next =
+            x0 * abar_prev.sqrt() + eps * (1.0 - abar_prev - sigma * sigma).max(0.0).sqrt();
+        if sigma > 0.0 && i > 0 {
+            next += noise.next() * sigma;
+        }
+        x = next;
+        progress(done + 1);
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_skip_is_improved_diffusion_and_diffusers_spacing() {
+        let ts = timesteps(1000, 20, Skip::Uniform);
+        assert_eq!(ts, (0..1000).step_by(50).collect::<Vec<_>>());
+        assert_eq!(*ts.last().unwrap(), 950);
+        // 999 steps from 1000 has no integer stride: diffusers' floor(T/S) = 1.
+        assert_eq!(timesteps(1000, 999, Skip::Uniform).len(), 999);
+    }
+
+    #[test]
+    fn quadratic_skip_is_denser_near_zero() {
+        let ts = timesteps(1000, 50, Skip::Quadratic);
+        assert_eq!(ts[0], 0);
+        assert!(*ts.last().unwrap() <= 800);
+        assert!(ts[2] - ts[1] < ts[ts.len() - 1] - ts[ts.len() - 2]);
+    }
+}

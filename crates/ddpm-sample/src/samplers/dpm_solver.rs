@@ -1,0 +1,87 @@
+//! DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2): a multistep second-order
+//! solver of the diffusion ODE in data prediction, with lambda = log(alpha/sigma):
+//! first step x_t = (sigma_t/sigma_s) x_s - alpha_t (e^{-h} - 1) x0_s, then
+//! x_t = (sigma_t/sigma_s) x_s - alpha_t (e^{-h} - 1) (D0 + D1/2), D0 = m0, D1 = (m0 - m1)/r0,
+//! r0 = h_prev/h (diffusers' "midpoint" form), and a last first-order step to sigma = 0.
+
+use super::{ModelFn, SamplerOptions, TimeSteps, abar_at, eps_and_x0, t_of_log_abar, time_tensor};
+use ddpm_core::tensor::TensorDiffusion;
+use tch::Tensor;
+
+/// The S evaluation times, descending (fractional for logSNR placement).
+pub fn times(td: &TensorDiffusion, steps: usize, placement: TimeSteps) -> Vec<f64> {
+    let last = (td.num_timesteps() - 1) as f64;
+    match placement {
+        // diffusers: round(linspace(0, T-1, S+1))[::-1][:-1]
+        TimeSteps::Uniform => (0..=steps)
+            .map(|i| (last * i as f64 / steps as f64).round_ties_even())
+            .rev()
+            .take(steps)
+            .collect(),
+        TimeSteps::LogSnr => {
+            let lambda = |t: f64| {
+                let a = abar_at(td, t);
+                0.5 * (a / (1.0 - a)).ln()
+            };
+            let (l_min, l_max) = (lambda(last), lambda(0.0));
+            (0..steps)
+                .map(|i| {
+                    let l = if steps == 1 {
+                        l_min
+                    } else {
+                        l_min + (l_max - l_min) * i as f64 / (steps - 1) as f64
+                    };
+                    // abar = sigmoid(2 lambda)
+                    let log_abar = -(1.0 + (-2.0 * l).exp()).ln();
+                    t_of_log_abar(td, log_abar)
+                })
+                .collect()
+        }
+    }
+}
+
+/// (alpha, sigma, lambda) at continuous time t; t = None is sigma = 0 (the data).
+fn coeffs(td: &TensorDiffusion, t: Option<f64>) -> (f64, f64, f64) {
+    match t {
+        None => (1.0, 0.0, f64::INFINITY),
+        Some(t) => {
+            let a = abar_at(td, t);
+            let (alpha, sigma) = (a.sqrt(), (1.0 - a).sqrt());
+            (alpha, sigma, alpha.ln() - sigma.ln())
+        }
+    }
+}
+
+pub fn sample(
+    opts: &SamplerOptions,
+    td: &TensorDiffusion,
+    model: &mut ModelFn,
+    x_t: Tensor,
+    progress: &mut dyn FnMut(usize),
+) -> Tensor {
+    let ts = times(td, opts.steps, opts.time_steps);
+    let batch = x_t.size()[0];
+    let mut x = x_t;
+    let mut prev: Option<(Tensor, f64)> = None; // (x0 at the previous time, its lambda)
+    for i in 0..ts.len() {
+        let (alpha_s, sigma_s, lambda_s) = coeffs(td, Some(ts[i]));
+        let next = ts.get(i + 1).copied();
+        let (alpha_t, sigma_t, lambda_t) = coeffs(td, next);
+        let output = model(&x, &time_tensor(ts[i], batch, x.device()));
+        let (_, m0) = eps_and_x0(td, &output, &x, alpha_s * alpha_s, opts.clip_x0);
+        let h = lambda_t - lambda_s;
+        let phi = (-h).exp() - 1.0; // e^{-h} - 1, = -1 at sigma_t = 0
+        let first_order = prev.is_none() || next.is_none();
+        let d = match (&prev, first_order) {
+            (Some((m1, lambda_prev)), false) => {
+                let r0 = (lambda_s - lambda_prev) / h;
+                &m0 + (&m0 - m1) * (0.5 / r0)
+            }
+            _ => m0.shallow_clone(),
+        };
+        x = &x * (sigma_t / sigma_s) - d * (alpha_t * phi);
+        prev = Some((m0, lambda_s));
+        progress(i + 1);
+    }
+    x
+}

@@ -1,0 +1,236 @@
+//! Samplers over a trained noise predictor. Each turns x_T into x_0 with a network that was
+//! trained on the discrete steps 0..T-1 of a [`TensorDiffusion`]:
+//! - [`ddpm`]: ancestral sampling, Algorithm 2 of Ho et al. 2020, on all T steps or a respaced subset;
+//! - [`ddim`]: DDIM (Song, Meng & Ermon 2021, arXiv:2010.02502, eq. 12) with eta and uniform or quadratic skips;
+//! - [`dpm_solver`]: DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2), multistep, data prediction;
+//! - [`heun`]: the probability-flow ODE solved with Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Algorithm 1).
+
+pub mod ddim;
+pub mod ddpm;
+pub mod dpm_solver;
+pub mod heun;
+
+use crate::error::{Result, SampleError};
+use crate::noise::ImageNoise;
+use ddpm_core::ModelVar;
+use ddpm_core::tensor::TensorDiffusion;
+use tch::Tensor;
+
+/// The network as samplers see it: raw output (with variance channels if learned) for x_t at
+/// (possibly fractional) original-process times t.
+pub type ModelFn<'a> = dyn FnMut(&Tensor, &Tensor) -> Tensor + 'a;
+
+/// Which sampler.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// Ancestral sampling (Algorithm 2), T steps unless respaced.
+    Ddpm,
+    /// DDIM; eta = 0 is deterministic.
+    Ddim,
+    /// DPM-Solver++(2M), multistep, data prediction.
+    #[value(name = "dpm-solver++", alias = "dpmpp", alias = "dpm++")]
+    #[serde(rename = "dpm-solver++")]
+    DpmSolverPp,
+    /// Probability-flow ODE, Heun's second-order method.
+    Heun,
+}
+
+impl SamplerKind {
+    /// The usual number of steps: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++, 18 for Heun
+    /// (35 network evaluations).
+    pub fn default_steps(self, t: usize) -> usize {
+        match self {
+            Self::Ddpm => t,
+            Self::Ddim => 50.min(t),
+            Self::DpmSolverPp => 20.min(t),
+            Self::Heun => 18.min(t),
+        }
+    }
+}
+
+/// DDIM's choice of kept timesteps.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// range(0, T, T/S): improved-diffusion's `ddimS`, diffusers' DDIMScheduler default.
+    Uniform,
+    /// (linspace(0, sqrt(0.8 T), S))^2, the DDIM paper's CIFAR-10 choice.
+    Quadratic,
+}
+
+/// DPM-Solver++'s time-step placement.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSteps {
+    /// Uniform in logSNR lambda = log(alpha/sigma) (Lu et al.'s recommendation for images).
+    LogSnr,
+    /// round(linspace(T-1, 0, S+1))[:S], diffusers' default "linspace" spacing.
+    Uniform,
+}
+
+/// Everything that selects and tunes a sampler.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerOptions {
+    pub kind: SamplerKind,
+    /// Network evaluations (Heun: steps, each two evaluations but the last).
+    pub steps: usize,
+    /// DDIM's eta.
+    pub eta: f64,
+    pub skip: Skip,
+    pub time_steps: TimeSteps,
+    /// DDPM's variance, overriding the model's configured one (fixed types only).
+    pub variance: Option<ModelVar>,
+    /// Clip predicted x0 to [-1, 1] (DDPM and DDIM; the ODE solvers use it for their data prediction).
+    pub clip_x0: bool,
+    /// Classifier-free guidance scale w: eps = eps_uncond + w (eps_cond - eps_uncond); 1 = none.
+    pub guidance_scale: f64,
+}
+
+impl SamplerOptions {
+    pub fn new(kind: SamplerKind, num_timesteps: usize) -> Self {
+        Self {
+            kind,
+            steps: kind.default_steps(num_timesteps),
+            eta: 0.0,
+            skip: Skip::Uniform,
+            time_steps: TimeSteps::LogSnr,
+            variance: None,
+            clip_x0: true,
+            guidance_scale: 1.0,
+        }
+    }
+
+    /// Checks the options against a process of T steps; errors echo the bad value.
+    pub fn validate(&self, num_timesteps: usize) -> Result<()> {
+        let t = num_timesteps;
+        if self.steps == 0 || self.steps > t {
+            return Err(SampleError::Arg(format!(
+                "--steps must be in 1..=T = {t}, got {}",
+                self.steps
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err(SampleError::Arg(format!("--eta must be in [0, 1], got {}", self.eta)));
+        }
+        if self.kind != SamplerKind::Ddim && self.eta != 0.0 {
+            return Err(SampleError::Arg(format!(
+                "--eta applies to ddim only, not {:?}",
+                self.kind
+            )));
+        }
+        if let Some(v) = self.variance
+            && v.is_learned()
+        {
+            return Err(SampleError::Arg("--variance takes fixed_small or fixed_large".into()));
+        }
+        if !(self.guidance_scale >= 0.0 && self.guidance_scale.is_finite()) {
+            return Err(SampleError::Arg(format!(
+                "--guidance must be >= 0, got {}",
+                self.guidance_scale
+            )));
+        }
+        Ok(())
+    }
+
+    /// How many network evaluations a run of this sampler makes per image.
+    pub fn network_evaluations(&self) -> usize {
+        match self.kind {
+            SamplerKind::Heun => 2 * self.steps - 1,
+            _ => self.steps,
+        }
+    }
+}
+
+/// Runs the configured sampler from `x_t` (noise at the first step) to x_0.
+/// `noise` supplies per-image fresh noise for stochastic steps; `progress(i)` is called after
+/// each network evaluation.
+pub fn sample(
+    opts: &SamplerOptions,
+    td: &TensorDiffusion,
+    model: &mut ModelFn,
+    x_t: Tensor,
+    noise: &mut ImageNoise,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Tensor> {
+    opts.validate(td.num_timesteps())?;
+    let _guard = tch::no_grad_guard();
+    Ok(match opts.kind {
+        SamplerKind::Ddpm => ddpm::sample(opts, td, model, x_t, noise, progress)?,
+        SamplerKind::Ddim => ddim::sample(opts, td, model, x_t, noise, progress),
+        SamplerKind::DpmSolverPp => dpm_solver::sample(opts, td, model, x_t, progress),
+        SamplerKind::Heun => heun::sample(opts, td, model, x_t, progress),
+    })
+}
+
+/// abar at continuous time t in [0, T-1]: piecewise-linear interpolation of log abar over the
+/// discrete steps (as DPM-Solver's discrete-time noise schedule does).
+pub fn abar_at(td: &TensorDiffusion, t: f64) -> f64 {
+    let ac = &td.diffusion.alphas_cumprod;
+    let t = t.clamp(0.0, (ac.len() - 1) as f64);
+    let (i, f) = (t.floor() as usize, t - t.floor());
+    if i + 1 >= ac.len() {
+        return ac[ac.len() - 1];
+    }
+    (ac[i].ln() * (1.0 - f) + ac[i + 1].ln() * f).exp()
+}
+
+/// The continuous t in [0, T-1] where log abar takes the value `log_abar` (inverse of [`abar_at`]).
+pub fn t_of_log_abar(td: &TensorDiffusion, log_abar: f64) -> f64 {
+    let ac = &td.diffusion.alphas_cumprod;
+    let la = |i: usize| ac[i].ln();
+    if log_abar >= la(0) {
+        return 0.0;
+    }
+    let last = ac.len() - 1;
+    if log_abar <= la(last) {
+        return last as f64;
+    }
+    // log abar decreases strictly: binary search the bracket.
+    let (mut lo, mut hi) = (0usize, last);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if la(mid) >= log_abar { lo = mid } else { hi = mid }
+    }
+    lo as f64 + (la(lo) - log_abar) / (la(lo) - la(hi))
+}
+
+/// A batch of identical (possibly fractional) times as the float tensor the network takes.
+pub fn time_tensor(t: f64, batch: i64, device: tch::Device) -> Tensor {
+    Tensor::full([batch], t, (tch::Kind::Float, device))
+}
+
+/// Model output split into (eps, x0) predictions at continuous time t with abar = `abar`.
+pub fn eps_and_x0(
+    td: &TensorDiffusion,
+    output: &Tensor,
+    x: &Tensor,
+    abar: f64,
+    clip: bool,
+) -> (Tensor, Tensor) {
+    let c = x.size()[1];
+    let (mean_out, _) = td.split_output(output, c);
+    let (sa, s1a) = (abar.sqrt(), (1.0 - abar).sqrt());
+    let (eps, x0) = match td.param.mean {
+        ddpm_core::ModelMean::Eps => {
+            let x0 = (x - &mean_out * s1a) / sa;
+            (mean_out, x0)
+        }
+        ddpm_core::ModelMean::X0 => ((x - &mean_out * sa) / s1a, mean_out),
+        ddpm_core::ModelMean::V => (x * s1a + &mean_out * sa, x * sa - &mean_out * s1a),
+    };
+    if clip {
+        let x0c = x0.clamp(-1.0, 1.0);
+        // Re-derive eps so that (eps, x0) stay consistent with x_t (improved-diffusion's DDIM does this).
+        let eps = (x - &x0c * sa) / s1a;
+        (eps, x0c)
+    } else {
+        (eps, x0)
+    }
+}
