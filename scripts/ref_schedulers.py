@@ -11,6 +11,8 @@ import json
 import sys
 
 import torch
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import diffusers.schedulers.scheduling_ddpm as ddpm_mod
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
@@ -38,10 +40,14 @@ def main():
                                         solver_type="midpoint", lower_order_final=True,
                                         final_sigmas_type="zero", timestep_spacing="linspace")
         s.set_timesteps(inp["steps"])
-    # Keep the schedules in f64 so the comparison measures the update rules, not f32 rounding.
-    s.alphas_cumprod = s.alphas_cumprod.double()
-    s.betas = s.betas.double()
-    s.alphas = s.alphas.double()
+    # Rebuild the schedule in f64 (diffusers keeps f32 arrays) so that the comparison measures
+    # the update rules, not f32 rounding; the betas are diffusers' own definitions.
+    from ref_schedule import named_betas
+    name = {"linear": "linear", "squaredcos_cap_v2": "cosine"}[inp["beta_schedule"]]
+    betas = torch.from_numpy(named_betas(name, inp["T"], 1e-4, 0.02, False, 0.008, 0.999))
+    s.betas = betas
+    s.alphas = 1.0 - betas
+    s.alphas_cumprod = torch.cumprod(s.alphas, dim=0)
     if kind == "dpmpp":
         # Recompute the sigma tables from the f64 alphas.
         ac = s.alphas_cumprod

@@ -92,10 +92,15 @@ fn check(c: &Case) {
     let r = run_json("ref_schedulers.py", &[path.to_str().unwrap()]);
     let theirs: Vec<Vec<f64>> = r["samples"].as_array().unwrap().iter().map(f64s).collect();
     assert_eq!(theirs.len(), trajectory.len(), "{name}: number of steps");
+    // DPMSolverMultistepScheduler.step casts the sample to f32 internally; the others stay f64.
+    // Random "model outputs" make x0 predictions large at high t, so compare relative to the
+    // trajectory's scale.
+    let tol = if name == "dpmpp" { 1e-6 } else { 1e-9 };
     for (i, (a, b)) in trajectory.iter().zip(&theirs).enumerate() {
-        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale;
         assert!(
-            d < 1e-9,
+            d < tol,
             "{name} T={} steps={} eta={}: step {i} differs by {d:e}",
             c.t,
             c.steps,
