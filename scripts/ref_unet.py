@@ -50,6 +50,7 @@ def main():
     p.add_argument("--old-keys", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=3)
+    p.add_argument("--timesteps", type=int, default=1000)
     a = p.parse_args()
     torch.manual_seed(a.seed)
     model = UNet2DModel(**config(a.preset, a.classes, a.head_dim)).eval()
@@ -62,7 +63,7 @@ def main():
         for prm in model.parameters():
             prm.add_(0.05 * torch.randn_like(prm))
     model.save_pretrained(a.dir, safe_serialization=True)
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", variance_type="fixed_large").save_pretrained(
+    DDPMScheduler(num_train_timesteps=a.timesteps, beta_schedule="linear", variance_type="fixed_large").save_pretrained(
         os.path.join(a.dir, "scheduler"))
     if a.old_keys:
         # Rewrite attention names the way diffusers < 0.15 (the google/ddpm-* uploads) stored them.

@@ -44,6 +44,15 @@ pub fn link_libtorch() {
     }
 }
 
+/// Only the rpath to libtorch, for a package that never uses libtorch itself but whose test
+/// binaries may link it anyway: in a workspace build, cargo's feature unification can turn on
+/// a dependency's libtorch feature (ddpm-core's `tch`). Adds no library to the link.
+pub fn rpath_libtorch() {
+    if let Some(lib) = libtorch_lib_dir() {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    }
+}
+
 /// Include directories of the libtorch in use, for C++ shims built with `cc`:
 /// libtorch's own headers, and the CUDA runtime headers that the CUDA wheels ship under
 /// `site-packages/nvidia/*/include` (empty for a CPU-only libtorch).

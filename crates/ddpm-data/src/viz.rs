@@ -194,12 +194,13 @@ fn fmt_num(v: f64) -> String {
 }
 
 /// Panels of 2-D point sets side by side as SVG (e.g. the swiss roll at several t), each panel
-/// a list of (label, points as x,y pairs, color) layers sharing the panel's axes.
+/// a list of (label, points as x,y pairs, color) layers sharing the panel's axes. Each panel
+/// shows [-L, L]^2 with L the 99th percentile of its |coordinates| (at least `min_limit`) plus 10 %.
 pub fn scatter_panels_svg(
     path: &Path,
     title: &str,
     panels: &[(String, Vec<(String, Vec<[f32; 2]>, String)>)],
-    limit: f64,
+    min_limit: f64,
 ) -> std::io::Result<()> {
     let size = 220.0;
     let gap = 12.0;
@@ -216,6 +217,15 @@ pub fn scatter_panels_svg(
         esc(title)
     );
     for (i, (caption, layers)) in panels.iter().enumerate() {
+        let mut mags: Vec<f64> = layers
+            .iter()
+            .flat_map(|l| l.1.iter().map(|p| p[0].abs().max(p[1].abs()) as f64))
+            .filter(|v| v.is_finite())
+            .collect();
+        mags.sort_by(f64::total_cmp);
+        let p99 =
+            mags.get((mags.len() as f64 * 0.99) as usize).or(mags.last()).copied().unwrap_or(1.0);
+        let limit = (p99 * 1.1).max(min_limit);
         let x0 = gap + i as f64 * (size + gap);
         let _ = write!(
             s,

@@ -166,7 +166,7 @@ pub fn trajectories(
         ));
     }
     let p = out.join("trajectories.svg");
-    ddpm_data::viz::scatter_panels_svg(&p, "forward and reverse trajectories", &panels, 3.0)
+    ddpm_data::viz::scatter_panels_svg(&p, "forward and reverse trajectories", &panels, 1.0)
         .map_err(io(&p))?;
     Ok(p)
 }

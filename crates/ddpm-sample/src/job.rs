@@ -251,7 +251,7 @@ fn draw_overview(out: &Path, parts: &[PathBuf], shape: &[i64]) -> Result<()> {
             &p,
             "samples",
             &[("samples".into(), vec![("samples".into(), pts, "#d62728".into())])],
-            2.5,
+            1.0,
         )
         .map_err(io(&p))
     }

@@ -34,12 +34,13 @@ pub fn import_diffusers(dir: &Path, name: &str, runs_dir: &Path) -> Result<Impor
             diffusion.model_var
         )));
     }
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         name: name.into(),
         model: ModelConfig::Unet(unet.clone()),
         diffusion,
         ..TrainConfig::default()
     };
+    config.train.sample_steps = config.train.sample_steps.min(config.diffusion.steps);
     config.validate()?;
     let run = RunDir::new(runs_dir.join(name));
     if run.config_path().exists() {

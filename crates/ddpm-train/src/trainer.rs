@@ -524,7 +524,7 @@ impl Trainer {
                             ("samples".into(), samples, "#d62728".into()),
                         ],
                     )],
-                    2.5,
+                    1.0,
                 )
                 .map_err(io(&p))?;
                 p

@@ -1,0 +1,32 @@
+//! Running image sets through the Inception network in batches.
+
+use crate::images::to_rgb;
+use crate::inception::FidInception;
+use tch::{Device, Tensor};
+
+/// pool3 [N, 2048] and logits [N, 1008] of images [N, C, H, W] in [0, 1], on the CPU.
+#[derive(Debug)]
+pub struct Features {
+    pub pool3: Tensor,
+    pub logits: Tensor,
+}
+
+pub fn inception_features(
+    net: &FidInception,
+    images: &Tensor,
+    batch: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Features {
+    let n = images.size()[0];
+    let (mut pool3, mut logits) = (Vec::new(), Vec::new());
+    let mut done = 0;
+    for start in (0..n).step_by(batch.max(1)) {
+        let b = (batch as i64).min(n - start);
+        let out = net.forward(&to_rgb(&images.narrow(0, start, b)));
+        pool3.push(out.pool3.to_device(Device::Cpu));
+        logits.push(out.logits.to_device(Device::Cpu));
+        done += b as usize;
+        progress(done);
+    }
+    Features { pool3: Tensor::cat(&pool3, 0), logits: Tensor::cat(&logits, 0) }
+}

@@ -1,0 +1,98 @@
+"""pytorch-fid as the oracle for ddpm-eval.
+
+  ref_fid.py weights OUT.pth [--seed S]
+      pytorch-fid's FID Inception with random weights (its architecture, weights not loaded:
+      PyTorch's init with every tensor perturbed, BatchNorm statistics too), saved the way the
+      real file is (legacy serialisation, no num_batches_tracked).
+  ref_fid.py features WEIGHTS.pth IMAGES.npy OUT.npz --batch B
+      pool3 features and fc logits (no bias) of images in [0, 1] (N x 3 x H x W), computed by
+      pytorch-fid's InceptionV3 in batches of B.
+  ref_fid.py frechet A.npz B.npz
+      pytorch-fid's calculate_frechet_distance on two statistics files; prints JSON {fid, seconds}.
+  ref_fid.py is LOGITS.npy
+      the Inception Score (10 splits) in NumPy; prints JSON {mean, std}.
+  ref_fid.py stats FEATURES.npy OUT.npz
+      mu and sigma (np.cov rowvar=False) of features, as pytorch-fid computes them.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+import pytorch_fid.inception as inc
+from pytorch_fid.fid_score import calculate_frechet_distance
+
+
+def fid_inception():
+    inc.load_state_dict_from_url = lambda *a, **k: None
+    orig = torch.nn.Module.load_state_dict
+    torch.nn.Module.load_state_dict = lambda self, sd, *a, **k: None
+    try:
+        return inc.fid_inception_v3()
+    finally:
+        torch.nn.Module.load_state_dict = orig
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "weights":
+        seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
+        torch.manual_seed(seed)
+        net = fid_inception()
+        sd = net.state_dict()
+        out = {}
+        for k, v in sd.items():
+            if k.endswith("num_batches_tracked"):
+                continue
+            v = v.clone().float()
+            if k.endswith("running_var"):
+                v = 1.0 + 0.5 * torch.rand_like(v)
+            elif k.endswith("running_mean"):
+                v = 0.1 * torch.randn_like(v)
+            elif "bn." in k:
+                v = v + 0.1 * torch.randn_like(v)
+            else:
+                v = v + 0.01 * torch.randn_like(v)
+            out[k] = v
+        torch.save(out, sys.argv[2], _use_new_zipfile_serialization=False)
+    elif cmd == "features":
+        weights, images, out = sys.argv[2], sys.argv[3], sys.argv[4]
+        batch = int(sys.argv[sys.argv.index("--batch") + 1])
+        sd = torch.load(weights, map_location="cpu", weights_only=True)
+        # pytorch-fid's own loading path, with the file in place of the download.
+        inc.load_state_dict_from_url = lambda *a, **k: sd
+        model = inc.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+        x = torch.from_numpy(np.load(images)).float()
+        pools = []
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch):
+                pools.append(model(x[i : i + batch])[0].squeeze(3).squeeze(2))
+        pool3 = torch.cat(pools)
+        np.savez(out, pool3=pool3.numpy(), logits=(pool3 @ sd["fc.weight"].T).numpy())
+    elif cmd == "frechet":
+        a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
+        t = time.perf_counter()
+        fid = calculate_frechet_distance(a["mu"], a["sigma"], b["mu"], b["sigma"])
+        print(json.dumps({"fid": float(fid), "seconds": time.perf_counter() - t}))
+    elif cmd == "is":
+        # The Inception Score as the original TF code states it, in NumPy.
+        logits = np.load(sys.argv[2]).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        splits, scores = 10, []
+        for k in range(splits):
+            part = p[k * (p.shape[0] // splits) : (k + 1) * (p.shape[0] // splits)]
+            py = np.mean(part, axis=0, keepdims=True)
+            kl = part * (np.log(part) - np.log(py))
+            scores.append(np.exp(np.mean(np.sum(kl, axis=1))))
+        print(json.dumps({"mean": float(np.mean(scores)), "std": float(np.std(scores))}))
+    elif cmd == "stats":
+        f = np.load(sys.argv[2]).astype(np.float64)
+        np.savez_compressed(sys.argv[3], mu=np.mean(f, axis=0), sigma=np.cov(f, rowvar=False))
+    else:
+        raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
