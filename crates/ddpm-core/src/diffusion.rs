@@ -463,7 +463,7 @@ mod tests {
         #[test]
         fn respacing_keeps_abar_on_kept_steps(betas in any_schedule(), n in 1usize..50) {
             let d = GaussianDiffusion::new(betas).unwrap();
-            prop_assume!(n + 1 <= d.num_timesteps);
+            prop_assume!(n < d.num_timesteps);
             let r = d.respaced_str(&(n + 1).to_string()).unwrap();
             for (i, &k) in r.timestep_map.iter().enumerate() {
                 prop_assert!((r.alphas_cumprod[i] - d.alphas_cumprod[k]).abs() <= 1e-12);

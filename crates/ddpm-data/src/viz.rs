@@ -193,13 +193,18 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// One layer of a scatter panel: (label, points, colour).
+pub type Layer = (String, Vec<[f32; 2]>, String);
+/// A scatter panel: (caption, layers).
+pub type Panel = (String, Vec<Layer>);
+
 /// Panels of 2-D point sets side by side as SVG (e.g. the swiss roll at several t), each panel
 /// a list of (label, points as x,y pairs, color) layers sharing the panel's axes. Each panel
 /// shows [-L, L]^2 with L the 99th percentile of its |coordinates| (at least `min_limit`) plus 10 %.
 pub fn scatter_panels_svg(
     path: &Path,
     title: &str,
-    panels: &[(String, Vec<(String, Vec<[f32; 2]>, String)>)],
+    panels: &[Panel],
     min_limit: f64,
 ) -> std::io::Result<()> {
     let size = 220.0;

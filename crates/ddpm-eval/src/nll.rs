@@ -46,7 +46,7 @@ pub fn nll(
         let net = &model.net;
         let mut f =
             |x: &Tensor, tm: &Tensor| net.forward_t(x, tm, None, false).to_kind(Kind::Float);
-        let out = td.calc_bpd_loop(&mut f, &x0, &mut |_| noise.next(), true);
+        let out = td.calc_bpd_loop(&mut f, &x0, &mut |_| noise.draw(), true);
         total += out.total.sum(Kind::Double).double_value(&[]);
         prior += out.prior.sum(Kind::Double).double_value(&[]);
         let per_t = Vec::<f64>::try_from(

@@ -29,7 +29,7 @@ fn bound_matches_diffusers_network_with_numpy_gaussian_math() {
     // The noise our evaluation drew at each t (T-1 down to 0), exported for the oracle.
     let mut noise = ImageNoise::new(11, &[0, 1], &[3, 16, 16], Device::Cpu);
     // Drawn for t = 19 .. 0; stored by t.
-    let mut per_t: Vec<Tensor> = (0..20).map(|_| noise.next()).collect();
+    let mut per_t: Vec<Tensor> = (0..20).map(|_| noise.draw()).collect();
     per_t.reverse();
     let noise_all = Tensor::stack(&per_t, 0);
     let (xp, np_) = (dir.join("x0.npy"), dir.join("noise.npy"));

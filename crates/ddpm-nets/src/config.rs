@@ -91,7 +91,7 @@ impl UNetConfig {
             return bad("ch_mult", "needs at least one level".into());
         }
         let levels = self.ch_mult.len();
-        if self.image_size == 0 || self.image_size % (1 << (levels - 1)) != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(1 << (levels - 1)) {
             return bad(
                 "image_size",
                 format!(
@@ -106,14 +106,14 @@ impl UNetConfig {
         }
         for &m in &self.ch_mult {
             let c = self.ch * m;
-            if self.num_groups == 0 || c % self.num_groups != 0 {
+            if self.num_groups == 0 || !c.is_multiple_of(self.num_groups) {
                 return bad(
                     "num_groups",
                     format!("{} does not divide a level width {c}", self.num_groups),
                 );
             }
             if let Some(hd) = self.attention_head_dim
-                && (hd == 0 || c % hd != 0)
+                && (hd == 0 || !c.is_multiple_of(hd))
             {
                 return bad(
                     "attention_head_dim",

@@ -6,6 +6,8 @@ use crate::mlp::Mlp;
 use crate::unet::UNet;
 use tch::{Tensor, nn};
 
+// One network per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Denoiser {
     UNet(UNet),

@@ -40,12 +40,12 @@ pub fn progressive(
     let shape = model.net.sample_shape();
     let indices: Vec<u64> = (0..n as u64).collect();
     let mut noise = ImageNoise::new(seed, &indices, &shape, device);
-    let x_t = noise.next();
+    let x_t = noise.draw();
     let guided = GuidedModel::new(&model.net, None, 1.0, false, device)?;
     let mut net = |x: &Tensor, t: &Tensor| guided.output(x, t);
     let keep = evenly(walk.num_timesteps(), points);
     let mut columns: Vec<Tensor> = Vec::new();
-    let _ = walk.p_sample_loop(&mut net, x_t, &mut |_| noise.next(), true, &mut |t, out| {
+    let _ = walk.p_sample_loop(&mut net, x_t, &mut |_| noise.draw(), true, &mut |t, out| {
         if keep.contains(&t) {
             columns.push(out.x0_pred.shallow_clone());
         }
@@ -86,7 +86,7 @@ pub fn interpolate(
     let mut enc = ImageNoise::new(seed, &[0, 1], &shape, device);
     let x0 = Tensor::stack(&[a.to_device(device), b.to_device(device)], 0);
     let tb = td.full_t(2, t);
-    let xt = td.q_sample(&x0, &tb, &enc.next());
+    let xt = td.q_sample(&x0, &tb, &enc.draw());
     let k = lambdas.max(2);
     let ls: Vec<f64> = (0..k).map(|i| i as f64 / (k - 1) as f64).collect();
     let mix: Vec<Tensor> = ls.iter().map(|&l| xt.get(0) * (1.0 - l) + xt.get(1) * l).collect();
@@ -99,7 +99,7 @@ pub fn interpolate(
         let ts = td.full_t(k as i64, s);
         let output = guided.output(&x, &td.model_timesteps(&ts));
         let o = td.p_mean_variance(&output, &x, &ts, true);
-        x = if s == 0 { o.mean } else { td.p_sample(&o, &ts, &dec.next().expand_as(&x)) };
+        x = if s == 0 { o.mean } else { td.p_sample(&o, &ts, &dec.draw().expand_as(&x)) };
     }
     let row =
         Tensor::cat(&[a.to_device(device).unsqueeze(0), x, b.to_device(device).unsqueeze(0)], 0);
@@ -129,7 +129,7 @@ pub fn trajectories(
     let mut fwd_noise = ImageNoise::new(seed, &(0..m as u64).collect::<Vec<_>>(), &[2], device);
     let indices: Vec<u64> = (0..n as u64).collect();
     let mut noise = ImageNoise::new(seed ^ 0x7a11, &indices, &[2], device);
-    let x_t = noise.next();
+    let x_t = noise.draw();
     let guided = GuidedModel::new(&model.net, None, 1.0, false, device)?;
     // The reverse chain's state x_t entering each step t.
     let mut reverse = std::collections::BTreeMap::new();
@@ -142,7 +142,7 @@ pub fn trajectories(
             }
             let ts = td.full_t(n as i64, s);
             let o = td.p_mean_variance(&guided.output(&x, &td.model_timesteps(&ts)), &x, &ts, true);
-            x = if s == 0 { o.mean } else { td.p_sample(&o, &ts, &noise.next()) };
+            x = if s == 0 { o.mean } else { td.p_sample(&o, &ts, &noise.draw()) };
         }
     }
     let final_x = x;
@@ -151,7 +151,7 @@ pub fn trajectories(
     };
     let mut panels = Vec::new();
     for &t in keep.iter().rev() {
-        let q = td.q_sample(&x0, &td.full_t(m as i64, t), &fwd_noise.next());
+        let q = td.q_sample(&x0, &td.full_t(m as i64, t), &fwd_noise.draw());
         let r = if t == 0 {
             final_x.shallow_clone()
         } else {

@@ -170,7 +170,7 @@ pub fn run(
         }
         let indices: Vec<u64> = (0..count as u64).map(|i| global_first + i).collect();
         let mut noise = ImageNoise::new(manifest.seed, &indices, &shape, device);
-        let first_draw = noise.next();
+        let first_draw = noise.draw();
         let x_t = match noise_x_t {
             Some(all) => all.narrow(0, first as i64, count as i64).to_device(device),
             None => first_draw,

@@ -59,7 +59,7 @@ impl ImageNoise {
     }
 
     /// The next standard normal tensor [B, ...sample_shape] (f32).
-    pub fn next(&mut self) -> Tensor {
+    pub fn draw(&mut self) -> Tensor {
         let _guard = tch::no_grad_guard();
         let n = self.numel;
         // Counter of element j in draw k: 2 (k n + j) and 2 (k n + j) + 1 for Box-Muller's pair.
@@ -87,19 +87,19 @@ mod tests {
         let mut a = ImageNoise::new(7, &[0, 1], &shape, Device::Cpu);
         let mut b = ImageNoise::new(7, &[2, 3], &shape, Device::Cpu);
         for _ in 0..3 {
-            let whole = all.next();
-            let parts = Tensor::cat(&[a.next(), b.next()], 0);
+            let whole = all.draw();
+            let parts = Tensor::cat(&[a.draw(), b.draw()], 0);
             assert!(whole.equal(&parts));
         }
         let mut other_seed = ImageNoise::new(8, &[0], &shape, Device::Cpu);
         let mut same_seed = ImageNoise::new(7, &[0], &shape, Device::Cpu);
-        assert!(!other_seed.next().equal(&same_seed.next()));
+        assert!(!other_seed.draw().equal(&same_seed.draw()));
     }
 
     #[test]
     fn noise_is_standard_normal() {
         let mut n = ImageNoise::new(1, &(0..64).collect::<Vec<_>>(), &[3, 32, 32], Device::Cpu);
-        let z = n.next().to_kind(Kind::Double);
+        let z = n.draw().to_kind(Kind::Double);
         let mean = z.mean(Kind::Double).double_value(&[]);
         let var = z.var(true).double_value(&[]);
         let kurt = (z.pow_tensor_scalar(4)).mean(Kind::Double).double_value(&[]);
@@ -107,7 +107,7 @@ mod tests {
         assert!((var - 1.0).abs() < 0.01, "var {var}");
         assert!((kurt - 3.0).abs() < 0.05, "fourth moment {kurt}");
         // Successive draws and neighbouring images are uncorrelated.
-        let z2 = n.next().to_kind(Kind::Double);
+        let z2 = n.draw().to_kind(Kind::Double);
         let corr = (&z * &z2).mean(Kind::Double).double_value(&[]);
         assert!(corr.abs() < 0.01, "corr {corr}");
         let c01 = (z.get(0) * z.get(1)).mean(Kind::Double).double_value(&[]);

@@ -37,7 +37,7 @@ fn opts(kind: SamplerKind, steps: usize) -> SamplerOptions {
 fn run(opts: &SamplerOptions, td: &TensorDiffusion, n: u64) -> (Tensor, Tensor) {
     let indices: Vec<u64> = (0..n).collect();
     let mut noise = ImageNoise::new(9, &indices, &[1, 8, 8], Device::Cpu);
-    let x_t = noise.next().to_kind(Kind::Double);
+    let x_t = noise.draw().to_kind(Kind::Double);
     let mut model = |x: &Tensor, t: &Tensor| {
         let a = abar_at(td, t.double_value(&[0]));
         (x - a.sqrt() * M) * ((1.0 - a).sqrt() / v(a))

@@ -46,10 +46,10 @@ fn check(c: &Case) {
     let per = [SHAPE[1], SHAPE[2], SHAPE[3]];
     // The noise stream as the sampler will see it: x_T first, then one draw per noisy step.
     let mut replay = ImageNoise::new(3, &[0, 1], &per, Device::Cpu);
-    let x_t = replay.next().to_kind(Kind::Double);
-    let noises: Vec<Vec<f64>> = (0..n_evals).map(|_| flat(&replay.next())).collect();
+    let x_t = replay.draw().to_kind(Kind::Double);
+    let noises: Vec<Vec<f64>> = (0..n_evals).map(|_| flat(&replay.draw())).collect();
     let mut noise = ImageNoise::new(3, &[0, 1], &per, Device::Cpu);
-    let _ = noise.next();
+    let _ = noise.draw();
 
     let mut calls = 0;
     let mut trajectory = Vec::new();

@@ -394,7 +394,7 @@ impl Trainer {
             acc.add(self.step, &loss, &per_example, &t, self.td.num_timesteps(), &grad_norm);
             let step = self.step;
             let at_end = step == total;
-            if step % log_every == 0 || at_end {
+            if step.is_multiple_of(log_every) || at_end {
                 if let Some(bad) = acc.first_bad_step() {
                     return Err(TrainError::NonFinite {
                         step: bad,
@@ -428,7 +428,7 @@ impl Trainer {
             }
             let interrupted = stop.load(Ordering::SeqCst);
             let timed = last_ckpt.elapsed().as_secs_f64() >= ckpt_minutes * 60.0;
-            if step % ckpt_every == 0 || at_end || interrupted || timed {
+            if step.is_multiple_of(ckpt_every) || at_end || interrupted || timed {
                 // Never write a checkpoint over a non-finite loss or non-finite weights.
                 if let Some(bad) = acc.first_bad_step() {
                     return Err(TrainError::NonFinite {
@@ -446,7 +446,7 @@ impl Trainer {
                 last_ckpt = Instant::now();
                 progress.line(&format!("checkpoint {}", path.display()));
             }
-            if (sample_every > 0 && step % sample_every == 0) || at_end {
+            if (sample_every > 0 && step.is_multiple_of(sample_every)) || at_end {
                 let path = self.preview()?;
                 progress.line(&format!("samples {}", path.display()));
             }

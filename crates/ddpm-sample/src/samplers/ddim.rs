@@ -54,7 +54,7 @@ pub fn sample(
         let mut next =
             x0 * abar_prev.sqrt() + eps * (1.0 - abar_prev - sigma * sigma).max(0.0).sqrt();
         if sigma > 0.0 && i > 0 {
-            next += noise.next().to_kind(x.kind()) * sigma;
+            next += noise.draw().to_kind(x.kind()) * sigma;
         }
         x = next;
         progress(done + 1);

@@ -34,7 +34,7 @@ pub fn sample(
 ) -> Result<Tensor> {
     let walk = process(opts, td)?;
     let mut done = 0;
-    Ok(walk.p_sample_loop(model, x_t, &mut |_| noise.next(), opts.clip_x0, &mut |_, _| {
+    Ok(walk.p_sample_loop(model, x_t, &mut |_| noise.draw(), opts.clip_x0, &mut |_, _| {
         done += 1;
         progress(done);
     }))
