@@ -1,11 +1,14 @@
 //! The CIFAR-10 binary release (`cifar-10-batches-bin`): `data_batch_1.bin` .. `data_batch_5.bin`
 //! (train, 50000 images) and `test_batch.bin` (10000). Each record is one label byte and
-//! 3072 pixel bytes (the red, green and blue 32x32 planes, row-major).
+//! 3072 pixel bytes (the red, green and blue 32x32 planes, row-major), which is already the
+//! CHW layout of [`ImageSet`]. The directory given may hold the files or hold
+//! `cifar-10-batches-bin` with them.
 
 use crate::dataset::ImageSet;
 use crate::error::{DataError, Result, io};
 use std::path::{Path, PathBuf};
 
+/// Bytes per record: one label byte and a 3 x 32 x 32 image.
 pub const RECORD: usize = 1 + 3 * 32 * 32;
 
 /// The files of a split under `dir` (or `dir/cifar-10-batches-bin`).
@@ -43,14 +46,17 @@ pub fn files(dir: &Path, split: &str) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// Whether `dir` holds a complete train or test split.
 pub fn is_cifar_dir(dir: &Path) -> bool {
     files(dir, "train").is_ok() || files(dir, "test").is_ok()
 }
 
+/// Reads split `train` (the five data batches, in order) or `test`.
 pub fn load(dir: &Path, split: &str) -> Result<ImageSet> {
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for path in files(dir, split)? {
+    let files = files(dir, split)?;
+    let mut pixels = Vec::with_capacity(files.len() * 10_000 * (RECORD - 1));
+    let mut labels = Vec::with_capacity(files.len() * 10_000);
+    for path in files {
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         if bytes.is_empty() || bytes.len() % RECORD != 0 {
             return Err(DataError::Truncated {
@@ -81,4 +87,31 @@ pub fn load(dir: &Path, split: &str) -> Result<ImageSet> {
         num_classes: 10,
         name: "cifar10".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_batches_in_the_nested_release_folder_and_checks_labels() {
+        let dir = std::env::temp_dir().join(format!("ddpm-cifar-unit-{}", std::process::id()));
+        let inner = dir.join("cifar-10-batches-bin");
+        std::fs::create_dir_all(&inner).unwrap();
+        let mut rec = vec![7u8];
+        rec.extend((0..3072).map(|i| (i % 256) as u8));
+        std::fs::write(inner.join("test_batch.bin"), &rec).unwrap();
+        assert!(is_cifar_dir(&dir));
+        let s = load(&dir, "test").unwrap();
+        assert_eq!((s.n, s.labels.clone(), s.pixels), (1, Some(vec![7]), rec[1..].to_vec()));
+        let e = load(&dir, "train").unwrap_err();
+        assert!(e.to_string().contains("data_batch_1.bin"), "{e}");
+        assert!(load(&dir, "valid").unwrap_err().to_string().contains("\"valid\""));
+        rec[0] = 10;
+        std::fs::write(inner.join("test_batch.bin"), &rec).unwrap();
+        let e = load(&dir, "test").unwrap_err();
+        assert!(matches!(e, DataError::Corrupt { .. }) && e.to_string().contains("label byte 10"));
+        std::fs::write(inner.join("test_batch.bin"), []).unwrap();
+        assert!(matches!(load(&dir, "test").unwrap_err(), DataError::Truncated { size: 0, .. }));
+    }
 }

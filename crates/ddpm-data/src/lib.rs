@@ -5,6 +5,11 @@
 //! `gaussians8`, `moons`), and the user's CIFAR-10 binary batches, image folders and MNIST
 //! IDX files; a background [`Loader`] that is exactly reproducible, resumable and sharded by
 //! rank; and [`viz`] for pictures (PNG grids, SVG plots).
+//!
+//! Images are kept as bytes ([`ImageSet`], N x C x H x W) and become f32 in [-1, 1] only in
+//! the loader's batches (x / (max/2) - 1, the scaling of Ho et al. 2020, arXiv:2006.11239).
+//! All randomness comes from [`ddpm_core::rng`], so every set and every batch reproduces
+//! exactly from its seed.
 
 pub mod cifar;
 pub mod config;

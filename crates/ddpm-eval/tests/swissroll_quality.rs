@@ -69,7 +69,7 @@ fn every_sampler_lands_on_the_swiss_roll() {
         let npz = job::run(
             &model,
             &manifest,
-            &JobOptions { out, pngs: false, bf16: false },
+            &JobOptions { out, pngs: false, bf16: false, cuda_graph: false },
             None,
             &mut |_| {},
         )

@@ -11,6 +11,8 @@ pub struct Ema {
     pub decay: f64,
     /// TF's `ExponentialMovingAverage(num_updates)` warm-up: d_n = min(d, (1 + n)/(10 + n)).
     pub warmup: bool,
+    /// One `_foreach_lerp_` call for all parameters instead of one lerp per tensor.
+    pub foreach: bool,
     pairs: Vec<(String, Tensor, Tensor)>,
     buffers: Vec<(Tensor, Tensor)>,
 }
@@ -35,7 +37,7 @@ impl Ema {
                 buffers.push((p.shallow_clone(), sh.shallow_clone()));
             }
         }
-        let ema = Self { decay, warmup, pairs, buffers };
+        let ema = Self { decay, warmup, foreach: false, pairs, buffers };
         ema.copy_from_model();
         ema
     }
@@ -61,8 +63,13 @@ impl Ema {
     pub fn update(&self, n: u64) {
         let w = 1.0 - self.decay_at(n);
         no_grad(|| {
-            for (_, p, s) in &self.pairs {
-                let _ = s.shallow_clone().lerp_(p, w);
+            if self.foreach && !self.pairs.is_empty() {
+                ddpm_shim::foreach_lerp_(&self.shadows(), &self.params(), w)
+                    .expect("foreach_lerp_");
+            } else {
+                for (_, p, s) in &self.pairs {
+                    let _ = s.shallow_clone().lerp_(p, w);
+                }
             }
             for (p, s) in &self.buffers {
                 s.shallow_clone().copy_(p);
@@ -107,6 +114,26 @@ mod tests {
         let v = shadow.variables()["w"].double_value(&[1]);
         assert!((v - 1.19).abs() < 1e-6, "{v}");
         assert_eq!(ema.num_averaged(), 1);
+    }
+
+    #[test]
+    fn foreach_update_equals_the_per_tensor_update() {
+        let run = |foreach: bool| {
+            let model = VarStore::new(Device::Cpu);
+            let shadow = VarStore::new(Device::Cpu);
+            let w = model.root().var("w", &[4], nn::Init::Const(1.0));
+            let _ = shadow.root().var("w", &[4], nn::Init::Const(0.0));
+            let mut ema = Ema::new(&model, &shadow, 0.99, true);
+            ema.foreach = foreach;
+            for n in 0..5 {
+                no_grad(|| {
+                    let _ = w.shallow_clone().g_add_scalar_(0.5);
+                });
+                ema.update(n);
+            }
+            shadow.variables()["w"].double_value(&[2])
+        };
+        assert_eq!(run(false), run(true));
     }
 
     #[test]

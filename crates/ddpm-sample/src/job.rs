@@ -52,6 +52,8 @@ pub struct JobOptions {
     pub out: PathBuf,
     pub pngs: bool,
     pub bf16: bool,
+    /// Replay the network call from captured CUDA graphs.
+    pub cuda_graph: bool,
 }
 
 fn part_path(out: &Path, first: u64) -> PathBuf {
@@ -154,6 +156,7 @@ pub fn run(
         std::fs::rename(&tmp, &manifest_path).map_err(io(&manifest_path))?;
     }
     let td = TensorDiffusion::from_config(&model.diffusion, device)?;
+    let mut graphs = if job.cuda_graph { Some(crate::graph::GraphedModel::new()?) } else { None };
     let shape = manifest.sample_shape.clone();
     let b = manifest.batch_size.max(1);
     let mut parts = Vec::new();
@@ -197,7 +200,10 @@ pub fn run(
             job.bf16,
             device,
         )?;
-        let mut net = |x: &Tensor, t: &Tensor| guided.output(x, t);
+        let mut net = |x: &Tensor, t: &Tensor| match graphs.as_mut() {
+            Some(g) => g.call(&|x, t| guided.output(x, t), x, t).expect("CUDA graph replay"),
+            None => guided.output(x, t),
+        };
         let x0 = samplers::sample(&manifest.sampler, &td, &mut net, x_t, &mut noise, &mut |_| {})?;
         let x0 = x0.clamp(-1.0, 1.0).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
         let values = Vec::<f32>::try_from(x0.flatten(0, -1)).unwrap();

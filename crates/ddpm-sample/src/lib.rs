@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod figures;
+pub mod graph;
 pub mod guidance;
 pub mod job;
 pub mod noise;

@@ -100,9 +100,9 @@ fn an_interrupted_job_resumes_where_it_stopped() {
         sample_shape: model.net.sample_shape(),
     };
     let dir = temp_dir("sample-resume");
-    let whole = JobOptions { out: dir.join("whole"), pngs: false, bf16: false };
+    let whole = JobOptions { out: dir.join("whole"), pngs: false, bf16: false, cuda_graph: false };
     job::run(&model, &manifest, &whole, None, &mut |_| {}).unwrap();
-    let cut = JobOptions { out: dir.join("cut"), pngs: false, bf16: false };
+    let cut = JobOptions { out: dir.join("cut"), pngs: false, bf16: false, cuda_graph: false };
     // Stop after the first batch, as a kill would.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         job::run(&model, &manifest, &cut, None, &mut |done| {

@@ -3,6 +3,8 @@
 // each function returns nullptr on success or a strdup'd message the caller frees.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/record_function.h>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -95,6 +97,44 @@ char *ddpm_foreach_mul_tensor(tensor *ts, int n, tensor scalar) {
   GUARD({ at::_foreach_mul_(list(ts, n), *scalar); })
 }
 
+// t_i <- 0 for all i.
+char *ddpm_foreach_zero(tensor *ts, int n) { GUARD({ at::_foreach_zero_(list(ts, n)); }) }
+
+// TF32 tensor-core matmuls and convolutions on Ampere and newer (f32 storage, 10-bit mantissa
+// products), and cuDNN's autotuner.
+char *ddpm_set_cuda_math(int tf32, int cudnn_benchmark) {
+  GUARD({
+    at::globalContext().setAllowTF32CuBLAS(tf32 != 0);
+    at::globalContext().setAllowTF32CuDNN(tf32 != 0);
+    at::globalContext().setBenchmarkCuDNN(cudnn_benchmark != 0);
+  })
+}
+
+// Counting ATen operator calls (every dispatcher call, nested ones included) between start and
+// stop: the host-side work a step costs, and on a GPU an upper bound on its kernel launches.
+static std::atomic<long long> g_op_count{0};
+static at::CallbackHandle g_op_handle = 0;
+
+static std::unique_ptr<at::ObserverContext> count_op(const at::RecordFunction &) {
+  g_op_count.fetch_add(1, std::memory_order_relaxed);
+  return nullptr;
+}
+
+char *ddpm_op_counter_start() {
+  GUARD({
+    g_op_count = 0;
+    g_op_handle = at::addGlobalCallback(
+        at::RecordFunctionCallback(&count_op).scopes({at::RecordScope::FUNCTION}));
+  })
+}
+
+char *ddpm_op_counter_stop(long long *count) {
+  GUARD({
+    at::removeCallback(g_op_handle);
+    *count = g_op_count.load();
+  })
+}
+
 int ddpm_has_cuda_graphs() {
 #ifdef DDPM_WITH_CUDA
   return 1;
@@ -115,6 +155,8 @@ char *ddpm_graph_new(void **out) { GUARD({ *out = new ddpm_graph(); }) }
 char *ddpm_graph_capture_begin(void *g) {
   GUARD({
     auto *gr = static_cast<ddpm_graph *>(g);
+    // Autocast's cast cache must not live across a capture (as torch.cuda.graph does).
+    at::autocast::set_autocast_cache_enabled(false);
     gr->stream.synchronize();
     c10::cuda::getCurrentCUDAStream().synchronize();
     c10::cuda::setCurrentCUDAStream(gr->stream);
@@ -126,6 +168,7 @@ char *ddpm_graph_capture_end(void *g) {
   GUARD({
     auto *gr = static_cast<ddpm_graph *>(g);
     gr->graph.capture_end();
+    at::autocast::set_autocast_cache_enabled(true);
     c10::cuda::setCurrentCUDAStream(c10::cuda::getDefaultCUDAStream());
     gr->stream.synchronize();
   })

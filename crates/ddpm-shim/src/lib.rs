@@ -48,6 +48,10 @@ unsafe extern "C" {
         n: c_int,
         scalar: *const C_tensor,
     ) -> *mut c_char;
+    fn ddpm_foreach_zero(ts: *const *const C_tensor, n: c_int) -> *mut c_char;
+    fn ddpm_set_cuda_math(tf32: c_int, cudnn_benchmark: c_int) -> *mut c_char;
+    fn ddpm_op_counter_start() -> *mut c_char;
+    fn ddpm_op_counter_stop(count: *mut i64) -> *mut c_char;
     fn ddpm_has_cuda_graphs() -> c_int;
     fn ddpm_graph_new(out: *mut *mut c_void) -> *mut c_char;
     fn ddpm_graph_capture_begin(g: *mut c_void) -> *mut c_char;
@@ -191,6 +195,27 @@ pub fn foreach_mul_(ts: &[Tensor], scalar: &Tensor) -> Result<(), ShimError> {
     check(unsafe { ddpm_foreach_mul_tensor(p.as_ptr(), p.len() as c_int, scalar.as_ptr()) })
 }
 
+/// `ts[i] = 0` for every i, in one call (zeroing gradients).
+pub fn foreach_zero_(ts: &[Tensor]) -> Result<(), ShimError> {
+    let p = ptrs(ts);
+    check(unsafe { ddpm_foreach_zero(p.as_ptr(), p.len() as c_int) })
+}
+
+/// TF32 tensor-core math for f32 matmuls and convolutions, and cuDNN's autotuner (CUDA only;
+/// harmless elsewhere).
+pub fn set_cuda_math(tf32: bool, cudnn_benchmark: bool) -> Result<(), ShimError> {
+    check(unsafe { ddpm_set_cuda_math(tf32 as c_int, cudnn_benchmark as c_int) })
+}
+
+/// Counts the ATen operator calls (nested ones included) that `f` makes, process-wide.
+pub fn count_ops<R>(f: impl FnOnce() -> R) -> Result<(R, i64), ShimError> {
+    check(unsafe { ddpm_op_counter_start() })?;
+    let r = f();
+    let mut n = 0i64;
+    check(unsafe { ddpm_op_counter_stop(&mut n) })?;
+    Ok((r, n))
+}
+
 /// Whether this build can capture CUDA graphs (it found the CUDA headers of a CUDA libtorch).
 pub fn has_cuda_graphs() -> bool {
     unsafe { ddpm_has_cuda_graphs() != 0 }
@@ -258,6 +283,25 @@ mod tests {
         assert!((n[1].double_value(&[]) - 41f64.sqrt()).abs() < 1e-6);
         foreach_mul_(&b, &Tensor::from(0.5f32)).unwrap();
         assert_eq!(Vec::<f32>::try_from(&b[1]).unwrap(), vec![2.5, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn op_counter_counts_and_foreach_zero_zeroes() {
+        let ts = vec![
+            Tensor::ones([3], (Kind::Float, Device::Cpu)),
+            Tensor::ones([2], (Kind::Float, Device::Cpu)),
+        ];
+        let (_, loop_ops) = count_ops(|| {
+            for t in &ts {
+                let _ = t.shallow_clone().zero_();
+            }
+        })
+        .unwrap();
+        assert!(loop_ops >= 2, "{loop_ops}");
+        let (_, fused_ops) = count_ops(|| foreach_zero_(&ts).unwrap()).unwrap();
+        assert!(fused_ops >= 1);
+        assert!(ts.iter().all(|t| t.sum(Kind::Float).double_value(&[]) == 0.0));
+        set_cuda_math(true, true).unwrap();
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct LoopConfig {
     pub checkpoint_minutes: f64,
     pub keep_checkpoints: usize,
     pub precision: Precision,
+    /// TF32 tensor-core math for the f32 parts on CUDA (Ampere and newer).
+    pub tf32: bool,
     /// Probability of replacing a label by the null class (classifier-free guidance).
     pub class_dropout: f64,
     /// "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
@@ -97,6 +99,7 @@ impl Default for LoopConfig {
             checkpoint_minutes: 30.0,
             keep_checkpoints: 3,
             precision: Precision::Bf16,
+            tf32: true,
             class_dropout: 0.1,
             device: "auto".into(),
             threads: 0,

@@ -66,8 +66,18 @@ impl Adam {
     }
 
     pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.zero_grad();
+        let grads = self.grads();
+        // Before the first backward pass there are no gradients to zero.
+        if !grads.iter().all(Tensor::defined) {
+            for p in &mut self.params {
+                p.zero_grad();
+            }
+        } else if self.fused {
+            tch::no_grad(|| ddpm_shim::foreach_zero_(&grads).expect("foreach_zero_"));
+        } else {
+            for g in &grads {
+                let _ = g.shallow_clone().zero_();
+            }
         }
     }
 

@@ -189,7 +189,8 @@ impl Trainer {
         let ema_vs = VarStore::new(device);
         let ema_net = Denoiser::new(&ema_vs.root(), &config.model, learned)?;
         let o = &config.optim;
-        let ema = Ema::new(&vs, &ema_vs, o.ema_decay, o.ema_warmup);
+        let mut ema = Ema::new(&vs, &ema_vs, o.ema_decay, o.ema_warmup);
+        ema.foreach = o.fused;
         let adam = Adam::new(&vs, (o.beta1, o.beta2), o.eps, o.weight_decay, o.fused);
         let td = TensorDiffusion::from_config(&config.diffusion, device).map_err(|e| {
             TrainError::Config(crate::config::ConfigError(format!("diffusion: {e}")))
@@ -198,6 +199,10 @@ impl Trainer {
             TimestepSampler::new(config.diffusion.timestep_sampler, td.num_timesteps());
         drop(rng_guard);
         let autocast = config.train.precision == Precision::Bf16 && device.is_cuda();
+        if device.is_cuda() {
+            ddpm_shim::set_cuda_math(config.train.tf32, true)
+                .map_err(|e| TrainError::Unsupported(e.to_string()))?;
+        }
 
         let mut trainer = Self {
             loader: Loader::new(

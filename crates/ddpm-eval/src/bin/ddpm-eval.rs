@@ -291,7 +291,7 @@ fn fid(a: FidArgs) -> Result<()> {
                 let npz = job::run(
                     &model,
                     &manifest,
-                    &JobOptions { out: out.clone(), pngs: false, bf16: false },
+                    &JobOptions { out: out.clone(), pngs: false, bf16: false, cuda_graph: false },
                     None,
                     &mut |d| pb.set_position(d as u64),
                 )?;

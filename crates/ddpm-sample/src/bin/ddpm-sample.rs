@@ -99,6 +99,9 @@ struct SampleArgs {
     /// bf16 autocast for the network on CUDA.
     #[arg(long)]
     bf16: bool,
+    /// Replay the network call from captured CUDA graphs (CUDA only; one graph per batch shape).
+    #[arg(long)]
+    cuda_graph: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -254,7 +257,8 @@ fn sample(a: SampleArgs) -> Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let started = std::time::Instant::now();
-    let job = JobOptions { out: out.clone(), pngs: !a.no_png, bf16: a.bf16 };
+    let job =
+        JobOptions { out: out.clone(), pngs: !a.no_png, bf16: a.bf16, cuda_graph: a.cuda_graph };
     let npz = job::run(&model, &manifest, &job, noise.as_ref(), &mut |done| {
         bar.set_position(done as u64)
     })?;

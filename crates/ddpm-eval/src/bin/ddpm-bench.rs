@@ -1,0 +1,291 @@
+//! `ddpm-bench`: our side of `cargo xtask bench` (scripts/bench_suite.py runs it beside
+//! scripts/bench_reference.py and writes BENCHMARKS.md). Prints one JSON object.
+//!
+//! Workloads, each the same shapes as the reference's:
+//! - train_small / train_cifar10: one training step (forward, eps-MSE, backward, clipping,
+//!   Adam, EMA) exactly as `Trainer` runs it; f32, and bf16 autocast on CUDA;
+//! - optimiser: ATen operator calls per optimiser step (zero_grad + clip + Adam + EMA), the
+//!   per-tensor loop against the fused/foreach path, on the CIFAR-10 model;
+//! - sample_cifar10: DDIM steps (network forward + update) per second, optionally through a
+//!   captured CUDA graph;
+//! - inception: pool3 features of 32x32 images; frechet: the distance on 2048-d statistics;
+//! - digits: images/s of every sampler at its usual step count on a trained digits run.
+
+use clap::Parser;
+use ddpm_core::DiffusionConfig;
+use ddpm_core::tensor::TensorDiffusion;
+use ddpm_eval::{FidInception, Stats, frechet_distance};
+use ddpm_nets::run::{RunDir, load_model};
+use ddpm_nets::{Denoiser, Ema, ModelConfig, UNetConfig};
+use ddpm_sample::noise::ImageNoise;
+use ddpm_sample::samplers::{self, SamplerKind, SamplerOptions};
+use ddpm_train::optim::Adam;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+    /// Seconds of measurement per workload.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// A trained digits run to time the samplers on.
+    #[arg(long)]
+    digits_run: Option<PathBuf>,
+}
+
+fn small() -> UNetConfig {
+    UNetConfig {
+        ch: 64,
+        ch_mult: vec![1, 2, 2],
+        attention_resolutions: vec![16],
+        ..UNetConfig::default()
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Mean seconds per call after warm-up, measured for at least `seconds` and 3 calls.
+fn timed(device: Device, seconds: f64, warmup: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    sync(device);
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        f();
+        n += 1;
+        sync(device);
+        let el = start.elapsed().as_secs_f64();
+        if el >= seconds && n >= 3 {
+            return el / n as f64;
+        }
+    }
+}
+
+struct Step {
+    vs: VarStore,
+    net: Denoiser,
+    _ema_vs: VarStore,
+    ema: Ema,
+    adam: Adam,
+    td: TensorDiffusion,
+}
+
+fn setup(cfg: &UNetConfig, device: Device, fused: bool) -> Step {
+    let _rng = ddpm_nets::torch_rng_lock();
+    tch::manual_seed(0);
+    let model = ModelConfig::Unet(cfg.clone());
+    let vs = VarStore::new(device);
+    let net = Denoiser::new(&vs.root(), &model, false).unwrap();
+    let ema_vs = VarStore::new(device);
+    let _ema_net = Denoiser::new(&ema_vs.root(), &model, false).unwrap();
+    let mut ema = Ema::new(&vs, &ema_vs, 0.9999, false);
+    ema.foreach = fused;
+    let adam = Adam::new(&vs, (0.9, 0.999), 1e-8, 0.0, fused);
+    let td = TensorDiffusion::from_config(&DiffusionConfig::default(), device).unwrap();
+    Step { vs, net, _ema_vs: ema_vs, ema, adam, td }
+}
+
+impl Step {
+    /// What `Trainer::train_step` does after the batch is on the device.
+    fn run(&mut self, x0: &Tensor, bf16: bool, n: u64) {
+        let b = x0.size()[0];
+        let t = Tensor::randint(1000, [b], (Kind::Int64, x0.device()));
+        let eps = x0.randn_like();
+        let terms = {
+            let _a =
+                bf16.then(|| ddpm_shim::AutocastGuard::new(x0.device(), Kind::BFloat16).unwrap());
+            let net = &self.net;
+            self.td.training_losses(
+                |x, tm| net.forward_t(x, tm, None, true).to_kind(Kind::Float),
+                x0,
+                &t,
+                &eps,
+            )
+        };
+        let loss = terms.loss.mean(Kind::Float);
+        self.adam.zero_grad();
+        loss.backward();
+        let _ = self.adam.clip_grad_norm(1.0);
+        self.adam.step(2e-4);
+        self.ema.update(n);
+    }
+}
+
+fn bench_train(cfg: &UNetConfig, batch: i64, device: Device, seconds: f64, bf16: bool) -> Value {
+    let mut s = setup(cfg, device, true);
+    let x0 = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
+    let mut n = 0;
+    let sec = timed(device, seconds, 3, || {
+        s.run(&x0, bf16, n);
+        n += 1;
+    });
+    let params: i64 = s.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    json!({ "seconds_per_step": sec, "images_per_s": batch as f64 / sec, "batch": batch, "params": params })
+}
+
+/// ATen operator calls of one optimiser step (zero_grad + clip + Adam + EMA).
+fn optimiser_ops(device: Device) -> Value {
+    let mut out = json!({});
+    for fused in [false, true] {
+        let mut s = setup(&UNetConfig::ddpm_cifar10(), device, fused);
+        let x0 = Tensor::randn([2, 3, 32, 32], (Kind::Float, device));
+        s.run(&x0, false, 0);
+        let loss = s
+            .net
+            .forward_t(&x0, &Tensor::zeros([2], (Kind::Float, device)), None, true)
+            .square()
+            .mean(Kind::Float);
+        let ((), ops) = ddpm_shim::count_ops(|| {
+            s.adam.zero_grad();
+            loss.backward();
+            let _ = s.adam.clip_grad_norm(1.0);
+            s.adam.step(2e-4);
+            s.ema.update(1);
+        })
+        .unwrap();
+        // Subtract the backward pass, counted separately.
+        let loss2 = s
+            .net
+            .forward_t(&x0, &Tensor::zeros([2], (Kind::Float, device)), None, true)
+            .square()
+            .mean(Kind::Float);
+        let ((), backward_ops) = ddpm_shim::count_ops(|| loss2.backward()).unwrap();
+        out[if fused { "fused" } else { "per_tensor" }] = json!(ops - backward_ops);
+        out["parameter_tensors"] = json!(s.adam.params.len());
+    }
+    out
+}
+
+fn bench_sample(batch: i64, device: Device, seconds: f64, bf16: bool) -> Value {
+    let s = setup(&UNetConfig::ddpm_cifar10(), device, true);
+    let mut opts = SamplerOptions::new(SamplerKind::Ddim, 1000);
+    opts.steps = 10;
+    let indices: Vec<u64> = (0..batch as u64).collect();
+    let sec = timed(device, seconds, 1, || {
+        let mut noise = ImageNoise::new(0, &indices, &[3, 32, 32], device);
+        let x_t = noise.draw();
+        let net = &s.net;
+        let mut model = |x: &Tensor, t: &Tensor| {
+            let _a = bf16.then(|| ddpm_shim::AutocastGuard::new(device, Kind::BFloat16).unwrap());
+            net.forward_t(x, t, None, false).to_kind(Kind::Float)
+        };
+        let _ = samplers::sample(&opts, &s.td, &mut model, x_t, &mut noise, &mut |_| {}).unwrap();
+    }) / opts.steps as f64;
+    json!({ "seconds_per_step": sec, "image_steps_per_s": batch as f64 / sec, "batch": batch })
+}
+
+fn bench_inception(batch: i64, device: Device, seconds: f64) -> Value {
+    let net = FidInception::new(device);
+    let x = Tensor::rand([batch, 3, 32, 32], (Kind::Float, device));
+    let sec = timed(device, seconds, 1, || {
+        let _ = net.forward(&x);
+    });
+    json!({ "seconds_per_batch": sec, "images_per_s": batch as f64 / sec, "batch": batch })
+}
+
+fn bench_frechet() -> Value {
+    let stats: Vec<Stats> = [0.0, 0.05]
+        .iter()
+        .enumerate()
+        .map(|(i, &shift)| {
+            let _rng = ddpm_nets::torch_rng_lock();
+            tch::manual_seed(i as i64);
+            let z = Tensor::randn([4096, 64], (Kind::Double, Device::Cpu))
+                .matmul(&(Tensor::randn([64, 2048], (Kind::Double, Device::Cpu)) / 8.0))
+                + shift;
+            let f = (z + Tensor::randn([4096, 2048], (Kind::Double, Device::Cpu)) * 0.05).relu();
+            Stats::from_features(&f).unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    let fid = frechet_distance(&stats[0], &stats[1]).unwrap();
+    json!({ "seconds": start.elapsed().as_secs_f64(), "fid": fid })
+}
+
+/// Images/s of each sampler at its usual step count on a trained digits run.
+fn bench_digits(run: &std::path::Path, device: Device) -> Value {
+    let Ok(model) = RunDir::resolve(&run.display().to_string(), std::path::Path::new("runs"))
+        .and_then(|r| load_model(&r, device, true))
+    else {
+        return Value::Null;
+    };
+    let td = TensorDiffusion::from_config(&model.diffusion, device).unwrap();
+    let n = 64u64;
+    let mut out = json!({ "checkpoint_step": model.step, "n": n });
+    for kind in [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::DpmSolverPp, SamplerKind::Heun]
+    {
+        let opts = SamplerOptions::new(kind, model.diffusion.steps);
+        let indices: Vec<u64> = (0..n).collect();
+        let shape = model.net.sample_shape();
+        let sec = timed(device, 0.0, 0, || {
+            let mut noise = ImageNoise::new(0, &indices, &shape, device);
+            let x_t = noise.draw();
+            let net = &model.net;
+            let mut f = |x: &Tensor, t: &Tensor| net.forward_t(x, t, None, false);
+            let _ = samplers::sample(&opts, &td, &mut f, x_t, &mut noise, &mut |_| {}).unwrap();
+        });
+        out[format!("{kind:?}").to_lowercase()] = json!({ "steps": opts.steps, "evaluations": opts.network_evaluations(), "images_per_s": n as f64 / sec });
+    }
+    out
+}
+
+/// Achieved bf16 matmul TFLOP/s (the practical ceiling), CUDA only.
+fn matmul_ceiling(device: Device) -> f64 {
+    let n = 8192;
+    let a = Tensor::randn([n, n], (Kind::BFloat16, device));
+    let b = Tensor::randn([n, n], (Kind::BFloat16, device));
+    let sec = timed(device, 2.0, 3, || {
+        let _ = a.matmul(&b);
+    });
+    2.0 * (n as f64).powi(3) / sec / 1e12
+}
+
+fn main() {
+    let args: Args = ddpm_core::cli::parse_or_exit();
+    tch::set_num_threads(args.threads);
+    let device = ddpm_train::parse_device(&args.device).expect("--device");
+    let gpu = device.is_cuda();
+    if gpu {
+        ddpm_shim::set_cuda_math(true, true).unwrap();
+    }
+    let _g = tch::no_grad_guard();
+    drop(_g);
+    let mut out = json!({ "device": args.device, "threads": args.threads, "optimiser_ops": optimiser_ops(device) });
+    let precisions: &[&str] = if gpu { &["f32", "bf16"] } else { &["f32"] };
+    for prec in precisions {
+        let bf16 = *prec == "bf16";
+        out[format!("train_small_{prec}")] =
+            bench_train(&small(), if gpu { 128 } else { 32 }, device, args.seconds, bf16);
+        out[format!("train_cifar10_{prec}")] = bench_train(
+            &UNetConfig::ddpm_cifar10(),
+            if gpu { 128 } else { 8 },
+            device,
+            args.seconds,
+            bf16,
+        );
+        out[format!("sample_cifar10_{prec}")] =
+            bench_sample(if gpu { 256 } else { 8 }, device, args.seconds, bf16);
+    }
+    out["inception"] = bench_inception(if gpu { 200 } else { 10 }, device, args.seconds);
+    out["frechet"] = bench_frechet();
+    if let Some(run) = &args.digits_run {
+        out["digits"] = bench_digits(run, device);
+    }
+    if gpu {
+        out["bf16_matmul_tflops"] = json!(matmul_ceiling(device));
+    }
+    println!("{out}");
+}
