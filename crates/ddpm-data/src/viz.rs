@@ -186,8 +186,10 @@ pub fn line_plot_svg(
 fn fmt_num(v: f64) -> String {
     if v == 0.0 {
         "0".into()
-    } else if v.abs() >= 1e4 || v.abs() < 1e-2 {
+    } else if v.abs() >= 1e5 || v.abs() < 1e-2 {
         format!("{v:.2e}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
     } else {
         format!("{v:.3}")
     }

@@ -113,25 +113,33 @@ char *ddpm_set_cuda_math(int tf32, int cudnn_benchmark) {
 // Counting ATen operator calls (every dispatcher call, nested ones included) between start and
 // stop: the host-side work a step costs, and on a GPU an upper bound on its kernel launches.
 static std::atomic<long long> g_op_count{0};
+static std::atomic<long long> g_top_count{0};
+static thread_local int t_depth = 0;
 static at::CallbackHandle g_op_handle = 0;
 
 static std::unique_ptr<at::ObserverContext> count_op(const at::RecordFunction &) {
   g_op_count.fetch_add(1, std::memory_order_relaxed);
+  if (t_depth++ == 0) g_top_count.fetch_add(1, std::memory_order_relaxed);
   return nullptr;
 }
+
+static void end_op(const at::RecordFunction &, at::ObserverContext *) { t_depth--; }
 
 char *ddpm_op_counter_start() {
   GUARD({
     g_op_count = 0;
+    g_top_count = 0;
     g_op_handle = at::addGlobalCallback(
-        at::RecordFunctionCallback(&count_op).scopes({at::RecordScope::FUNCTION}));
+        at::RecordFunctionCallback(&count_op, &end_op).scopes({at::RecordScope::FUNCTION}));
   })
 }
 
-char *ddpm_op_counter_stop(long long *count) {
+// All calls (nested ones included) and top-level calls (those the caller issued itself).
+char *ddpm_op_counter_stop(long long *count, long long *top_level) {
   GUARD({
     at::removeCallback(g_op_handle);
     *count = g_op_count.load();
+    *top_level = g_top_count.load();
   })
 }
 
