@@ -57,12 +57,10 @@ pub fn doctor(rest: &[String]) -> Result<u8, String> {
 }
 
 /// Every test: the libtorch-free core alone first (proving it needs no PyTorch), then the
-/// whole workspace with the Python parity tests (`--include-ignored`).
+/// whole workspace with the Python parity tests (`--include-ignored`). Style (rustfmt,
+/// clippy) is `cargo xtask lint`'s job, so a formatting nit never hides a test result.
 pub fn test(rest: &[String]) -> Result<u8, String> {
     env::ensure()?;
-    if run(&mut cargo_cmd(&["fmt", "--all", "--", "--check"]), "cargo fmt --check")? != 0 {
-        return Err("code is not formatted: run `cargo fmt --all`".into());
-    }
     let mut core = cargo_cmd(&["test", "--release", "-p", "ddpm-core", "--no-default-features"]);
     core.args(["--", "--include-ignored"]);
     must(&mut core, "ddpm-core tests without libtorch")?;

@@ -146,7 +146,11 @@ fn optimiser_ops(device: Device) -> Value {
         let mut s = setup(&UNetConfig::ddpm_cifar10(), device, fused);
         let x0 = Tensor::randn([2, 3, 32, 32], (Kind::Float, device));
         s.run(&x0, false, 0);
-        let loss = s.net.forward_t(&x0, &Tensor::zeros([2], (Kind::Float, device)), None, true).square().mean(Kind::Float);
+        let loss = s
+            .net
+            .forward_t(&x0, &Tensor::zeros([2], (Kind::Float, device)), None, true)
+            .square()
+            .mean(Kind::Float);
         loss.backward();
         let ((), ops) = ddpm_shim::count_ops(|| {
             let _ = s.adam.clip_grad_norm(1.0);
@@ -155,7 +159,8 @@ fn optimiser_ops(device: Device) -> Value {
             s.adam.zero_grad();
         })
         .unwrap();
-        out[if fused { "fused" } else { "per_tensor" }] = json!({ "top_level": ops.top_level, "all": ops.all });
+        out[if fused { "fused" } else { "per_tensor" }] =
+            json!({ "top_level": ops.top_level, "all": ops.all });
         out["parameter_tensors"] = json!(s.adam.params.len());
     }
     out
