@@ -177,10 +177,16 @@ fn train(args: TrainArgs) -> Result<()> {
     let started = std::time::Instant::now();
     match trainer.train(&stop, &mut Bar(bar))? {
         Outcome::Finished { step } => {
+            let root = &trainer.run.root;
+            let made: Vec<&str> = ["samples.png", "samples.svg", "metrics.jsonl", "loss.svg"]
+                .into_iter()
+                .filter(|f| root.join(f).exists())
+                .collect();
             tracing::info!(
-                "finished {name} at step {step} in {}: {} (samples.png / samples.svg, metrics.jsonl, loss.svg)",
+                "finished {name} at step {step} in {}: {} ({})",
                 fmt_duration(started.elapsed().as_secs_f64()),
-                trainer.run.root.display()
+                root.display(),
+                made.join(", ")
             );
         }
         Outcome::Interrupted { step } => {
