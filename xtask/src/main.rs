@@ -18,6 +18,8 @@ Set-up and checks:
   test                  every test, the Python parity tests included (what CI runs)
   lint                  rustfmt --check and clippy -D warnings
   bench [args]          the side-by-side benchmark suite; rewrites BENCHMARKS.md
+  device-bundle         stripped release binaries, the digits run and the reference packages in
+                        .device-bin/, for scripts/gpu_suite.sh on a GPU machine without Rust
 
 Main jobs (arguments go to the binary; --help lists them):
   train [args]          train (default: the embedded digits job, configs/digits.toml)
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         "test" => run::test(&rest),
         "lint" => run::lint(),
         "bench" => run::bench(&rest),
+        "device-bundle" => run::device_bundle(),
         "train" => run::binary("ddpm-train", "ddpm-train", &["train"], &rest),
         "import" => run::binary("ddpm-train", "ddpm-train", &["import"], &rest),
         "sample" => run::binary("ddpm-sample", "ddpm-sample", &["sample"], &rest),

@@ -1,6 +1,7 @@
 //! The tasks: build a binary with cargo and run it from the project root, or run the test suite.
 
 use crate::env::{self, cargo};
+use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -118,4 +119,71 @@ pub fn bench(rest: &[String]) -> Result<u8, String> {
             .env("CARGO", cargo()),
         "scripts/bench_suite.py",
     )
+}
+
+/// Release binaries, the digits run and the pure-Python reference packages, in the git-ignored
+/// `.device-bin/`: what `scripts/gpu_suite.sh` needs on a GPU machine that has PyTorch 2.11.0
+/// but no Rust toolchain and no network. Binaries are stripped of debug info to travel light.
+pub fn device_bundle() -> Result<u8, String> {
+    let e = env::ensure()?;
+    let dest = e.root.join(".device-bin");
+    let bin_dir = dest.join("bin");
+    fs::create_dir_all(&bin_dir).map_err(|err| format!("{}: {err}", bin_dir.display()))?;
+    for (package, bin) in [
+        ("ddpm-nets", "ddpm-doctor"),
+        ("ddpm-eval", "ddpm-bench"),
+        ("ddpm-train", "ddpm-train"),
+        ("ddpm-sample", "ddpm-sample"),
+    ] {
+        let exe = build_release(package, bin)?;
+        must(
+            Command::new("strip").arg("--strip-debug").arg(&exe).arg("-o").arg(bin_dir.join(bin)),
+            &format!("strip {bin}"),
+        )?;
+    }
+    // The default digits run (for the sampler table): its config and newest checkpoint.
+    let run = e.root.join("runs/digits");
+    let newest = fs::read_dir(run.join("checkpoints"))
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.ok().map(|d| d.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .max();
+    match newest {
+        Some(ckpt) => {
+            let to = dest.join("digits/checkpoints");
+            let _ = fs::remove_dir_all(&to);
+            fs::create_dir_all(&to).map_err(|err| format!("{}: {err}", to.display()))?;
+            for (from, into) in [
+                (run.join("config.toml"), dest.join("digits/config.toml")),
+                (ckpt.clone(), to.join(ckpt.file_name().unwrap())),
+            ] {
+                fs::copy(&from, &into).map_err(|err| format!("{}: {err}", from.display()))?;
+            }
+        }
+        None => eprintln!(
+            "xtask: no runs/digits checkpoint (run `cargo xtask train`); bundling without it"
+        ),
+    }
+    // diffusers, pytorch-fid and huggingface_hub are pure Python: copy them from the venv,
+    // without the pipeline subpackages of diffusers (two thirds of its size; the suite uses
+    // models, schedulers and training_utils, which need only `pipelines/*.py`).
+    let copy = "import importlib, os, shutil, sys\n\
+                site = sys.argv[1]\n\
+                shutil.rmtree(site, ignore_errors=True)\n\
+                def skip(d, names):\n\
+                \x20   out = {'__pycache__', 'modular_pipelines'}\n\
+                \x20   if os.path.basename(d) == 'pipelines':\n\
+                \x20       out |= {n for n in names if os.path.isdir(os.path.join(d, n))}\n\
+                \x20   return out & set(names)\n\
+                for name in ('diffusers', 'pytorch_fid', 'huggingface_hub'):\n\
+                \x20   src = os.path.dirname(importlib.import_module(name).__file__)\n\
+                \x20   shutil.copytree(src, os.path.join(site, name), ignore=skip)\n";
+    must(
+        Command::new(&e.python).arg("-c").arg(copy).arg(dest.join("site")),
+        "copying the reference packages",
+    )?;
+    println!("{}", dest.display());
+    Ok(0)
 }
