@@ -121,7 +121,7 @@ fn swiss_roll_trajectories_are_an_svg_with_forward_and_reverse_panels() {
     // Every panel draws both point clouds (all but the 1% beyond each panel's axis limit).
     for color in ["#7f7f7f", "#d62728"] {
         let drawn = svg.matches(&format!("r=\"1\" fill=\"{color}\"")).count();
-        assert!(drawn >= 4 * 300 * 95 / 100 && drawn <= 4 * 300, "{color}: {drawn} points drawn");
+        assert!((4 * 300 * 95 / 100..=4 * 300).contains(&drawn), "{color}: {drawn} points drawn");
     }
 }
 
