@@ -166,23 +166,12 @@ pub fn device_bundle() -> Result<u8, String> {
             "xtask: no runs/digits checkpoint (run `cargo xtask train`); bundling without it"
         ),
     }
-    // diffusers, pytorch-fid and huggingface_hub are pure Python: copy them from the venv,
-    // without the pipeline subpackages of diffusers (two thirds of its size; the suite uses
-    // models, schedulers and training_utils, which need only `pipelines/*.py`).
-    let copy = "import importlib, os, shutil, sys\n\
-                site = sys.argv[1]\n\
-                shutil.rmtree(site, ignore_errors=True)\n\
-                def skip(d, names):\n\
-                \x20   out = {'__pycache__', 'modular_pipelines'}\n\
-                \x20   if os.path.basename(d) == 'pipelines':\n\
-                \x20       out |= {n for n in names if os.path.isdir(os.path.join(d, n))}\n\
-                \x20   return out & set(names)\n\
-                for name in ('diffusers', 'pytorch_fid', 'huggingface_hub'):\n\
-                \x20   src = os.path.dirname(importlib.import_module(name).__file__)\n\
-                \x20   shutil.copytree(src, os.path.join(site, name), ignore=skip)\n";
+    // diffusers, pytorch-fid and huggingface_hub are pure Python: copied from the venv.
     must(
-        Command::new(&e.python).arg("-c").arg(copy).arg(dest.join("site")),
-        "copying the reference packages",
+        Command::new(&e.python)
+            .arg(e.root.join("scripts/bundle_reference.py"))
+            .arg(dest.join("site")),
+        "scripts/bundle_reference.py",
     )?;
     println!("{}", dest.display());
     Ok(0)
