@@ -67,6 +67,30 @@ fn digits_run_gets_classifier_fd_and_with_weights_fid_and_is() {
     assert_eq!(json["protocol"]["weights"], "ema");
     assert!(out.join("fid.json").exists());
 
+    // Without -n, a digits model is sampled as often as the data half it is compared with,
+    // not 50,000 times.
+    let default_out = temp_dir("eval-out-default");
+    let text = ok(&eval(
+        &[
+            "fid",
+            "--checkpoint",
+            "tiny",
+            "--sampler",
+            "dpm-solver++",
+            "--steps",
+            "2",
+            "--json",
+            "--out",
+            default_out.to_str().unwrap(),
+            "--inception",
+            "/no/such.safetensors",
+        ],
+        &runs,
+    ));
+    let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(json["protocol"]["n"], 1797 / 2, "{json}");
+    assert_eq!(json["digits_fd_images"], 1797 / 2, "{json}");
+
     // With Inception weights (random ones here) and reference statistics from fid-stats.
     let dir = temp_dir("eval-weights");
     let pth = dir.join("w.pth");

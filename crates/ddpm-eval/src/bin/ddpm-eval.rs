@@ -67,9 +67,10 @@ struct FidArgs {
     /// Reference: a statistics .npz, an image folder, or a data set (default: the run's data).
     #[arg(long = "ref")]
     reference: Option<String>,
-    /// Number of samples (the standard protocol is 50,000).
-    #[arg(short = 'n', long, default_value_t = 50_000)]
-    num: usize,
+    /// Number of samples (default: 50,000, the standard protocol; for the digits the size of
+    /// the data half the classifier distance compares with; 2,000 points for 2-D data).
+    #[arg(short = 'n', long)]
+    num: Option<usize>,
     #[arg(long, value_enum, default_value = "ddpm")]
     sampler: SamplerKind,
     #[arg(long)]
@@ -236,6 +237,16 @@ fn load_images(spec: &str) -> Result<Tensor> {
     }
 }
 
+/// The default sample count for a model whose samples have `shape`.
+fn default_num(shape: &[i64]) -> Result<usize> {
+    Ok(match shape {
+        // The digits' classifier distance compares with one half of the data.
+        [1, 8, 8] => ddpm_data::load(&DataConfig::default())?.0.len() / 2,
+        [2] => 2000,
+        _ => 50_000,
+    })
+}
+
 fn fid(a: FidArgs) -> Result<()> {
     let dev = device(&a.common.device)?;
     let mut protocol = json!({});
@@ -253,16 +264,21 @@ fn fid(a: FidArgs) -> Result<()> {
                 opts.time_steps = a.time_steps;
                 opts.clip_x0 = matches!(a.sampler, SamplerKind::Ddpm | SamplerKind::Ddim);
                 opts.validate(model.diffusion.steps)?;
+                let shape = model.net.sample_shape();
+                let num = match a.num {
+                    Some(0) => bail!("-n must be at least 1"),
+                    Some(n) => n,
+                    None => default_num(&shape)?,
+                };
                 let out = a.out.clone().unwrap_or_else(|| {
                     run.root.join("fid").join(format!(
                         "{}-{}-n{}-seed{}",
                         format!("{:?}", a.sampler).to_lowercase(),
                         opts.steps,
-                        a.num,
+                        num,
                         a.seed
                     ))
                 });
-                let shape = model.net.sample_shape();
                 let manifest = Manifest {
                     checkpoint: model.checkpoint.display().to_string(),
                     checkpoint_step: model.step,
@@ -270,8 +286,8 @@ fn fid(a: FidArgs) -> Result<()> {
                     sampler: opts.clone(),
                     seed: a.seed,
                     start: 0,
-                    n: a.num,
-                    batch_size: job::auto_batch(None, a.num, &model, dev),
+                    n: num,
+                    batch_size: job::auto_batch(None, num, &model, dev),
                     labels: if model.net.num_classes().is_some() {
                         Labels::Random
                     } else {
@@ -282,12 +298,12 @@ fn fid(a: FidArgs) -> Result<()> {
                 };
                 tracing::info!(
                     "sampling {} images with {:?}, {} steps ({})",
-                    a.num,
+                    num,
                     a.sampler,
                     opts.steps,
                     out.display()
                 );
-                let pb = bar(a.num, "images");
+                let pb = bar(num, "images");
                 let npz = job::run(
                     &model,
                     &manifest,
@@ -298,7 +314,7 @@ fn fid(a: FidArgs) -> Result<()> {
                 pb.finish_and_clear();
                 protocol = json!({
                     "checkpoint": model.checkpoint.display().to_string(), "checkpoint_step": model.step,
-                    "weights": if model.ema { "ema" } else { "raw" }, "sampler": opts, "seed": a.seed, "n": a.num,
+                    "weights": if model.ema { "ema" } else { "raw" }, "sampler": opts, "seed": a.seed, "n": num,
                     "samples": npz.display().to_string(),
                 });
                 let (shape_v, values) = ddpm_sample::npy::read_array(&npz, "samples")?;
