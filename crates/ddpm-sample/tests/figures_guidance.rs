@@ -159,7 +159,7 @@ fn guided_output_is_the_classifier_free_formula_and_conditional_sampling_runs() 
         args.extend_from_slice(&["--out", dest.to_str().unwrap()]);
         let o = cli(&runs, "cond", &args);
         ok(&o);
-        std::fs::read(out.join(dir).join("samples.npz")).unwrap()
+        std::fs::read(dest.join("samples.npz")).unwrap()
     };
     let c3 = sample("c3", &["--class", "3", "--guidance", "2"]);
     assert_eq!(c3, sample("c3-again", &["--class", "3", "--guidance", "2"]));
