@@ -18,7 +18,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# GFLOP per image (REFERENCE.md): the CIFAR-10 UNet's forward is 6.22 GMACs; training ~3x.
+# GFLOP per image: the CIFAR-10 UNet's forward is 6.22 GMACs (12.44 GFLOP) at 32x32; training
+# (forward and backward) about 3x that.
 CIFAR_FWD_GFLOP = 12.44
 CIFAR_TRAIN_GFLOP = 37.3
 

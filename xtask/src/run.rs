@@ -27,29 +27,42 @@ fn cargo_cmd(args: &[&str]) -> Command {
     c
 }
 
-/// Builds `bin` of `package` in release mode and returns its path.
-fn build_release(package: &str, bin: &str) -> Result<PathBuf, String> {
-    must(
-        &mut cargo_cmd(&["build", "--release", "-p", package, "--bin", bin]),
-        &format!("building {bin}"),
-    )?;
-    Ok(env::target_dir().join("release").join(bin))
+/// Builds every binary of the workspace in one cargo invocation (release, the default members'
+/// unified features), so that no command rebuilds what another built, and returns the
+/// directory holding them.
+fn build_all() -> Result<PathBuf, String> {
+    must(&mut cargo_cmd(&["build", "--release"]), "building the binaries")?;
+    Ok(env::target_dir().join("release"))
 }
 
-/// Sets up, builds `bin` and runs it with `pre` then the user's arguments, from the project root.
-pub fn binary(package: &str, bin: &str, pre: &[&str], rest: &[String]) -> Result<u8, String> {
+/// Sets up, builds and runs `bin` with `pre` then the user's arguments, from the project root.
+/// On Unix the binary replaces this process (exec): SIGINT/SIGTERM from a terminal, `timeout`
+/// or a scheduler reach the job itself, which checkpoints and exits.
+pub fn binary(bin: &str, pre: &[&str], rest: &[String]) -> Result<u8, String> {
     let e = env::ensure()?;
-    let exe = build_release(package, bin)?;
-    run(
-        Command::new(&exe).args(pre).args(rest).current_dir(&e.root).env("DDPM_HOME", &e.home),
-        &format!("running {}", exe.display()),
-    )
+    let exe = build_all()?.join(bin);
+    let mut cmd = Command::new(&exe);
+    cmd.args(pre).args(rest).current_dir(&e.root).env("DDPM_HOME", &e.home);
+    exec(cmd, &format!("running {}", exe.display()))
+}
+
+#[cfg(unix)]
+fn exec(mut cmd: Command, what: &str) -> Result<u8, String> {
+    use std::os::unix::process::CommandExt;
+    // exec returns only on failure.
+    let err = cmd.exec();
+    Err(format!("{what}: {err}"))
+}
+
+#[cfg(not(unix))]
+fn exec(mut cmd: Command, what: &str) -> Result<u8, String> {
+    run(&mut cmd, what)
 }
 
 pub fn doctor(rest: &[String]) -> Result<u8, String> {
     let e = env::ensure()?;
     e.print_paths();
-    let exe = build_release("ddpm-nets", "ddpm-doctor")?;
+    let exe = build_all()?.join("ddpm-doctor");
     let code = run(Command::new(&exe).args(rest).current_dir(&e.root), "running ddpm-doctor")?;
     if code != 0 {
         eprintln!("xtask: the environment is broken (see above); `cargo xtask setup` rebuilds it");
@@ -62,6 +75,9 @@ pub fn doctor(rest: &[String]) -> Result<u8, String> {
 /// clippy) is `cargo xtask lint`'s job, so a formatting nit never hides a test result.
 pub fn test(rest: &[String]) -> Result<u8, String> {
     env::ensure()?;
+    // The binaries first, as every other command builds them: the tests that run
+    // `cargo xtask ...` then start at once, and so does the user's next command.
+    build_all()?;
     let mut core = cargo_cmd(&["test", "--release", "-p", "ddpm-core", "--no-default-features"]);
     core.args(["--", "--include-ignored"]);
     must(&mut core, "ddpm-core tests without libtorch")?;
@@ -89,10 +105,9 @@ pub fn lint() -> Result<u8, String> {
     Ok(0)
 }
 
-/// The schedule tool needs no libtorch and no venv.
+/// The schedule tool (it uses no libtorch itself).
 pub fn schedule(rest: &[String]) -> Result<u8, String> {
-    let exe = build_release("ddpm-core", "ddpm-schedule")?;
-    run(Command::new(&exe).args(rest).current_dir(env::root()), "running ddpm-schedule")
+    binary("ddpm-schedule", &[], rest)
 }
 
 pub fn convert_inception(rest: &[String]) -> Result<u8, String> {
@@ -129,18 +144,21 @@ pub fn device_bundle() -> Result<u8, String> {
     let dest = e.root.join(".device-bin");
     let bin_dir = dest.join("bin");
     fs::create_dir_all(&bin_dir).map_err(|err| format!("{}: {err}", bin_dir.display()))?;
-    for (package, bin) in [
-        ("ddpm-nets", "ddpm-doctor"),
-        ("ddpm-eval", "ddpm-bench"),
-        ("ddpm-train", "ddpm-train"),
-        ("ddpm-sample", "ddpm-sample"),
-    ] {
-        let exe = build_release(package, bin)?;
+    let built = build_all()?;
+    for bin in ["ddpm-doctor", "ddpm-bench", "ddpm-check", "ddpm-train", "ddpm-sample", "ddpm-eval"]
+    {
+        let exe = built.join(bin);
         must(
             Command::new("strip").arg("--strip-debug").arg(&exe).arg("-o").arg(bin_dir.join(bin)),
             &format!("strip {bin}"),
         )?;
     }
+    // The exported digits (the default job's data).
+    let data = dest.join("home/data");
+    fs::create_dir_all(&data).map_err(|err| format!("{}: {err}", data.display()))?;
+    let digits = e.home.join("data/digits.bin");
+    fs::copy(&digits, data.join("digits.bin"))
+        .map_err(|err| format!("{}: {err}", digits.display()))?;
     // The default digits run (for the sampler table): its config and newest checkpoint.
     let run = e.root.join("runs/digits");
     let newest = fs::read_dir(run.join("checkpoints"))

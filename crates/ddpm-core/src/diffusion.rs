@@ -185,7 +185,22 @@ impl GaussianDiffusion {
     /// The time value the network is given at step `t` of this process: the original step,
     /// optionally rescaled to [0, 1000) as improved-diffusion's `rescale_timesteps` does.
     pub fn model_t(&self, t: usize, rescale_timesteps: bool) -> f64 {
-        let orig = self.timestep_map[t] as f64;
+        self.network_time(t as f64, rescale_timesteps)
+    }
+
+    /// The one place a step of this process becomes the network's time input, for every
+    /// sampler and for training: the original process's step (through `timestep_map`, linearly
+    /// between kept steps for a fractional t, as the ODE solvers use), rescaled to [0, 1000)
+    /// when the model was trained with improved-diffusion's `rescale_timesteps`.
+    pub fn network_time(&self, t: f64, rescale_timesteps: bool) -> f64 {
+        let last = self.num_timesteps - 1;
+        let t = t.clamp(0.0, last as f64);
+        let (i, f) = (t.floor() as usize, t - t.floor());
+        let orig = if i >= last {
+            self.timestep_map[last] as f64
+        } else {
+            self.timestep_map[i] as f64 * (1.0 - f) + self.timestep_map[i + 1] as f64 * f
+        };
         if rescale_timesteps { orig * 1000.0 / self.original_num_steps as f64 } else { orig }
     }
 
@@ -331,6 +346,23 @@ impl GaussianDiffusion {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn network_time_follows_the_map_and_the_rescaling() {
+        let d = GaussianDiffusion::new(
+            crate::schedule::BetaSchedule::paper_linear().betas(4000).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(d.network_time(3999.0, false), 3999.0);
+        assert_eq!(d.network_time(3999.0, true), 999.75);
+        assert_eq!(d.network_time(2.5, true), 0.625);
+        // A respaced process feeds the original steps, between kept steps linearly.
+        let r = d.respaced(&[0, 1000, 3000]).unwrap();
+        assert_eq!(r.network_time(1.0, false), 1000.0);
+        assert_eq!(r.network_time(1.5, false), 2000.0);
+        assert_eq!(r.network_time(2.0, true), 750.0);
+        assert_eq!(r.model_t(2, true), 750.0);
+    }
     use super::*;
     use crate::schedule::BetaSchedule;
     use proptest::prelude::*;
@@ -339,7 +371,8 @@ mod tests {
         GaussianDiffusion::new(BetaSchedule::paper_linear().betas(1000).unwrap()).unwrap()
     }
 
-    /// Golden values of the paper's schedule (REFERENCE.md); schedules are append-only.
+    /// Golden values of the paper's schedule (linear 1e-4..0.02, T = 1000, in f64, as
+    /// improved-diffusion computes them); schedules are append-only.
     #[test]
     fn linear_schedule_golden_values() {
         let d = linear();

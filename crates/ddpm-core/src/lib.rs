@@ -9,8 +9,6 @@
 //! posterior, reverse step and variational-bound terms. With the `tch` feature,
 //! [`tensor`] gives the same math on libtorch tensors for training and sampling.
 
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod config;
 pub mod diffusion;
 pub mod error;

@@ -57,7 +57,7 @@ fn check(case: &Case, seed: u64) {
         min_snr_gamma: case.min_snr_gamma,
         ..Default::default()
     };
-    let td = TensorDiffusion::from_config(&config, Device::Cpu).unwrap();
+    let process = TensorDiffusion::from_config(&config, Device::Cpu).unwrap();
     let mut rng = SplitMix64::new(seed);
     // 8-bit data in [-1, 1], with both extreme bins present.
     let mut x0: Vec<f64> = (0..numel()).map(|_| rng.below(256) as f64 / 127.5 - 1.0).collect();
@@ -97,19 +97,19 @@ fn check(case: &Case, seed: u64) {
         assert!(d < tol, "{tag} {key}: max rel diff {d:e}");
     };
 
-    let x_t = td.q_sample(&x0_t, &t_t, &eps_t);
+    let x_t = process.q_sample(&x0_t, &t_t, &eps_t);
     close("x_t", &x_t);
     for clip in [false, true] {
-        let p = td.p_mean_variance(&out_t, &x_t, &t_t, clip);
+        let p = process.p_mean_variance(&out_t, &x_t, &t_t, clip);
         let c = clip as u8;
         close(&format!("mean_clip{c}"), &p.mean);
         close(&format!("log_variance_clip{c}"), &p.log_variance);
         close(&format!("x0_pred_clip{c}"), &p.x0_pred);
     }
-    let (vb, _) = td.vb_terms_bpd(&out_t, &x0_t, &x_t, &t_t, false);
+    let (vb, _) = process.vb_terms_bpd(&out_t, &x0_t, &x_t, &t_t, false);
     close("vb", &vb);
-    close("prior_bpd", &td.prior_bpd(&x0_t));
-    let terms = td.training_losses(|_, _| out_t.shallow_clone(), &x0_t, &t_t, &eps_t);
+    close("prior_bpd", &process.prior_bpd(&x0_t));
+    let terms = process.training_losses(|_, _| out_t.shallow_clone(), &x0_t, &t_t, &eps_t);
     close("loss", &terms.loss);
 
     let learned = case.var.is_learned();
@@ -124,13 +124,13 @@ fn check(case: &Case, seed: u64) {
         }
     };
     let noise_all = tensor(&bpd_noise, &[steps as i64, SHAPE[0], SHAPE[1], SHAPE[2], SHAPE[3]]);
-    let bpd = td.calc_bpd_loop(&mut model, &x0_t, &mut |t| noise_all.get(t as i64), true);
+    let bpd = process.calc_bpd_loop(&mut model, &x0_t, &mut |t| noise_all.get(t as i64), true);
     close("bpd_vb", &bpd.vb);
     close("bpd_total", &bpd.total);
 
     // The f64 element-wise API agrees with the tensor API element by element.
-    let d = &td.diffusion;
-    let p = td.p_mean_variance(&out_t, &x_t, &t_t, true);
+    let d = &process.diffusion;
+    let p = process.p_mean_variance(&out_t, &x_t, &t_t, true);
     let (means, x_ts, outs) = (to_vec(&p.mean), to_vec(&x_t), to_vec(&out_t));
     let per_example = numel() / SHAPE[0] as usize;
     let plane = per_example;
@@ -202,13 +202,13 @@ fn tensor_math_matches_numpy_statement_of_improved_diffusion() {
 #[test]
 fn hybrid_bound_term_sees_the_mean_detached() {
     let config = DiffusionConfig::improved_ddpm(50);
-    let td =
+    let process =
         TensorDiffusion::new(config.build().unwrap(), Parameterisation::from(&config), Device::Cpu);
     let x0 = Tensor::rand([2, 1, 2, 2], (Kind::Double, Device::Cpu)) * 2.0 - 1.0;
     let eps = Tensor::randn([2, 1, 2, 2], (Kind::Double, Device::Cpu));
     let t = Tensor::from_slice(&[3i64, 40]);
     let out = Tensor::randn([2, 2, 2, 2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-    let terms = td.training_losses(|_, _| out.shallow_clone(), &x0, &t, &eps);
+    let terms = process.training_losses(|_, _| out.shallow_clone(), &x0, &t, &eps);
     let vb = terms.vb.unwrap();
     vb.sum(Kind::Double).backward();
     let g = out.grad();

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 /// The embedded data sets, which need nothing from the user.
 pub const EMBEDDED: [&str; 4] = ["digits", "swissroll", "gaussians8", "moons"];
 
+/// The embedded 2-D point sets.
+pub const EMBEDDED_POINTS: [&str; 3] = ["swissroll", "gaussians8", "moons"];
+
 /// `[data]`: which data set, where it is, and how to read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -14,17 +14,9 @@ use crate::dataset::ImageSet;
 use crate::error::{DataError, Result};
 use std::path::{Path, PathBuf};
 
-/// `$DDPM_HOME` at run time, else the checkout's `.ddpm` this crate was built in.
-pub fn ddpm_home() -> Option<PathBuf> {
-    std::env::var_os("DDPM_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| option_env!("DDPM_HOME").map(PathBuf::from))
-}
-
-/// `$DDPM_HOME/data/digits.bin` (`.ddpm/data/digits.bin` if `DDPM_HOME` is unknown).
+/// `$DDPM_HOME/data/digits.bin` (see [`ddpm_io::ddpm_home`]).
 pub fn default_path() -> PathBuf {
-    ddpm_home().unwrap_or_else(|| PathBuf::from(".ddpm")).join("data/digits.bin")
+    ddpm_io::ddpm_home().join("data/digits.bin")
 }
 
 /// Reads the digits file at `path`, upsampled to `image_size` if given.

@@ -22,7 +22,7 @@ pub mod mnist;
 pub mod toy;
 pub mod viz;
 
-pub use config::{DataConfig, EMBEDDED, config_from_arg, load};
+pub use config::{DataConfig, EMBEDDED, EMBEDDED_POINTS, config_from_arg, load};
 pub use dataset::{Dataset, ImageSet, PointSet};
 pub use error::{DataError, Result};
 pub use folder::LoadReport;

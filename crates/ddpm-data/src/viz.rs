@@ -9,15 +9,7 @@ pub fn to_u8(x: f32) -> u8 {
     ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
+use ddpm_io::write_atomic;
 
 fn encode_png(width: u32, height: u32, channels: usize, pixels: &[u8]) -> std::io::Result<Vec<u8>> {
     use image::ImageEncoder;

@@ -6,7 +6,7 @@
 use crate::error::{Result, io};
 use ddpm_core::rng::SplitMix64;
 use ddpm_data::ImageSet;
-use ddpm_nets::tensorfile::{TensorFile, load_varstore, named_variables, write_atomic};
+use ddpm_nets::tensorfile::{TensorFile, load_varstore, named_variables, write_tensors};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::nn::{self, Module, OptimizerConfig, VarStore};
@@ -27,9 +27,7 @@ pub struct DigitsClassifier {
 }
 
 pub fn cache_path() -> PathBuf {
-    ddpm_data::digits::ddpm_home()
-        .unwrap_or_else(|| ".ddpm".into())
-        .join("eval/digits-classifier-v1.safetensors")
+    ddpm_io::ddpm_home().join("eval/digits-classifier-v1.safetensors")
 }
 
 impl DigitsClassifier {
@@ -87,25 +85,27 @@ impl DigitsClassifier {
             tch::manual_seed(2024);
             net = Self::build(device);
             let mut opt = nn::Adam::default().build(&net.vs, 1e-3).expect("Adam");
-            let (x, y) = (images.index_select(0, &train_idx), labels.index_select(0, &train_idx));
+            // The training set goes to the device once; each batch moves only its indices.
+            let x = images.index_select(0, &train_idx).to_device(device);
+            let y = labels.index_select(0, &train_idx).to_device(device);
             let mut rng = SplitMix64::new(7);
             for _epoch in 0..40 {
                 let mut perm: Vec<i64> = (0..split as i64).collect();
                 rng.shuffle(&mut perm);
                 for chunk in perm.chunks(64) {
-                    let idx = Tensor::from_slice(chunk);
+                    let idx = Tensor::from_slice(chunk).to_device(device);
                     let loss = net
                         .logits(&x.index_select(0, &idx))
-                        .cross_entropy_for_logits(&y.index_select(0, &idx).to_device(device));
+                        .cross_entropy_for_logits(&y.index_select(0, &idx));
                     opt.backward_step(&loss);
                 }
             }
-            write_atomic(&path, &named_variables(&net.vs, ""), &HashMap::new()).map_err(
-                |e| match e {
+            write_tensors(&path, &named_variables(&net.vs, ""), &HashMap::new()).map_err(|e| {
+                match e {
                     ddpm_nets::NetError::Io { path, source } => io(path)(source),
                     other => other.into(),
-                },
-            )?;
+                }
+            })?;
         }
         let _g = tch::no_grad_guard();
         let pred =

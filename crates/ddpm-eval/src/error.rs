@@ -21,6 +21,10 @@ pub enum EvalError {
     Sample(#[from] ddpm_sample::SampleError),
     #[error(transparent)]
     Core(#[from] ddpm_core::CoreError),
+    #[error(transparent)]
+    Run(#[from] ddpm_run::RunError),
+    #[error(transparent)]
+    Array(#[from] ddpm_io::NpyError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -8,8 +8,8 @@
 //!
 //! Statistics files are pytorch-fid's `.npz` (arrays `mu` and `sigma`), read and written.
 
-use crate::error::{EvalError, Result, io};
-use std::io::{Read, Write};
+use crate::error::{EvalError, Result};
+use ddpm_io::npy;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -42,116 +42,36 @@ impl Stats {
 
     /// Writes `mu` and `sigma` as a pytorch-fid compatible `.npz` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("npz.tmp");
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        let zerr = |e: zip::result::ZipError| EvalError::Stats {
-            path: tmp.clone(),
-            reason: e.to_string(),
-        };
-        for (name, t) in [("mu", &self.mu), ("sigma", &self.sigma)] {
-            let shape: Vec<usize> = t.size().iter().map(|&x| x as usize).collect();
-            zip.start_file(format!("{name}.npy"), opts).map_err(zerr)?;
-            zip.write_all(&npy_f64(&shape, &Vec::<f64>::try_from(t.flatten(0, -1)).unwrap()))
-                .map_err(io(&tmp))?;
-        }
-        zip.finish().map_err(zerr)?.flush().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
+        let flat =
+            |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).expect("f64");
+        let shape = |t: &Tensor| t.size().iter().map(|&d| d as usize).collect::<Vec<_>>();
+        let (mu, sigma) = (flat(&self.mu), flat(&self.sigma));
+        let (ms, ss) = (shape(&self.mu), shape(&self.sigma));
+        npy::write_npz(path, &[("mu", &ms[..], &mu[..]), ("sigma", &ss[..], &sigma[..])], true)
+            .map_err(|e| EvalError::Stats { path: path.into(), reason: e.reason })
     }
 
     /// Reads a pytorch-fid `.npz` with `mu` [d] and `sigma` [d, d] (f32 or f64).
     pub fn load(path: &Path) -> Result<Self> {
         let bad = |reason: String| EvalError::Stats { path: path.into(), reason };
-        let bytes = std::fs::read(path).map_err(io(path))?;
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-            .map_err(|e| bad(format!("not an .npz statistics file ({e})")))?;
-        let mut read = |name: &str| -> Result<(Vec<usize>, Vec<f64>)> {
-            let mut entry = zip
-                .by_name(&format!("{name}.npy"))
-                .map_err(|_| bad(format!("has no array {name:?} (expected mu and sigma)")))?;
-            let mut buf = Vec::new();
-            entry.read_to_end(&mut buf).map_err(io(path))?;
-            parse_npy_f64(&buf).map_err(|e| bad(format!("{name}: {e}")))
+        let read = |name: &str| {
+            npy::read::<f64>(path, Some(name)).map_err(|e| {
+                bad(format!("{} (expected pytorch-fid statistics with mu and sigma)", e.reason))
+            })
         };
-        let (ms, mu) = read("mu")?;
-        let (ss, sigma) = read("sigma")?;
+        let (mu, sigma) = (read("mu")?, read("sigma")?);
+        let (ms, ss) = (&mu.shape, &sigma.shape);
         if ms.len() != 1 || ss.len() != 2 || ss[0] != ms[0] || ss[1] != ms[0] {
             return Err(bad(format!(
                 "mu has shape {ms:?} and sigma {ss:?}; expected [d] and [d, d]"
             )));
         }
         let d = ms[0] as i64;
-        Ok(Self { mu: Tensor::from_slice(&mu), sigma: Tensor::from_slice(&sigma).view([d, d]) })
+        Ok(Self {
+            mu: Tensor::from_slice(&mu.values),
+            sigma: Tensor::from_slice(&sigma.values).view([d, d]),
+        })
     }
-}
-
-/// A `.npy` v1.0 file of little-endian f64.
-fn npy_f64(shape: &[usize], values: &[f64]) -> Vec<u8> {
-    let dims = match shape {
-        [d] => format!("({d},)"),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
-    };
-    let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {dims}, }}");
-    let pad = (64 - (10 + dict.len() + 1) % 64) % 64;
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out.extend(std::iter::repeat_n(b' ', pad));
-    out.push(b'\n');
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-fn parse_npy_f64(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("not a .npy array".into());
-    }
-    let (hlen, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-    };
-    let header = std::str::from_utf8(bytes.get(start..start + hlen).ok_or("truncated header")?)
-        .map_err(|_| "bad header")?;
-    if header.contains("'fortran_order': True") {
-        return Err("Fortran order is not supported".into());
-    }
-    let shape_str = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split('(').nth(1))
-        .and_then(|s| s.split(')').next())
-        .ok_or("no shape")?;
-    let shape: Vec<usize> = shape_str
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| "bad shape"))
-        .collect::<std::result::Result<_, _>>()?;
-    let n: usize = shape.iter().product();
-    let data = &bytes[start + hlen..];
-    let values: Vec<f64> = if header.contains("'<f8'") {
-        data.get(..8 * n)
-            .ok_or("truncated data")?
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    } else if header.contains("'<f4'") {
-        data.get(..4 * n)
-            .ok_or("truncated data")?
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect()
-    } else {
-        return Err("only float32/float64 arrays are read".into());
-    };
-    Ok((shape, values))
 }
 
 /// tr((S1 S2)^{1/2}) from the eigenvalues of S1^{1/2} S2 S1^{1/2}.

@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 
 /// Samples in [-1, 1] from an `.npz`/`.npy` -> [0, 1].
 pub fn from_npz(path: &Path) -> Result<Tensor> {
-    let (shape, values) = ddpm_sample::npy::read_array(path, "samples")?;
+    let (shape, values) = ddpm_io::npy::read_array(path, "samples")?;
     if shape.len() != 4 {
         return Err(EvalError::Samples(format!(
             "{}: samples must be N x C x H x W, got shape {shape:?}",

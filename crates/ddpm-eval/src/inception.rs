@@ -273,9 +273,7 @@ pub struct FidInception {
 
 /// Where the converted weights live by default: `$DDPM_HOME/inception/pt_inception-2015-12-05.safetensors`.
 pub fn default_weights_path() -> std::path::PathBuf {
-    ddpm_data::digits::ddpm_home()
-        .unwrap_or_else(|| ".ddpm".into())
-        .join("inception/pt_inception-2015-12-05.safetensors")
+    ddpm_io::ddpm_home().join("inception/pt_inception-2015-12-05.safetensors")
 }
 
 impl FidInception {

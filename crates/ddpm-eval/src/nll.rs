@@ -5,7 +5,7 @@
 //! reference evaluation does.
 
 use ddpm_core::tensor::TensorDiffusion;
-use ddpm_nets::run::LoadedModel;
+use ddpm_run::LoadedModel;
 use ddpm_sample::noise::ImageNoise;
 use serde::Serialize;
 use tch::{Kind, Tensor};
@@ -21,6 +21,21 @@ pub struct NllResult {
     pub n: usize,
 }
 
+impl NllResult {
+    /// The one line a person reads: the total and its parts.
+    pub fn summary(&self, n: usize) -> String {
+        let t = self.terms_bpd.len();
+        format!(
+            "NLL <= {:.4} bits/dim over {n} images (prior L_T {:.2e}, decoder L_0 {:.4}, L_1..L_{} sum {:.4})",
+            self.bpd,
+            self.prior_bpd,
+            self.terms_bpd[0],
+            t - 1,
+            self.terms_bpd[1..].iter().sum::<f64>()
+        )
+    }
+}
+
 /// The bound over `data` ([N, C, H, W] in [-1, 1]), `batch` images at a time; the noise of
 /// image i comes from its own stream under `seed`. `progress(images_done)` after each batch.
 pub fn nll(
@@ -31,10 +46,10 @@ pub fn nll(
     progress: &mut dyn FnMut(usize),
 ) -> crate::Result<NllResult> {
     let device = model.vs.device();
-    let td = TensorDiffusion::from_config(&model.diffusion, device)?;
+    let process = TensorDiffusion::from_config(&model.diffusion, device)?;
     let n = data.size()[0] as usize;
     let shape = model.net.sample_shape();
-    let t = td.num_timesteps();
+    let t = process.num_timesteps();
     let (mut total, mut prior) = (0.0, 0.0);
     let mut terms = vec![0.0; t];
     let mut done = 0;
@@ -46,7 +61,7 @@ pub fn nll(
         let net = &model.net;
         let mut f =
             |x: &Tensor, tm: &Tensor| net.forward_t(x, tm, None, false).to_kind(Kind::Float);
-        let out = td.calc_bpd_loop(&mut f, &x0, &mut |_| noise.draw(), true);
+        let out = process.calc_bpd_loop(&mut f, &x0, &mut |_| noise.draw(), true);
         total += out.total.sum(Kind::Double).double_value(&[]);
         prior += out.prior.sum(Kind::Double).double_value(&[]);
         let per_t = Vec::<f64>::try_from(

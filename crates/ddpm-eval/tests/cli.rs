@@ -11,11 +11,11 @@ fn train(config: &str, steps: u64) -> PathBuf {
     let runs = temp_dir("eval-cli-runs");
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{config}.toml"));
-    let mut c = ddpm_train::TrainConfig::load(&path).unwrap();
+    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
     c.train.total_steps = steps;
     c.train.sample_every = 0;
     let mut t = ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu).unwrap();
-    t.train(&AtomicBool::new(false), &mut ddpm_train::trainer::LogProgress).unwrap();
+    t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
     runs
 }
 

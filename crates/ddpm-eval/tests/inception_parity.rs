@@ -5,7 +5,7 @@
 use ddpm_eval::fid::Stats;
 use ddpm_eval::inception_score::inception_score;
 use ddpm_eval::{FidInception, frechet_distance};
-use ddpm_sample::npy;
+use ddpm_io::npy;
 use ddpm_testkit::{run_json, run_script, temp_dir};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};

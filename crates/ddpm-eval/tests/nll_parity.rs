@@ -3,9 +3,9 @@
 //! `scripts/ref_nll.py`'s (the same network in diffusers, the Gaussian math in NumPy f64) for the
 //! same per-step noise.
 
-use ddpm_nets::run::{RunDir, load_model};
+use ddpm_io::npy;
+use ddpm_run::{RunDir, load_model};
 use ddpm_sample::noise::ImageNoise;
-use ddpm_sample::npy;
 use ddpm_testkit::{f64s, run_json, run_script, temp_dir};
 use tch::{Device, Kind, Tensor};
 

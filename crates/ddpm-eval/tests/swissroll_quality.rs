@@ -5,9 +5,10 @@
 
 use ddpm_data::{DataConfig, Dataset};
 use ddpm_eval::distance2d::sliced_wasserstein;
-use ddpm_nets::run::{RunDir, load_model};
+use ddpm_io::npy;
+use ddpm_run::{RunDir, load_model};
 use ddpm_sample::job::{self, JobOptions, Labels, Manifest};
-use ddpm_sample::{SamplerKind, SamplerOptions, npy};
+use ddpm_sample::{SamplerKind, SamplerOptions};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
@@ -15,11 +16,11 @@ use std::sync::atomic::AtomicBool;
 fn every_sampler_lands_on_the_swiss_roll() {
     let runs = ddpm_testkit::temp_dir("swissroll");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/swissroll.toml");
-    let mut c = ddpm_train::TrainConfig::load(&path).unwrap();
+    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
     c.train.sample_every = 0;
     ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu)
         .unwrap()
-        .train(&AtomicBool::new(false), &mut ddpm_train::trainer::LogProgress)
+        .train(&AtomicBool::new(false), &mut ddpm_train::LogProgress)
         .unwrap();
     let model =
         load_model(&RunDir::resolve("swissroll", &runs).unwrap(), tch::Device::Cpu, true).unwrap();
@@ -69,7 +70,7 @@ fn every_sampler_lands_on_the_swiss_roll() {
         let npz = job::run(
             &model,
             &manifest,
-            &JobOptions { out, pngs: false, bf16: false, cuda_graph: false },
+            &JobOptions { out, pngs: false, bf16: false, graph: None },
             None,
             &mut |_| {},
         )

@@ -13,7 +13,10 @@ pub struct Ema {
     pub warmup: bool,
     /// One `_foreach_lerp_` call for all parameters instead of one lerp per tensor.
     pub foreach: bool,
-    pairs: Vec<(String, Tensor, Tensor)>,
+    /// Names of the averaged parameters; `params[i]` is averaged into `shadows[i]`.
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    shadows: Vec<Tensor>,
     buffers: Vec<(Tensor, Tensor)>,
 }
 
@@ -27,17 +30,18 @@ impl Ema {
         names.sort();
         let trainable: Vec<Tensor> = model.trainable_variables();
         let is_trainable = |t: &Tensor| trainable.iter().any(|p| p.data_ptr() == t.data_ptr());
-        let mut pairs = Vec::new();
-        let mut buffers = Vec::new();
+        let (mut averaged, mut params, mut shadows, mut buffers) = (vec![], vec![], vec![], vec![]);
         for name in names {
             let (p, sh) = (&m[name], s.get(name).expect("shadow has the same variables"));
             if is_trainable(p) {
-                pairs.push((name.clone(), p.shallow_clone(), sh.shallow_clone()));
+                averaged.push(name.clone());
+                params.push(p.shallow_clone());
+                shadows.push(sh.shallow_clone());
             } else {
                 buffers.push((p.shallow_clone(), sh.shallow_clone()));
             }
         }
-        let ema = Self { decay, warmup, foreach: false, pairs, buffers };
+        let ema = Self { decay, warmup, foreach: false, names: averaged, params, shadows, buffers };
         ema.copy_from_model();
         ema
     }
@@ -50,7 +54,7 @@ impl Ema {
     /// Sets every shadow to the current parameters.
     pub fn copy_from_model(&self) {
         no_grad(|| {
-            for (_, p, s) in &self.pairs {
+            for (p, s) in self.params.iter().zip(&self.shadows) {
                 s.shallow_clone().copy_(p);
             }
             for (p, s) in &self.buffers {
@@ -63,11 +67,10 @@ impl Ema {
     pub fn update(&self, n: u64) {
         let w = 1.0 - self.decay_at(n);
         no_grad(|| {
-            if self.foreach && !self.pairs.is_empty() {
-                ddpm_shim::foreach_lerp_(&self.shadows(), &self.params(), w)
-                    .expect("foreach_lerp_");
+            if self.foreach && !self.params.is_empty() {
+                ddpm_shim::foreach_lerp_(&self.shadows, &self.params, w).expect("foreach_lerp_");
             } else {
-                for (_, p, s) in &self.pairs {
+                for (p, s) in self.params.iter().zip(&self.shadows) {
                     let _ = s.shallow_clone().lerp_(p, w);
                 }
             }
@@ -78,17 +81,22 @@ impl Ema {
     }
 
     pub fn num_averaged(&self) -> usize {
-        self.pairs.len()
+        self.params.len()
     }
 
     /// Shadow tensors in parameter order.
-    pub fn shadows(&self) -> Vec<Tensor> {
-        self.pairs.iter().map(|(_, _, s)| s.shallow_clone()).collect()
+    pub fn shadows(&self) -> &[Tensor] {
+        &self.shadows
     }
 
     /// Parameter tensors in the same order as [`Ema::shadows`].
-    pub fn params(&self) -> Vec<Tensor> {
-        self.pairs.iter().map(|(_, p, _)| p.shallow_clone()).collect()
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    /// (name, shadow) of every averaged parameter.
+    pub fn named_shadows(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.names.iter().map(String::as_str).zip(&self.shadows)
     }
 }
 

@@ -24,7 +24,8 @@ mod tests {
     use super::*;
     use tch::Device;
 
-    /// REFERENCE.md's statement: freq_i = exp(-ln(10000) i / (half - 1)), [sin, cos].
+    /// The embedding of Ho et al. 2020's official code (`get_timestep_embedding` in
+    /// diffusion_tf/nn.py): freq_i = exp(-ln(10000) i / (half - 1)), [sin, cos].
     #[test]
     fn matches_the_closed_form() {
         let t = Tensor::from_slice(&[0.0f32, 1.0, 999.0]);

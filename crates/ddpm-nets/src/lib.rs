@@ -6,18 +6,20 @@
 
 pub mod config;
 pub mod denoiser;
+pub mod device;
 pub mod diffusers;
 pub mod ema;
 pub mod embedding;
 pub mod error;
 pub mod init;
 pub mod mlp;
-pub mod run;
+pub mod placement;
 pub mod tensorfile;
 pub mod unet;
 
 pub use config::{MlpConfig, ModelConfig, UNetConfig};
 pub use denoiser::Denoiser;
+pub use device::parse_device;
 pub use ema::Ema;
 pub use error::{NetError, Result};
 pub use unet::UNet;

@@ -1,9 +1,8 @@
 //! safetensors files: never pickle, so loading weights can never execute code.
 //!
 //! Reading maps the file and validates its header against its length first, so a truncated
-//! or foreign file is reported by name before any tensor is touched. Writing is atomic: a
-//! temporary file is written, synced and renamed over the target, so a crash mid-write
-//! leaves the previous file intact.
+//! or foreign file is reported by name before any tensor is touched. Writing is atomic
+//! ([`ddpm_io::write_atomic_with`]), so a crash mid-write leaves the previous file intact.
 
 use crate::error::{NetError, Result};
 use safetensors::{Dtype, View};
@@ -178,34 +177,22 @@ fn to_bytes(t: &Tensor) -> Result<Bytes> {
     Ok(Bytes { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
 }
 
-/// Writes `tensors` with `metadata` to `path` atomically (temporary file, fsync, rename, fsync dir).
-pub fn write_atomic(
+/// Writes `tensors` with `metadata` to `path` atomically (see [`ddpm_io::write_atomic_with`]:
+/// a crash or a full disk leaves the previous file intact).
+pub fn write_tensors(
     path: impl AsRef<Path>,
     tensors: &[(String, Tensor)],
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let io = |source| NetError::Io { path: path.into(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
     let bytes: Vec<(String, Bytes)> =
         tensors.iter().map(|(n, t)| Ok((n.clone(), to_bytes(t)?))).collect::<Result<_>>()?;
     let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
-    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let meta = (!metadata.is_empty()).then(|| metadata.clone());
-    safetensors::serialize_to_file(views, meta, &tmp)
-        .map_err(|e| file_err(&tmp, format!("writing: {e}")))?;
-    let sync = || -> std::io::Result<()> {
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    if let Err(e) = sync() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(())
+    ddpm_io::write_atomic_with(path, |tmp| {
+        safetensors::serialize_to_file(views, meta, tmp).map_err(std::io::Error::other)
+    })
+    .map_err(|source| NetError::Io { path: path.into(), source })
 }
 
 /// `vs`'s variables named as the file names them under `prefix`.
@@ -264,7 +251,7 @@ mod tests {
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
         let b = Tensor::from_slice(&[7i64]);
         let meta = HashMap::from([("step".to_string(), "12".to_string())]);
-        write_atomic(&path, &[("a".into(), a.shallow_clone()), ("b".into(), b)], &meta).unwrap();
+        write_tensors(&path, &[("a".into(), a.shallow_clone()), ("b".into(), b)], &meta).unwrap();
         let f = TensorFile::open(&path).unwrap();
         assert_eq!(f.metadata["step"], "12");
         assert!(f.tensor("a").unwrap().equal(&a));
@@ -291,7 +278,7 @@ mod tests {
         let src = VarStore::new(Device::Cpu);
         let _ = src.root().sub("x").var("weight", &[2, 3], nn::Init::Const(0.5));
         let path = dir.join("m.safetensors");
-        write_atomic(&path, &named_variables(&src, "model/"), &HashMap::new()).unwrap();
+        write_tensors(&path, &named_variables(&src, "model/"), &HashMap::new()).unwrap();
         let f = TensorFile::open(&path).unwrap();
 
         let dst = VarStore::new(Device::Cpu);

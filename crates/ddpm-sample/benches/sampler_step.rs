@@ -20,7 +20,7 @@ fn sampler_step(c: &mut Criterion) {
         ..UNetConfig::default()
     });
     let net = Denoiser::new(&vs.root(), &cfg, false).unwrap();
-    let td = TensorDiffusion::from_config(&DiffusionConfig::default(), Device::Cpu).unwrap();
+    let process = TensorDiffusion::from_config(&DiffusionConfig::default(), Device::Cpu).unwrap();
     let mut opts = SamplerOptions::new(SamplerKind::Ddim, 1000);
     opts.steps = 5;
     let indices: Vec<u64> = (0..16).collect();
@@ -31,7 +31,7 @@ fn sampler_step(c: &mut Criterion) {
             let mut noise = ImageNoise::new(0, &indices, &[3, 32, 32], Device::Cpu);
             let x = noise.draw();
             let mut f = |x: &Tensor, t: &Tensor| net.forward_t(x, t, None, false);
-            samplers::sample(&opts, &td, &mut f, x, &mut noise, &mut |_| {}).unwrap()
+            samplers::sample(&opts, &process, &mut f, x, &mut noise, &mut |_| {}).unwrap()
         })
     });
     g.bench_function("image_noise_64x3x32x32", |b| {

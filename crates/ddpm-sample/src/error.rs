@@ -9,6 +9,12 @@ pub enum SampleError {
     Net(#[from] ddpm_nets::NetError),
     #[error(transparent)]
     Core(#[from] ddpm_core::CoreError),
+    #[error(transparent)]
+    Run(#[from] ddpm_run::RunError),
+    #[error(transparent)]
+    Data(#[from] ddpm_data::DataError),
+    #[error(transparent)]
+    Array(#[from] ddpm_io::NpyError),
     #[error("{}: {source}", path.display())]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }

@@ -7,7 +7,7 @@ use crate::error::{Result, io};
 use crate::guidance::GuidedModel;
 use crate::noise::ImageNoise;
 use ddpm_core::tensor::TensorDiffusion;
-use ddpm_nets::run::LoadedModel;
+use ddpm_run::LoadedModel;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -35,14 +35,18 @@ pub fn progressive(
     out: &Path,
 ) -> Result<PathBuf> {
     let device = model.vs.device();
-    let td = TensorDiffusion::from_config(&model.diffusion, device)?;
-    let walk = if steps == td.num_timesteps() { td } else { td.respaced_str(&steps.to_string())? };
+    let process = TensorDiffusion::from_config(&model.diffusion, device)?;
+    let walk = if steps == process.num_timesteps() {
+        process
+    } else {
+        process.respaced_str(&steps.to_string())?
+    };
     let shape = model.net.sample_shape();
     let indices: Vec<u64> = (0..n as u64).collect();
     let mut noise = ImageNoise::new(seed, &indices, &shape, device);
     let x_t = noise.draw();
-    let guided = GuidedModel::new(&model.net, None, 1.0, false, device)?;
-    let mut net = |x: &Tensor, t: &Tensor| guided.output(x, t);
+    let guided = GuidedModel::new(&model.net, 1.0, false);
+    let mut net = |x: &Tensor, t: &Tensor| guided.output(x, t, None);
     let keep = evenly(walk.num_timesteps(), points);
     let mut columns: Vec<Tensor> = Vec::new();
     let _ = walk.p_sample_loop(&mut net, x_t, &mut |_| noise.draw(), true, &mut |t, out| {
@@ -80,26 +84,26 @@ pub fn interpolate(
     out: &Path,
 ) -> Result<PathBuf> {
     let device = model.vs.device();
-    let td = TensorDiffusion::from_config(&model.diffusion, device)?;
-    let t = t.min(td.num_timesteps() - 1);
+    let process = TensorDiffusion::from_config(&model.diffusion, device)?;
+    let t = t.min(process.num_timesteps() - 1);
     let shape = model.net.sample_shape();
     let mut enc = ImageNoise::new(seed, &[0, 1], &shape, device);
     let x0 = Tensor::stack(&[a.to_device(device), b.to_device(device)], 0);
-    let tb = td.full_t(2, t);
-    let xt = td.q_sample(&x0, &tb, &enc.draw());
+    let tb = process.full_t(2, t);
+    let xt = process.q_sample(&x0, &tb, &enc.draw());
     let k = lambdas.max(2);
     let ls: Vec<f64> = (0..k).map(|i| i as f64 / (k - 1) as f64).collect();
     let mix: Vec<Tensor> = ls.iter().map(|&l| xt.get(0) * (1.0 - l) + xt.get(1) * l).collect();
     let mut x = Tensor::stack(&mix, 0);
     // One reverse-noise stream shared by every lambda.
     let mut dec = ImageNoise::new(seed ^ 0x5eed, &[0], &shape, device);
-    let guided = GuidedModel::new(&model.net, None, 1.0, false, device)?;
+    let guided = GuidedModel::new(&model.net, 1.0, false);
     let _g = tch::no_grad_guard();
     for s in (0..=t).rev() {
-        let ts = td.full_t(k as i64, s);
-        let output = guided.output(&x, &td.model_timesteps(&ts));
-        let o = td.p_mean_variance(&output, &x, &ts, true);
-        x = if s == 0 { o.mean } else { td.p_sample(&o, &ts, &dec.draw().expand_as(&x)) };
+        let ts = process.full_t(k as i64, s);
+        let output = guided.output(&x, &process.model_timesteps(&ts), None);
+        let o = process.p_mean_variance(&output, &x, &ts, true);
+        x = if s == 0 { o.mean } else { process.p_sample(&o, &ts, &dec.draw().expand_as(&x)) };
     }
     let row =
         Tensor::cat(&[a.to_device(device).unsqueeze(0), x, b.to_device(device).unsqueeze(0)], 0);
@@ -121,8 +125,8 @@ pub fn trajectories(
     out: &Path,
 ) -> Result<PathBuf> {
     let device = model.vs.device();
-    let td = TensorDiffusion::from_config(&model.diffusion, device)?;
-    let keep = evenly(td.num_timesteps(), points);
+    let process = TensorDiffusion::from_config(&model.diffusion, device)?;
+    let keep = evenly(process.num_timesteps(), points);
     let m = n.min(data.len()).max(1);
     let flat: Vec<f32> = data[..m].iter().flat_map(|p| [p[0], p[1]]).collect();
     let x0 = Tensor::from_slice(&flat).view([m as i64, 2]).to_device(device);
@@ -130,19 +134,24 @@ pub fn trajectories(
     let indices: Vec<u64> = (0..n as u64).collect();
     let mut noise = ImageNoise::new(seed ^ 0x7a11, &indices, &[2], device);
     let x_t = noise.draw();
-    let guided = GuidedModel::new(&model.net, None, 1.0, false, device)?;
+    let guided = GuidedModel::new(&model.net, 1.0, false);
     // The reverse chain's state x_t entering each step t.
     let mut reverse = std::collections::BTreeMap::new();
     let mut x = x_t;
     {
         let _g = tch::no_grad_guard();
-        for s in (0..td.num_timesteps()).rev() {
+        for s in (0..process.num_timesteps()).rev() {
             if keep.contains(&s) {
                 reverse.insert(s, x.shallow_clone());
             }
-            let ts = td.full_t(n as i64, s);
-            let o = td.p_mean_variance(&guided.output(&x, &td.model_timesteps(&ts)), &x, &ts, true);
-            x = if s == 0 { o.mean } else { td.p_sample(&o, &ts, &noise.draw()) };
+            let ts = process.full_t(n as i64, s);
+            let o = process.p_mean_variance(
+                &guided.output(&x, &process.model_timesteps(&ts), None),
+                &x,
+                &ts,
+                true,
+            );
+            x = if s == 0 { o.mean } else { process.p_sample(&o, &ts, &noise.draw()) };
         }
     }
     let final_x = x;
@@ -151,7 +160,7 @@ pub fn trajectories(
     };
     let mut panels = Vec::new();
     for &t in keep.iter().rev() {
-        let q = td.q_sample(&x0, &td.full_t(m as i64, t), &fwd_noise.draw());
+        let q = process.q_sample(&x0, &process.full_t(m as i64, t), &fwd_noise.draw());
         let r = if t == 0 {
             final_x.shallow_clone()
         } else {

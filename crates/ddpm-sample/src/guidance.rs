@@ -1,61 +1,42 @@
 //! The network call samplers make, with classifier-free guidance (Ho & Salimans 2022,
-//! arXiv:2207.12598): eps~ = eps(x, null) + w (eps(x, y) - eps(x, null)), one batched call for
-//! both branches. Variance channels (learned variances) come from the conditional branch.
+//! arXiv:2207.12598) in diffusers' convention: eps~ = eps(x, null) + w (eps(x, y) - eps(x, null)),
+//! so w = 1 is unguided (Ho & Salimans write the same as (1 + w') eps(x, y) - w' eps(x, null)
+//! with w' = w - 1). One batched call for both branches; variance channels (learned variances)
+//! come from the conditional branch.
 
-use crate::error::{Result, SampleError};
 use ddpm_nets::Denoiser;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-/// Calls the network with class labels and guidance, optionally under bf16 autocast on CUDA.
-#[derive(Debug)]
+/// The network as samplers call it: labels, guidance scale, and bf16 autocast on CUDA.
+#[derive(Debug, Clone, Copy)]
 pub struct GuidedModel<'a> {
     pub net: &'a Denoiser,
-    /// Class labels of the batch being sampled (conditional models).
-    pub labels: Option<Tensor>,
+    /// Guidance scale w (diffusers' `guidance_scale`); 1 = none.
     pub scale: f64,
+    /// bf16 autocast for the network on CUDA.
     pub bf16: bool,
-    pub device: Device,
     /// Channels of the data (the rest of the output are variance channels).
     pub channels: i64,
 }
 
 impl<'a> GuidedModel<'a> {
-    /// Checks that guidance and labels fit the network.
-    pub fn new(
-        net: &'a Denoiser,
-        labels: Option<Tensor>,
-        scale: f64,
-        bf16: bool,
-        device: Device,
-    ) -> Result<Self> {
-        match (net.num_classes(), &labels) {
-            (None, Some(_)) => {
-                return Err(SampleError::Arg(
-                    "--class given but the model is unconditional".into(),
-                ));
-            }
-            (None, None) if scale != 1.0 => {
-                return Err(SampleError::Arg(format!(
-                    "--guidance {scale} needs a class-conditional model; this one is unconditional"
-                )));
-            }
-            _ => {}
-        }
-        let channels = net.sample_shape()[0];
-        Ok(Self { net, labels, scale, bf16, device, channels })
+    pub fn new(net: &'a Denoiser, scale: f64, bf16: bool) -> Self {
+        Self { net, scale, bf16, channels: net.sample_shape()[0] }
     }
 
-    /// The raw (guided) network output for x at times t (float, original process).
-    pub fn output(&self, x: &Tensor, t: &Tensor) -> Tensor {
-        let _autocast = (self.bf16 && self.device.is_cuda()).then(|| {
-            ddpm_shim::AutocastGuard::new(self.device, Kind::BFloat16).expect("bf16 autocast")
+    /// The raw (guided) network output for x at times t (float, original process) with class
+    /// labels y (conditional models; None: the null class, unguided).
+    pub fn output(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>) -> Tensor {
+        let _autocast = (self.bf16 && x.device().is_cuda()).then(|| {
+            ddpm_shim::AutocastGuard::new(x.device(), Kind::BFloat16).expect("bf16 autocast")
         });
-        let y = self.labels.as_ref();
-        if self.scale == 1.0 || y.is_none() {
+        let (Some(y), Some(null_class)) = (y, self.net.num_classes()) else {
             return self.net.forward_t(x, t, y, false).to_kind(Kind::Float);
+        };
+        if self.scale == 1.0 {
+            return self.net.forward_t(x, t, Some(y), false).to_kind(Kind::Float);
         }
-        let y = y.unwrap();
-        let null = Tensor::full_like(y, self.net.num_classes().unwrap() as i64);
+        let null = Tensor::full_like(y, null_class as i64);
         let out = self
             .net
             .forward_t(

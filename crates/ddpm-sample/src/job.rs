@@ -7,13 +7,15 @@
 //! `manifest.json` records the job so that a different job never mixes into the same folder.
 
 use crate::error::{Result, SampleError, io};
+use crate::graph::{GraphMode, GraphedModel};
 use crate::guidance::GuidedModel;
 use crate::noise::ImageNoise;
-use crate::npy;
 use crate::samplers::{self, SamplerOptions};
 use ddpm_core::rng::SplitMix64;
 use ddpm_core::tensor::TensorDiffusion;
-use ddpm_nets::run::LoadedModel;
+use ddpm_io::npy;
+use ddpm_nets::placement::debug_check_placement;
+use ddpm_run::LoadedModel;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -52,16 +54,16 @@ pub struct JobOptions {
     pub out: PathBuf,
     pub pngs: bool,
     pub bf16: bool,
-    /// Replay the network call from captured CUDA graphs.
-    pub cuda_graph: bool,
+    /// Replay the network call from captured graphs (`--cuda-graph`: [`GraphMode::Cuda`]).
+    pub graph: Option<GraphMode>,
 }
 
 fn part_path(out: &Path, first: u64) -> PathBuf {
     out.join("parts").join(format!("part-{first:09}.npy"))
 }
 
-/// The noise x_T from a `.npy`/`.npz` (array `noise` or the only one) or a safetensors file
-/// (tensor `noise`), shaped n x sample_shape.
+/// The noise x_T from a `.npy`, an `.npz` (its array `noise`, or its only array) or a
+/// safetensors file (tensor `noise`, or its only tensor), shaped n x sample_shape.
 pub fn load_noise(path: &Path, n: usize, sample_shape: &[i64]) -> Result<Tensor> {
     let mut want = vec![n as i64];
     want.extend_from_slice(sample_shape);
@@ -76,9 +78,15 @@ pub fn load_noise(path: &Path, n: usize, sample_shape: &[i64]) -> Result<Tensor>
         };
         f.tensor(&name)?.to_kind(Kind::Float)
     } else {
-        let (shape, values) = npy::read_array(path, "noise")?;
-        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        Tensor::from_slice(&values).view(shape.as_slice())
+        let names = if path.extension().is_some_and(|e| e == "npz") {
+            npy::npz_names(path)?
+        } else {
+            vec![]
+        };
+        let key = names.iter().any(|n| n == "noise").then_some("noise");
+        let a: npy::Array<f32> = npy::read(path, key)?;
+        let shape: Vec<i64> = a.shape.iter().map(|&d| d as i64).collect();
+        Tensor::from_slice(&a.values).view(shape.as_slice())
     };
     if t.size() != want {
         return Err(SampleError::Arg(format!(
@@ -151,12 +159,19 @@ pub fn run(
             )));
         }
     } else {
-        let tmp = out.join("manifest.json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(manifest).unwrap()).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &manifest_path).map_err(io(&manifest_path))?;
+        let text = serde_json::to_string_pretty(manifest).expect("serialises");
+        ddpm_io::write_atomic(&manifest_path, text.as_bytes()).map_err(io(&manifest_path))?;
     }
-    let td = TensorDiffusion::from_config(&model.diffusion, device)?;
-    let mut graphs = if job.cuda_graph { Some(crate::graph::GraphedModel::new()?) } else { None };
+    let diffusion = TensorDiffusion::from_config(&model.diffusion, device)?;
+    debug_check_placement(&diffusion, "sampler schedule", device);
+    let guided = GuidedModel::new(&model.net, manifest.sampler.guidance_scale, job.bf16);
+    // One network call for the whole job: per batch only its inputs change.
+    let mut graph = match job.graph {
+        Some(mode) => {
+            Some(GraphedModel::new(mode, Box::new(move |x, t, y| guided.output(x, t, y)))?)
+        }
+        None => None,
+    };
     let shape = manifest.sample_shape.clone();
     let b = manifest.batch_size.max(1);
     let mut parts = Vec::new();
@@ -193,18 +208,22 @@ pub fn run(
                 Some(Tensor::from_slice(&ys).to_device(device))
             }
         };
-        let guided = GuidedModel::new(
-            &model.net,
-            labels,
-            manifest.sampler.guidance_scale,
-            job.bf16,
-            device,
-        )?;
-        let mut net = |x: &Tensor, t: &Tensor| match graphs.as_mut() {
-            Some(g) => g.call(&|x, t| guided.output(x, t), x, t).expect("CUDA graph replay"),
-            None => guided.output(x, t),
+        debug_check_placement(&noise, "sampler noise", device);
+        let mut net = |x: &Tensor, t: &Tensor| match graph.as_mut() {
+            Some(g) => g.call(x, t, labels.as_ref()).expect("graph replay"),
+            None => guided.output(x, t, labels.as_ref()),
         };
-        let x0 = samplers::sample(&manifest.sampler, &td, &mut net, x_t, &mut noise, &mut |_| {})?;
+        let x0 = samplers::sample(
+            &manifest.sampler,
+            &diffusion,
+            &mut net,
+            x_t,
+            &mut noise,
+            &mut |_| {},
+        )?;
+        if let Some(g) = &graph {
+            debug_check_placement(g, "graph inputs", device);
+        }
         let x0 = x0.clamp(-1.0, 1.0).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
         let values = Vec::<f32>::try_from(x0.flatten(0, -1)).unwrap();
         if job.pngs && shape.len() == 3 {
@@ -224,10 +243,21 @@ pub fn run(
     let mut full = vec![manifest.n];
     full.extend(shape.iter().map(|&d| d as usize));
     let npz = out.join("samples.npz");
-    npy::assemble_npz(&npz, "samples", &full, &parts)?;
+    assemble_npz(&npz, &full, &parts)?;
     draw_overview(out, &parts, &shape)?;
     let _ = std::fs::remove_dir_all(out.join("parts"));
     Ok(npz)
+}
+
+/// Streams `parts` (npy files whose first dimensions add up to `shape[0]`) into `out` as its
+/// one array `samples`, atomically.
+fn assemble_npz(out: &Path, shape: &[usize], parts: &[PathBuf]) -> Result<()> {
+    let mut w = npy::NpzWriter::create(out, false)?;
+    w.start_array::<f32>("samples", shape)?;
+    for p in parts {
+        w.write_values(&npy::read::<f32>(p, None)?.values)?;
+    }
+    Ok(w.finish()?)
 }
 
 /// `grid.png` of the first 64 images, or `samples.svg` for 2-D points.
@@ -239,8 +269,7 @@ fn draw_overview(out: &Path, parts: &[PathBuf], shape: &[i64]) -> Result<()> {
         if values.len() >= limit * per {
             break;
         }
-        let (_, v) = npy::read_array(p, "x")?;
-        values.extend(v);
+        values.extend(npy::read::<f32>(p, None)?.values);
     }
     values.truncate(limit * per);
     let n = values.len() / per;

@@ -6,13 +6,15 @@
 //! output (`samples.npz`, `grid.png`, PNGs); and the paper's figures.
 
 pub mod error;
+pub mod figure_request;
 pub mod figures;
 pub mod graph;
 pub mod guidance;
 pub mod job;
 pub mod noise;
-pub mod npy;
+pub mod request;
 pub mod samplers;
 
 pub use error::{Result, SampleError};
+pub use request::{SampleRequest, SamplerArgs};
 pub use samplers::{SamplerKind, SamplerOptions, Skip, TimeSteps};

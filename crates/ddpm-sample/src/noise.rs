@@ -7,20 +7,20 @@
 //! elementwise kernels per draw whatever the batch.
 
 use ddpm_core::rng::derive_seed;
+use ddpm_nets::placement::Placed;
 use tch::{Device, Kind, Tensor};
+
+// Constants enter the kernels as scalars, never as host tensors copied to the device per draw.
 
 /// Logical right shift of int64 tensors (torch's `>>` on int64 is arithmetic).
 fn shr(x: &Tensor, k: i64) -> Tensor {
-    x.bitwise_right_shift_tensor_scalar(k)
-        .bitwise_and_tensor(&Tensor::from((1i64 << (64 - k)) - 1).to_device(x.device()))
+    x.bitwise_right_shift_tensor_scalar(k).bitwise_and((1i64 << (64 - k)) - 1)
 }
 
 /// SplitMix64's finaliser on int64 tensors (wrapping arithmetic, like the CPU version).
 fn mix(z: &Tensor) -> Tensor {
-    let c1 = Tensor::from(0xBF58_476D_1CE4_E5B9u64 as i64).to_device(z.device());
-    let c2 = Tensor::from(0x94D0_49BB_1331_11EBu64 as i64).to_device(z.device());
-    let z = z.bitwise_xor_tensor(&shr(z, 30)) * &c1;
-    let z = z.bitwise_xor_tensor(&shr(&z, 27)) * &c2;
+    let z = z.bitwise_xor_tensor(&shr(z, 30)) * (0xBF58_476D_1CE4_E5B9u64 as i64);
+    let z = z.bitwise_xor_tensor(&shr(&z, 27)) * (0x94D0_49BB_1331_11EBu64 as i64);
     z.bitwise_xor_tensor(&shr(&z, 31))
 }
 
@@ -66,13 +66,19 @@ impl ImageNoise {
         let j = Tensor::arange(n, (Kind::Int64, self.device));
         let base = (j + self.draws * n) * 2;
         let keys = self.keys.unsqueeze(1);
-        let golden = Tensor::from(0x9E37_79B9_7F4A_7C15u64 as i64).to_device(self.device);
-        let u1 = to_unit(&mix(&(mix(&(&keys + &base * &golden)) + 1)));
-        let u2 = to_unit(&mix(&(mix(&(&keys + (&base + 1) * &golden)) + 2)));
+        let golden = 0x9E37_79B9_7F4A_7C15u64 as i64;
+        let u1 = to_unit(&mix(&(mix(&(&keys + &base * golden)) + 1)));
+        let u2 = to_unit(&mix(&(mix(&(&keys + (&base + 1) * golden)) + 2)));
         self.draws += 1;
         let r = (u1.log() * -2.0).sqrt();
         let z = r * (u2 * (2.0 * std::f64::consts::PI)).cos();
         z.to_kind(Kind::Float).view(self.shape.as_slice())
+    }
+}
+
+impl Placed for ImageNoise {
+    fn placed_tensors(&self) -> Vec<(String, &Tensor)> {
+        vec![("noise/keys".into(), &self.keys)]
     }
 }
 

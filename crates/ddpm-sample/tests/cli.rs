@@ -1,9 +1,10 @@
 //! `ddpm-sample` end to end on a tiny trained model: outputs, bit-identical reruns, sharding,
 //! resume after an interruption, and one-line errors with exit code 2 that touch nothing.
 
-use ddpm_nets::run::{RunDir, load_model};
+use ddpm_io::npy;
+use ddpm_run::{RunDir, load_model};
 use ddpm_sample::job::{self, JobOptions, Labels, Manifest};
-use ddpm_sample::{SamplerKind, SamplerOptions, npy};
+use ddpm_sample::{SamplerKind, SamplerOptions};
 use ddpm_testkit::temp_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,10 +14,10 @@ use std::sync::atomic::AtomicBool;
 fn trained() -> PathBuf {
     let runs = temp_dir("sample-cli-runs");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
-    let mut c = ddpm_train::TrainConfig::load(&path).unwrap();
+    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
     c.train.total_steps = 3;
     let mut t = ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu).unwrap();
-    t.train(&AtomicBool::new(false), &mut ddpm_train::trainer::LogProgress).unwrap();
+    t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
     runs
 }
 
@@ -100,9 +101,9 @@ fn an_interrupted_job_resumes_where_it_stopped() {
         sample_shape: model.net.sample_shape(),
     };
     let dir = temp_dir("sample-resume");
-    let whole = JobOptions { out: dir.join("whole"), pngs: false, bf16: false, cuda_graph: false };
+    let whole = JobOptions { out: dir.join("whole"), pngs: false, bf16: false, graph: None };
     job::run(&model, &manifest, &whole, None, &mut |_| {}).unwrap();
-    let cut = JobOptions { out: dir.join("cut"), pngs: false, bf16: false, cuda_graph: false };
+    let cut = JobOptions { out: dir.join("cut"), pngs: false, bf16: false, graph: None };
     // Stop after the first batch, as a kill would.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         job::run(&model, &manifest, &cut, None, &mut |done| {

@@ -2,7 +2,7 @@
 //! classifier-free guidance on a class-conditional model: the guided output against the
 //! formula from two separate network calls, and conditional sampling end to end.
 
-use ddpm_nets::run::{RunDir, load_model};
+use ddpm_run::{RunDir, load_model};
 use ddpm_sample::guidance::GuidedModel;
 use ddpm_testkit::temp_dir;
 use std::path::{Path, PathBuf};
@@ -12,16 +12,16 @@ use tch::{Device, Kind, Tensor};
 
 /// Trains `config` (under configs/) for 3 steps as run `name`, with `edit` applied; returns
 /// the runs directory.
-fn trained(config: &str, name: &str, edit: impl FnOnce(&mut ddpm_train::TrainConfig)) -> PathBuf {
+fn trained(config: &str, name: &str, edit: impl FnOnce(&mut ddpm_train::RunConfig)) -> PathBuf {
     let runs = temp_dir(&format!("figures-{name}"));
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(config);
-    let mut c = ddpm_train::TrainConfig::load(&path).unwrap();
+    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
     c.name = name.into();
     c.train.total_steps = 3;
     c.train.sample_every = 0;
     edit(&mut c);
     let mut t = ddpm_train::Trainer::new(c, &runs, Device::Cpu).unwrap();
-    t.train(&AtomicBool::new(false), &mut ddpm_train::trainer::LogProgress).unwrap();
+    t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
     runs
 }
 
@@ -143,9 +143,7 @@ fn guided_output_is_the_classifier_free_formula_and_conditional_sampling_runs() 
     let uncond = model.net.forward_t(&x, &t, Some(&null), false);
     assert!(f64::try_from((&cond - &uncond).abs().max()).unwrap() > 1e-6, "labels are ignored");
     for w in [0.0, 1.0, 3.0] {
-        let g = GuidedModel::new(&model.net, Some(y.shallow_clone()), w, false, Device::Cpu)
-            .unwrap()
-            .output(&x, &t);
+        let g = GuidedModel::new(&model.net, w, false).output(&x, &t, Some(&y));
         let want = &uncond + (&cond - &uncond) * w;
         let d = f64::try_from((g - want).abs().max()).unwrap();
         assert!(d < 1e-5, "w = {w}: guided output off by {d}");

@@ -21,7 +21,7 @@ fn v(a: f64) -> f64 {
     a * S * S + 1.0 - a
 }
 
-fn td(schedule: ScheduleName, var: ModelVar) -> TensorDiffusion {
+fn process(schedule: ScheduleName, var: ModelVar) -> TensorDiffusion {
     let config = DiffusionConfig { schedule, model_var: var, ..Default::default() };
     TensorDiffusion::from_config(&config, Device::Cpu).unwrap()
 }
@@ -34,23 +34,24 @@ fn opts(kind: SamplerKind, steps: usize) -> SamplerOptions {
 }
 
 /// Runs a sampler with the exact Gaussian eps on `n` images of 64 values; returns (x_T, x_0).
-fn run(opts: &SamplerOptions, td: &TensorDiffusion, n: u64) -> (Tensor, Tensor) {
+fn run(opts: &SamplerOptions, process: &TensorDiffusion, n: u64) -> (Tensor, Tensor) {
     let indices: Vec<u64> = (0..n).collect();
     let mut noise = ImageNoise::new(9, &indices, &[1, 8, 8], Device::Cpu);
     let x_t = noise.draw().to_kind(Kind::Double);
     let mut model = |x: &Tensor, t: &Tensor| {
-        let a = abar_at(td, t.double_value(&[0]));
+        let a = abar_at(process, t.double_value(&[0]));
         (x - a.sqrt() * M) * ((1.0 - a).sqrt() / v(a))
     };
-    let x0 = samplers::sample(opts, td, &mut model, x_t.shallow_clone(), &mut noise, &mut |_| {})
-        .unwrap();
+    let x0 =
+        samplers::sample(opts, process, &mut model, x_t.shallow_clone(), &mut noise, &mut |_| {})
+            .unwrap();
     (x_t, x0)
 }
 
 /// Largest deviation from the exact continuous flow map.
-fn flow_error(opts: &SamplerOptions, td: &TensorDiffusion) -> f64 {
-    let (x_t, x0) = run(opts, td, 4);
-    let a = *td.diffusion.alphas_cumprod.last().unwrap();
+fn flow_error(opts: &SamplerOptions, process: &TensorDiffusion) -> f64 {
+    let (x_t, x0) = run(opts, process, 4);
+    let a = *process.diffusion.alphas_cumprod.last().unwrap();
     let want = (&x_t - a.sqrt() * M) * (S / v(a).sqrt()) + M;
     (&x0 - &want).abs().max().double_value(&[])
 }
@@ -62,11 +63,11 @@ fn ddim_is_exactly_its_discrete_linear_map() {
         (ScheduleName::Linear, 20, Skip::Quadratic),
         (ScheduleName::Cosine, 25, Skip::Uniform),
     ] {
-        let td = td(schedule, ModelVar::FixedLarge);
+        let process = process(schedule, ModelVar::FixedLarge);
         let mut o = opts(SamplerKind::Ddim, steps);
         o.skip = skip;
-        let (x_t, x0) = run(&o, &td, 4);
-        let ac = &td.diffusion.alphas_cumprod;
+        let (x_t, x0) = run(&o, &process, 4);
+        let ac = &process.diffusion.alphas_cumprod;
         let kept = ddim_timesteps(1000, steps, skip);
         let mut r = 1.0;
         for i in (0..kept.len()).rev() {
@@ -87,9 +88,9 @@ fn ddpm_ancestral_matches_the_exact_moment_recursion() {
         (ScheduleName::Linear, ModelVar::FixedLarge, 1000),
         (ScheduleName::Cosine, ModelVar::FixedSmall, 100),
     ] {
-        let full = td(schedule, var);
+        let full = process(schedule, var);
         let o = opts(SamplerKind::Ddpm, steps);
-        let walk = samplers::ddpm::process(&o, &full).unwrap();
+        let walk = samplers::ddpm::walk(&o, &full).unwrap();
         let d = &walk.diffusion;
         // x_t ~ N(mu, var); one step: x' = A x + B + sigma z.
         let (mut mu, mut var_x) = (0.0, 1.0);
@@ -124,8 +125,8 @@ fn ddpm_ancestral_matches_the_exact_moment_recursion() {
 
 #[test]
 fn second_order_solvers_converge_to_the_exact_flow() {
-    let td = td(ScheduleName::Linear, ModelVar::FixedLarge);
-    let ddim_20 = flow_error(&opts(SamplerKind::Ddim, 20), &td);
+    let process = process(ScheduleName::Linear, ModelVar::FixedLarge);
+    let ddim_20 = flow_error(&opts(SamplerKind::Ddim, 20), &process);
     for (kind, placement) in [
         (SamplerKind::DpmSolverPp, TimeSteps::LogSnr),
         (SamplerKind::DpmSolverPp, TimeSteps::Uniform),
@@ -136,7 +137,7 @@ fn second_order_solvers_converge_to_the_exact_flow() {
             .map(|&n| {
                 let mut o = opts(kind, n);
                 o.time_steps = placement;
-                flow_error(&o, &td)
+                flow_error(&o, &process)
             })
             .collect();
         eprintln!(

@@ -2,7 +2,7 @@
 //! `ddpm-train import` (its library function), sampled by `ddpm-sample sample --sampler ddim --steps 20 --eta 0` from
 //! the same initial noise, gives the same images as diffusers' DDIMPipeline.
 
-use ddpm_sample::npy;
+use ddpm_io::npy;
 use ddpm_testkit::{run_script, temp_dir};
 use std::path::{Path, PathBuf};
 use std::process::Command;

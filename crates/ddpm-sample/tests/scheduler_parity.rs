@@ -33,7 +33,7 @@ fn check(c: &Case) {
         model_var: c.var,
         ..Default::default()
     };
-    let td = TensorDiffusion::from_config(&config, Device::Cpu).unwrap();
+    let process = TensorDiffusion::from_config(&config, Device::Cpu).unwrap();
     let mut opts = SamplerOptions::new(c.kind, c.t);
     opts.steps = c.steps;
     opts.eta = c.eta;
@@ -60,8 +60,9 @@ fn check(c: &Case) {
         calls += 1;
         outputs[calls - 1].shallow_clone()
     };
-    let x0 = samplers::sample(&opts, &td, &mut model, x_t.shallow_clone(), &mut noise, &mut |_| {})
-        .unwrap();
+    let x0 =
+        samplers::sample(&opts, &process, &mut model, x_t.shallow_clone(), &mut noise, &mut |_| {})
+            .unwrap();
     trajectory.push(flat(&x0));
 
     let (sampler, beta) = match (c.kind, c.schedule) {
@@ -74,7 +75,7 @@ fn check(c: &Case) {
         _ => "dpmpp",
     };
     let ddpm_timesteps: Vec<usize> = if c.kind == SamplerKind::Ddpm {
-        let walk = ddpm_sample::samplers::ddpm::process(&opts, &td).unwrap();
+        let walk = ddpm_sample::samplers::ddpm::walk(&opts, &process).unwrap();
         walk.diffusion.timestep_map.iter().rev().copied().collect()
     } else {
         vec![]

@@ -110,6 +110,17 @@ char *ddpm_set_cuda_math(int tf32, int cudnn_benchmark) {
   })
 }
 
+// Deterministic kernels (torch.use_deterministic_algorithms(True) with cuDNN's deterministic
+// algorithms and no autotuning): reruns on one GPU give bit-identical results, at some speed.
+// cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment.
+char *ddpm_set_deterministic(int on) {
+  GUARD({
+    at::globalContext().setDeterministicAlgorithms(on != 0, /*warn_only=*/false);
+    at::globalContext().setDeterministicCuDNN(on != 0);
+    if (on != 0) at::globalContext().setBenchmarkCuDNN(false);
+  })
+}
+
 // Counting ATen operator calls (every dispatcher call, nested ones included) between start and
 // stop: the host-side work a step costs, and on a GPU an upper bound on its kernel launches.
 static std::atomic<long long> g_op_count{0};

@@ -50,6 +50,7 @@ unsafe extern "C" {
     ) -> *mut c_char;
     fn ddpm_foreach_zero(ts: *const *const C_tensor, n: c_int) -> *mut c_char;
     fn ddpm_set_cuda_math(tf32: c_int, cudnn_benchmark: c_int) -> *mut c_char;
+    fn ddpm_set_deterministic(on: c_int) -> *mut c_char;
     fn ddpm_op_counter_start() -> *mut c_char;
     fn ddpm_op_counter_stop(count: *mut i64, top_level: *mut i64) -> *mut c_char;
     fn ddpm_has_cuda_graphs() -> c_int;
@@ -207,6 +208,14 @@ pub fn set_cuda_math(tf32: bool, cudnn_benchmark: bool) -> Result<(), ShimError>
     check(unsafe { ddpm_set_cuda_math(tf32 as c_int, cudnn_benchmark as c_int) })
 }
 
+/// Deterministic algorithms everywhere (`torch.use_deterministic_algorithms(True)`, cuDNN's
+/// deterministic kernels, no autotuning), so that reruns on one GPU are bit-identical. An op
+/// without a deterministic kernel then fails instead of running. cuBLAS also needs
+/// `CUBLAS_WORKSPACE_CONFIG=:4096:8` in the environment.
+pub fn set_deterministic(on: bool) -> Result<(), ShimError> {
+    check(unsafe { ddpm_set_deterministic(on as c_int) })
+}
+
 /// ATen operator calls counted by [`count_ops`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpCount {
@@ -312,6 +321,8 @@ mod tests {
         assert_eq!(fused_ops.top_level, 1, "{fused_ops:?}");
         assert!(ts.iter().all(|t| t.sum(Kind::Float).double_value(&[]) == 0.0));
         set_cuda_math(true, true).unwrap();
+        set_deterministic(true).unwrap();
+        set_deterministic(false).unwrap();
     }
 
     #[test]

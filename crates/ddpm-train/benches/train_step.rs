@@ -1,12 +1,12 @@
 //! Criterion benchmarks of the training hot path on the CPU: one training step of a small UNet
-//! (the same shapes as `scripts/bench_reference.py`'s train_small, timed side by side by
-//! `cargo xtask bench`), and the optimiser step alone, per-tensor against fused.
+//! through the trainer's own [`TrainStep`] (the same shapes as `scripts/bench_reference.py`'s
+//! train_small, timed side by side by `cargo xtask bench`), and the optimiser step alone,
+//! per-tensor against fused.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ddpm_core::DiffusionConfig;
-use ddpm_core::tensor::TensorDiffusion;
-use ddpm_nets::{Denoiser, Ema, ModelConfig, UNetConfig};
+use ddpm_nets::{Denoiser, ModelConfig, UNetConfig};
 use ddpm_train::optim::Adam;
+use ddpm_train::{RunConfig, StepInput, TrainStep};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -19,32 +19,22 @@ fn small() -> ModelConfig {
     })
 }
 
+/// The trainer's step (`TrainStep::run`), on a batch already on the device.
 fn train_step(c: &mut Criterion) {
     tch::set_num_threads(2);
-    let vs = VarStore::new(Device::Cpu);
-    let net = Denoiser::new(&vs.root(), &small(), false).unwrap();
-    let ema_vs = VarStore::new(Device::Cpu);
-    let _ema_net = Denoiser::new(&ema_vs.root(), &small(), false).unwrap();
-    let mut ema = Ema::new(&vs, &ema_vs, 0.9999, false);
-    ema.foreach = true;
-    let mut adam = Adam::new(&vs, (0.9, 0.999), 1e-8, 0.0, true);
-    let td = TensorDiffusion::from_config(&DiffusionConfig::default(), Device::Cpu).unwrap();
+    let mut config = RunConfig { model: small(), ..RunConfig::default() };
+    config.optim.fused = true;
+    let mut step = TrainStep::new(&config, Device::Cpu).unwrap();
     let x0 = Tensor::randn([32, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let t = Tensor::randint(1000, [32], (Kind::Int64, Device::Cpu));
     let mut g = c.benchmark_group("train");
     g.sample_size(10);
+    let mut n = 0;
     g.bench_function("small_unet_batch32_2threads", |b| {
         b.iter(|| {
-            let t = Tensor::randint(1000, [32], (Kind::Int64, Device::Cpu));
-            let eps = x0.randn_like();
-            let loss = td
-                .training_losses(|x, tm| net.forward_t(x, tm, None, true), &x0, &t, &eps)
-                .loss
-                .mean(Kind::Float);
-            adam.zero_grad();
-            loss.backward();
-            let _ = adam.clip_grad_norm(1.0);
-            adam.step(2e-4);
-            ema.update(0);
+            let input = StepInput { x0: &x0, t: &t, weights: None, y: None };
+            let _ = step.run(&input, n, 2e-4);
+            n += 1;
         })
     });
     g.finish();

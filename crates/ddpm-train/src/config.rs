@@ -65,7 +65,7 @@ impl Default for OptimConfig {
 /// `[train]`: length, logging, previews, checkpoints, precision and device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LoopConfig {
+pub struct TrainConfig {
     pub total_steps: u64,
     pub log_every: u64,
     /// Preview sample grid from the EMA model every this many steps (0: only at the end).
@@ -79,6 +79,10 @@ pub struct LoopConfig {
     pub precision: Precision,
     /// TF32 tensor-core math for the f32 parts on CUDA (Ampere and newer).
     pub tf32: bool,
+    /// Deterministic kernels (`torch.use_deterministic_algorithms`): reruns and resumes on one
+    /// GPU are bit-identical, at some speed (CUDA also needs `CUBLAS_WORKSPACE_CONFIG=:4096:8`).
+    /// The CPU is deterministic either way.
+    pub deterministic: bool,
     /// Probability of replacing a label by the null class (classifier-free guidance).
     pub class_dropout: f64,
     /// "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
@@ -87,7 +91,7 @@ pub struct LoopConfig {
     pub threads: usize,
 }
 
-impl Default for LoopConfig {
+impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             total_steps: 800_000,
@@ -100,6 +104,7 @@ impl Default for LoopConfig {
             keep_checkpoints: 3,
             precision: Precision::Bf16,
             tf32: true,
+            deterministic: false,
             class_dropout: 0.1,
             device: "auto".into(),
             threads: 0,
@@ -107,10 +112,10 @@ impl Default for LoopConfig {
     }
 }
 
-/// A whole run config.
+/// A whole run config: one struct per table, each owned by the crate that uses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
+pub struct RunConfig {
     /// Run name: the run directory is `runs/<name>`.
     pub name: String,
     pub seed: u64,
@@ -118,10 +123,10 @@ pub struct TrainConfig {
     pub diffusion: DiffusionConfig,
     pub data: DataConfig,
     pub optim: OptimConfig,
-    pub train: LoopConfig,
+    pub train: TrainConfig,
 }
 
-impl Default for TrainConfig {
+impl Default for RunConfig {
     fn default() -> Self {
         Self {
             name: "run".into(),
@@ -130,7 +135,7 @@ impl Default for TrainConfig {
             diffusion: DiffusionConfig::default(),
             data: DataConfig::default(),
             optim: OptimConfig::default(),
-            train: LoopConfig::default(),
+            train: TrainConfig::default(),
         }
     }
 }
@@ -140,7 +145,7 @@ impl Default for TrainConfig {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-impl TrainConfig {
+impl RunConfig {
     /// Parses TOML text; errors read "FILE:LINE: section.key: what is wrong".
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let de = toml::de::Deserializer::parse(text)
@@ -224,6 +229,73 @@ impl TrainConfig {
     }
 }
 
+/// Command-line values that replace the config's (each None keeps the config's value).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// An embedded data set name or a directory (see [`ddpm_data::config_from_arg`]).
+    pub data: Option<String>,
+    pub name: Option<String>,
+    pub steps: Option<u64>,
+    pub device: Option<String>,
+    pub batch_size: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+impl RunConfig {
+    /// The config with the command line's values applied, validated again.
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Self, ConfigError> {
+        if let Some(d) = &o.data {
+            let from_arg = ddpm_data::config_from_arg(d);
+            self.data.dataset = from_arg.dataset;
+            self.data.path = from_arg.path;
+        }
+        if let Some(n) = &o.name {
+            self.name = n.clone();
+        }
+        if let Some(s) = o.steps {
+            self.train.total_steps = s;
+        }
+        if let Some(d) = &o.device {
+            self.train.device = d.clone();
+        }
+        if let Some(b) = o.batch_size {
+            self.optim.batch_size = b;
+        }
+        if let Some(s) = o.seed {
+            self.seed = s;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The first key (`section.key`) whose value differs between two configs, ignoring the step
+    /// count (asking for more steps extends a run); None when they describe the same run.
+    pub fn difference(&self, other: &Self) -> Option<String> {
+        let mut a = self.clone();
+        a.train.total_steps = other.train.total_steps;
+        let (ta, tb) = (toml::Table::try_from(&a).ok()?, toml::Table::try_from(other).ok()?);
+        first_difference(&ta, &tb).map(|(k, sub)| match sub {
+            Some(s) => format!("{k}.{s}"),
+            None => k,
+        })
+    }
+}
+
+/// The first key (sorted) whose value differs, and within tables the first inner key.
+fn first_difference(a: &toml::Table, b: &toml::Table) -> Option<(String, Option<String>)> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let k = keys.into_iter().find(|k| a.get(*k) != b.get(*k))?;
+    let inner = match (a.get(k), b.get(k)) {
+        (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+            first_difference(x, y).map(|(ik, _)| ik)
+        }
+        _ => None,
+    };
+    Some((k.clone(), inner))
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -235,7 +307,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_paper_recipe() {
-        let c = TrainConfig::default();
+        let c = RunConfig::default();
         assert_eq!(c.optim.lr, 2e-4);
         assert_eq!(c.optim.warmup_steps, 5000);
         assert_eq!(c.optim.grad_clip, 1.0);
@@ -249,14 +321,14 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let c = TrainConfig::default();
-        let back = TrainConfig::from_toml(&c.to_toml(), "x").unwrap();
+        let c = RunConfig::default();
+        let back = RunConfig::from_toml(&c.to_toml(), "x").unwrap();
         assert_eq!(back, c);
     }
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {
-        let e = TrainConfig::from_toml("[optim]\nlr = 1e-4\nlearning_rate = 3\n", "c.toml")
+        let e = RunConfig::from_toml("[optim]\nlr = 1e-4\nlearning_rate = 3\n", "c.toml")
             .unwrap_err()
             .0;
         assert!(e.starts_with("c.toml:3: optim.learning_rate"), "{e}");
@@ -265,13 +337,13 @@ mod tests {
 
     #[test]
     fn negative_step_counts_are_named() {
-        let e = TrainConfig::from_toml("[train]\ntotal_steps = -5\n", "c.toml").unwrap_err().0;
+        let e = RunConfig::from_toml("[train]\ntotal_steps = -5\n", "c.toml").unwrap_err().0;
         assert!(e.contains("train.total_steps"), "{e}");
     }
 
     #[test]
     fn unreachable_attention_resolution_is_named() {
-        let e = TrainConfig::from_toml(
+        let e = RunConfig::from_toml(
             "[model]\nkind = \"unet\"\nattention_resolutions = [3]\n",
             "c.toml",
         )
@@ -282,7 +354,7 @@ mod tests {
 
     #[test]
     fn impossible_sample_steps_are_named() {
-        let e = TrainConfig::from_toml("[train]\nsample_steps = 5000\n", "c.toml").unwrap_err().0;
+        let e = RunConfig::from_toml("[train]\nsample_steps = 5000\n", "c.toml").unwrap_err().0;
         assert!(e.contains("train.sample_steps") && e.contains("1000"), "{e}");
     }
 }

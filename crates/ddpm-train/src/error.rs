@@ -10,6 +10,8 @@ pub enum TrainError {
     Data(#[from] ddpm_data::DataError),
     #[error(transparent)]
     Net(#[from] ddpm_nets::NetError),
+    #[error(transparent)]
+    Run(#[from] ddpm_run::RunError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     /// The data set does not fit the network.

@@ -3,13 +3,11 @@
 //! the imported ones, with zero Adam moments so it can also be fine-tuned), usable anywhere as
 //! `--checkpoint NAME`. The schedule comes from the folder's scheduler config when present.
 
-use crate::config::TrainConfig;
+use crate::config::RunConfig;
 use crate::error::{Result, TrainError, io};
 use ddpm_nets::diffusers::{DiffusersFolder, diffusion_config, load_weights, unet_config};
-use ddpm_nets::run::{CHECKPOINT_FORMAT, RunDir};
-use ddpm_nets::tensorfile::{named_variables, write_atomic};
 use ddpm_nets::{ModelConfig, UNet};
-use std::collections::HashMap;
+use ddpm_run::{Checkpoint, CheckpointMeta, RunDir};
 use std::path::Path;
 
 #[derive(Debug)]
@@ -34,11 +32,11 @@ pub fn import_diffusers(dir: &Path, name: &str, runs_dir: &Path) -> Result<Impor
             diffusion.model_var
         )));
     }
-    let mut config = TrainConfig {
+    let mut config = RunConfig {
         name: name.into(),
         model: ModelConfig::Unet(unet.clone()),
         diffusion,
-        ..TrainConfig::default()
+        ..RunConfig::default()
     };
     config.train.sample_steps = config.train.sample_steps.min(config.diffusion.steps);
     config.validate()?;
@@ -52,23 +50,11 @@ pub fn import_diffusers(dir: &Path, name: &str, runs_dir: &Path) -> Result<Impor
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let _net = UNet::new(&vs.root(), &unet, out)?;
     load_weights(&vs, &folder.weights)?;
-    let mut tensors = named_variables(&vs, "model/");
-    tensors.extend(named_variables(&vs, "ema/"));
-    for (n, t) in named_variables(&vs, "") {
-        let z = t.zeros_like();
-        tensors.push((format!("adam.m/{n}"), z.shallow_clone()));
-        tensors.push((format!("adam.v/{n}"), z));
-    }
     std::fs::create_dir_all(run.checkpoints_dir()).map_err(io(run.checkpoints_dir()))?;
-    std::fs::write(run.config_path(), config.to_toml()).map_err(io(run.config_path()))?;
-    let meta = HashMap::from([
-        ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
-        ("step".to_string(), "0".to_string()),
-        ("loader".to_string(), "{\"epoch\":0,\"position\":0}".to_string()),
-        ("timestep_sampler".to_string(), String::new()),
-        ("source".to_string(), format!("diffusers {}", dir.display())),
-    ]);
-    write_atomic(run.checkpoint_path(0), &tensors, &meta)?;
+    let meta = CheckpointMeta::imported(format!("diffusers {}", dir.display()));
+    Checkpoint::write(&run.checkpoint_path(0), &vs, &vs, None, &meta)?;
+    // The config last: a run directory with a config is a usable run.
+    run.write_config(&config.to_toml())?;
     let parameters = vs.trainable_variables().iter().map(|t| t.numel()).sum();
     Ok(Imported { run, parameters })
 }

@@ -9,24 +9,16 @@
 pub mod config;
 pub mod error;
 pub mod import;
+pub mod launch;
 pub mod metrics;
 pub mod optim;
+pub mod preview;
+pub mod progress;
+pub mod step;
 pub mod trainer;
 
-pub use config::{LoopConfig, OptimConfig, Precision, TrainConfig};
+pub use config::{OptimConfig, Precision, RunConfig, TrainConfig};
 pub use error::{Result, TrainError};
+pub use progress::{LogProgress, Progress};
+pub use step::{StepInput, StepOutput, TrainStep};
 pub use trainer::{Outcome, Trainer};
-
-/// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-pub fn parse_device(s: &str) -> std::result::Result<tch::Device, String> {
-    match s {
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cpu" => Ok(tch::Device::Cpu),
-        "cuda" => Ok(tch::Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(tch::Device::Cuda)
-            .ok_or_else(|| format!("device must be auto, cpu, cuda or cuda:N, got {s:?}")),
-    }
-}

@@ -1,9 +1,11 @@
 //! Training metrics: accumulated on the device between logging intervals (no host sync per
 //! step), then written as one JSON line per interval to `metrics.jsonl`, with a loss-curve plot.
 
+use crate::error::{Result, io};
+use ddpm_run::RunDir;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 /// One line of `metrics.jsonl`.
@@ -113,18 +115,19 @@ impl Accumulator {
     }
 }
 
-/// Appends metric lines to `metrics.jsonl` and redraws `loss.svg` beside it.
+/// Appends metric lines to the run's `metrics.jsonl` and redraws `loss.svg` beside it.
 #[derive(Debug)]
 pub struct MetricsLog {
     pub path: PathBuf,
+    plot: PathBuf,
     lines: Vec<MetricsLine>,
 }
 
 impl MetricsLog {
     /// Opens the log of a run, keeping the lines up to `step` (a resumed run drops the lines
     /// written after its checkpoint).
-    pub fn open(run_dir: &Path, step: u64) -> std::io::Result<Self> {
-        let path = run_dir.join("metrics.jsonl");
+    pub fn open(run: &RunDir, step: u64) -> Result<Self> {
+        let path = run.metrics_path();
         let lines: Vec<MetricsLine> = std::fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()
@@ -133,18 +136,23 @@ impl MetricsLog {
             .collect();
         let mut text = String::new();
         for l in &lines {
-            text.push_str(&serde_json::to_string(l).unwrap());
+            text.push_str(&serde_json::to_string(l).expect("serialises"));
             text.push('\n');
         }
-        std::fs::write(&path, text)?;
-        Ok(Self { path, lines })
+        ddpm_io::write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+        Ok(Self { path, plot: run.loss_plot_path(), lines })
     }
 
-    pub fn append(&mut self, line: MetricsLine) -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&self.path)?;
-        writeln!(f, "{}", serde_json::to_string(&line).unwrap())?;
+    pub fn append(&mut self, line: MetricsLine) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(io(&self.path))?;
+        writeln!(f, "{}", serde_json::to_string(&line).expect("serialises"))
+            .map_err(io(&self.path))?;
         self.lines.push(line);
-        self.plot()
+        self.plot().map_err(io(&self.plot))
     }
 
     fn plot(&self) -> std::io::Result<()> {
@@ -152,7 +160,7 @@ impl MetricsLog {
             self.lines.iter().map(|l| (l.step as f64, f(l))).collect()
         };
         ddpm_data::viz::line_plot_svg(
-            &self.path.with_file_name("loss.svg"),
+            &self.plot,
             "training loss",
             "step",
             "loss (log scale)",

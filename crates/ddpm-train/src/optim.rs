@@ -6,7 +6,8 @@
 //! `_fused_adam_` kernel and `_foreach_*` ops through `ddpm-shim`) that needs a handful of
 //! launches instead of several per parameter tensor. Neither reads anything back to the host.
 
-use ddpm_nets::tensorfile::TensorFile;
+use ddpm_nets::placement::Placed;
+use ddpm_run::{AdamMoments, CheckpointFile};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
@@ -21,7 +22,9 @@ pub struct Adam {
     pub params: Vec<Tensor>,
     pub exp_avg: Vec<Tensor>,
     pub exp_avg_sq: Vec<Tensor>,
-    /// Per-parameter step counters (f32 scalars) that the fused kernel reads and increments.
+    /// Per-parameter step counters (f32 scalars on the parameter's device, as
+    /// `torch.optim.Adam(fused=True)` keeps `state["step"]`) that the fused kernel reads and
+    /// increments.
     state_steps: Vec<Tensor>,
     /// Updates taken so far.
     pub step: u64,
@@ -47,9 +50,11 @@ impl Adam {
         Self {
             exp_avg: params.iter().map(zeros).collect(),
             exp_avg_sq: params.iter().map(zeros).collect(),
+            // The fused CUDA kernel reads every list on the parameters' device, the step
+            // counters included: each counter is made beside its parameter.
             state_steps: params
                 .iter()
-                .map(|_| Tensor::zeros([], (Kind::Float, tch::Device::Cpu)))
+                .map(|p| Tensor::zeros([], (Kind::Float, p.device())))
                 .collect(),
             names,
             params,
@@ -152,30 +157,32 @@ impl Adam {
         }
     }
 
-    /// The moments as checkpoint tensors `adam.m/<name>` and `adam.v/<name>`.
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut v = Vec::with_capacity(2 * self.names.len());
-        for (i, n) in self.names.iter().enumerate() {
-            v.push((format!("adam.m/{n}"), self.exp_avg[i].shallow_clone()));
-            v.push((format!("adam.v/{n}"), self.exp_avg_sq[i].shallow_clone()));
-        }
-        v
+    /// The moments by parameter name, for checkpoints.
+    pub fn moments(&self) -> AdamMoments<'_> {
+        AdamMoments { names: &self.names, exp_avg: &self.exp_avg, exp_avg_sq: &self.exp_avg_sq }
     }
 
     /// Restores the moments and the update count from a checkpoint.
-    pub fn load_state(&mut self, file: &TensorFile, step: u64) -> ddpm_nets::Result<()> {
-        tch::no_grad(|| -> ddpm_nets::Result<()> {
-            for (i, n) in self.names.iter().enumerate() {
-                self.exp_avg[i].f_copy_(&file.tensor(&format!("adam.m/{n}"))?)?;
-                self.exp_avg_sq[i].f_copy_(&file.tensor(&format!("adam.v/{n}"))?)?;
-            }
-            Ok(())
-        })?;
-        self.step = step;
+    pub fn load_state(&mut self, file: &CheckpointFile) -> ddpm_run::Result<()> {
+        file.load_moments(&self.names, &self.exp_avg, &self.exp_avg_sq)?;
+        self.step = file.step();
         for s in &mut self.state_steps {
-            let _ = s.fill_(step as f64);
+            let _ = s.fill_(self.step as f64);
         }
         Ok(())
+    }
+}
+
+impl Placed for Adam {
+    fn placed_tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut v = Vec::with_capacity(4 * self.names.len());
+        for (i, n) in self.names.iter().enumerate() {
+            v.push((format!("param/{n}"), &self.params[i]));
+            v.push((format!("exp_avg/{n}"), &self.exp_avg[i]));
+            v.push((format!("exp_avg_sq/{n}"), &self.exp_avg_sq[i]));
+            v.push((format!("step/{n}"), &self.state_steps[i]));
+        }
+        v
     }
 }
 
@@ -218,6 +225,22 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             let d = (x - y).abs().max().double_value(&[]);
             assert!(d < 1e-6, "max diff {d}");
+        }
+    }
+
+    /// Regression: the step counters were made on the CPU whatever the parameters' device, which
+    /// `_fused_adam_` on CUDA rejects. Every state tensor now sits with its parameter.
+    #[test]
+    fn every_state_tensor_sits_on_the_parameters_device() {
+        use ddpm_nets::placement::misplaced;
+        let (_vs, adam) = setup(true);
+        assert_eq!(adam.placed_tensors().len(), 4 * 2);
+        assert!(misplaced(&adam, Device::Cpu, Some(Kind::Float)).is_empty());
+        // Asked about another device, the check names every one of them.
+        assert_eq!(misplaced(&adam, Device::Cuda(0), None).len(), 8);
+        for (p, s) in adam.params.iter().zip(&adam.state_steps) {
+            assert_eq!(s.device(), p.device());
+            assert_eq!(s.size(), Vec::<i64>::new());
         }
     }
 

@@ -1,5 +1,5 @@
-//! Algorithm 1 of Ho et al. 2020, with everything around it: resume, checkpoints, EMA,
-//! previews, metrics, signals.
+//! Algorithm 1 of Ho et al. 2020 (arXiv:2006.11239) as a run: set-up, resume, the loop of
+//! [`TrainStep`]s with metrics, checkpoints and previews at their intervals, and signals.
 //!
 //! Reproducibility: every random draw of step s on rank r comes from streams seeded by
 //! (seed, r, s) — the timesteps and label dropout from a [`SplitMix64`], the noise eps and
@@ -7,32 +7,33 @@
 //! loader's (seed, epoch) permutation. So resuming from a checkpoint at step s continues
 //! exactly as an uninterrupted run would, bit for bit on the CPU.
 //!
+//! A failed start leaves nothing behind: the run directory and its `config.toml` are written
+//! only once the config, the data and the network have all been checked.
+//!
 //! Scale-out readiness: data is sharded by rank, only rank 0 writes checkpoints and logs, and
 //! seeds derive from the rank. Gradient all-reduce (c10d) is not wired yet, so more than one
 //! process is refused rather than silently training unsynchronised replicas.
 
-use crate::config::{Precision, TrainConfig};
+use crate::config::RunConfig;
 use crate::error::{Result, TrainError, io};
 use crate::metrics::{Accumulator, MetricsLog};
-use crate::optim::{Adam, warmup_lr};
+use crate::optim::warmup_lr;
+use crate::progress::Progress;
+use crate::step::{StepInput, StepOutput, TrainStep};
 use ddpm_core::rng::{SplitMix64, derive_seed};
-use ddpm_core::tensor::TensorDiffusion;
 use ddpm_core::{TimestepSampler, TimestepSamplerKind};
 use ddpm_data::{Dataset, Loader, LoaderOptions, LoaderState};
-use ddpm_nets::run::{CHECKPOINT_FORMAT, RunDir, checkpoint_step};
-use ddpm_nets::tensorfile::{load_varstore, named_variables, write_atomic};
-use ddpm_nets::{Denoiser, Ema, ModelConfig};
-use std::collections::HashMap;
+use ddpm_nets::ModelConfig;
+use ddpm_run::{Checkpoint, CheckpointMeta, RunDir};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 const STREAM_TIMESTEPS: u64 = 1;
 const STREAM_TORCH: u64 = 2;
-const STREAM_PREVIEW: u64 = 3;
+const STREAM_DATA: u64 = 4;
 
 /// How a call to [`Trainer::train`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,46 +44,20 @@ pub enum Outcome {
     Interrupted { step: u64 },
 }
 
-/// How progress is shown: a bar on a terminal, log lines otherwise.
-pub trait Progress {
-    fn start(&mut self, step: u64, total: u64);
-    fn advance(&mut self, step: u64, loss: Option<f64>);
-    fn line(&mut self, msg: &str);
-    fn finish(&mut self);
-}
-
-/// Progress that only logs through tracing.
-#[derive(Debug, Default)]
-pub struct LogProgress;
-
-impl Progress for LogProgress {
-    fn start(&mut self, _: u64, _: u64) {}
-    fn advance(&mut self, _: u64, _: Option<f64>) {}
-    fn line(&mut self, msg: &str) {
-        tracing::info!("{msg}");
-    }
-    fn finish(&mut self) {}
-}
-
 pub struct Trainer {
-    pub config: TrainConfig,
+    pub config: RunConfig,
     pub run: RunDir,
     pub device: Device,
     pub rank: usize,
     pub world_size: usize,
+    /// Updates taken so far.
     pub step: u64,
-    vs: VarStore,
-    net: Denoiser,
-    ema_vs: VarStore,
-    ema_net: Denoiser,
-    ema: Ema,
-    td: TensorDiffusion,
+    /// The network, EMA, optimiser and diffusion.
+    pub model: TrainStep,
     timestep_sampler: TimestepSampler,
-    adam: Adam,
     dataset: Arc<Dataset>,
     loader: Loader,
     loader_state: LoaderState,
-    autocast: bool,
     last_good_checkpoint: Option<u64>,
 }
 
@@ -121,30 +96,10 @@ fn check_fit(data: &Dataset, model: &ModelConfig, data_name: &str) -> Result<()>
     Ok(())
 }
 
-/// Which top-level section differs between two configs (ignoring the step count).
-fn config_difference(a: &TrainConfig, b: &TrainConfig) -> Option<String> {
-    let mut a = a.clone();
-    a.train.total_steps = b.train.total_steps;
-    let (ta, tb) = (toml::Table::try_from(&a).ok()?, toml::Table::try_from(b).ok()?);
-    let mut keys: Vec<&String> = ta.keys().chain(tb.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter().find(|k| ta.get(*k) != tb.get(*k)).map(|k| match (ta.get(k), tb.get(k)) {
-        (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
-            let mut inner: Vec<&String> = x.keys().chain(y.keys()).collect();
-            inner.sort();
-            inner.dedup();
-            let sub = inner.into_iter().find(|ik| x.get(*ik) != y.get(*ik));
-            sub.map(|s| format!("{k}.{s}")).unwrap_or_else(|| k.clone())
-        }
-        _ => k.clone(),
-    })
-}
-
 impl Trainer {
-    /// Prepares the run `runs_dir/<config.name>`: a new one (its resolved config written first),
-    /// or the existing one resumed from its latest good checkpoint.
-    pub fn new(config: TrainConfig, runs_dir: &Path, device: Device) -> Result<Self> {
+    /// Prepares the run `runs_dir/<config.name>`: a new one, or the existing one resumed from
+    /// its latest good checkpoint. Everything is checked before anything is written.
+    pub fn new(config: RunConfig, runs_dir: &Path, device: Device) -> Result<Self> {
         config.validate()?;
         let world_size: usize =
             std::env::var("WORLD_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -160,14 +115,10 @@ impl Trainer {
         let run = RunDir::new(runs_dir.join(&config.name));
         let config_path = run.config_path();
         if config_path.exists() {
-            let old = TrainConfig::load(&config_path)?;
-            if let Some(differs) = config_difference(&config, &old) {
+            let old = RunConfig::load(&config_path)?;
+            if let Some(differs) = config.difference(&old) {
                 return Err(TrainError::RunConflict { dir: run.root.clone(), differs });
             }
-        }
-        if rank == 0 {
-            std::fs::create_dir_all(run.checkpoints_dir()).map_err(io(run.checkpoints_dir()))?;
-            write_text_atomic(&config_path, &config.to_toml())?;
         }
 
         let (dataset, report) = ddpm_data::load(&config.data)?;
@@ -180,36 +131,26 @@ impl Trainer {
         }
         check_fit(&dataset, &config.model, &config.data.dataset)?;
         let dataset = Arc::new(dataset);
-
-        let rng_guard = ddpm_nets::torch_rng_lock();
-        tch::manual_seed(derive_seed(config.seed, &[0]) as i64);
-        let learned = config.diffusion.model_var.is_learned();
-        let vs = VarStore::new(device);
-        let net = Denoiser::new(&vs.root(), &config.model, learned)?;
-        let ema_vs = VarStore::new(device);
-        let ema_net = Denoiser::new(&ema_vs.root(), &config.model, learned)?;
-        let o = &config.optim;
-        let mut ema = Ema::new(&vs, &ema_vs, o.ema_decay, o.ema_warmup);
-        ema.foreach = o.fused;
-        let adam = Adam::new(&vs, (o.beta1, o.beta2), o.eps, o.weight_decay, o.fused);
-        let td = TensorDiffusion::from_config(&config.diffusion, device).map_err(|e| {
-            TrainError::Config(crate::config::ConfigError(format!("diffusion: {e}")))
-        })?;
-        let timestep_sampler =
-            TimestepSampler::new(config.diffusion.timestep_sampler, td.num_timesteps());
-        drop(rng_guard);
-        let autocast = config.train.precision == Precision::Bf16 && device.is_cuda();
+        let model = TrainStep::new(&config, device)?;
+        let timestep_sampler = TimestepSampler::new(
+            config.diffusion.timestep_sampler,
+            model.diffusion.num_timesteps(),
+        );
         if device.is_cuda() {
             ddpm_shim::set_cuda_math(config.train.tf32, true)
                 .map_err(|e| TrainError::Unsupported(e.to_string()))?;
         }
-
+        if config.train.deterministic {
+            ddpm_shim::set_deterministic(true)
+                .map_err(|e| TrainError::Unsupported(e.to_string()))?;
+        }
+        let loader = Loader::new(
+            dataset.clone(),
+            Self::loader_options(&config, rank, world_size),
+            LoaderState::default(),
+        )?;
         let mut trainer = Self {
-            loader: Loader::new(
-                dataset.clone(),
-                Self::loader_options(&config, rank, world_size),
-                LoaderState::default(),
-            )?,
+            loader,
             loader_state: LoaderState::default(),
             config,
             run,
@@ -217,26 +158,24 @@ impl Trainer {
             rank,
             world_size,
             step: 0,
-            vs,
-            net,
-            ema_vs,
-            ema_net,
-            ema,
-            td,
+            model,
             timestep_sampler,
-            adam,
             dataset,
-            autocast,
             last_good_checkpoint: None,
         };
         trainer.resume()?;
+        if rank == 0 {
+            let dir = trainer.run.checkpoints_dir();
+            std::fs::create_dir_all(&dir).map_err(io(dir))?;
+            trainer.run.write_config(&trainer.config.to_toml())?;
+        }
         Ok(trainer)
     }
 
-    fn loader_options(config: &TrainConfig, rank: usize, world_size: usize) -> LoaderOptions {
+    fn loader_options(config: &RunConfig, rank: usize, world_size: usize) -> LoaderOptions {
         LoaderOptions {
             batch_size: config.optim.batch_size / world_size,
-            seed: derive_seed(config.seed, &[4]),
+            seed: derive_seed(config.seed, &[STREAM_DATA]),
             rank,
             world_size,
             random_flip: config.data.random_flip_default(),
@@ -253,29 +192,25 @@ impl Trainer {
         for e in &skipped {
             tracing::warn!("passing over a damaged checkpoint: {e}");
         }
-        let Some((step, file)) = found else { return Ok(()) };
-        load_varstore(&self.vs, &file, "model/")?;
-        load_varstore(&self.ema_vs, &file, "ema/")?;
-        self.adam.load_state(&file, step)?;
-        let meta = |k: &str| file.metadata.get(k).cloned().unwrap_or_default();
-        let bad = |k: &str| {
-            TrainError::Net(ddpm_nets::NetError::File {
-                path: file.path.clone(),
-                reason: format!("bad {k} metadata"),
-            })
-        };
-        self.loader_state = serde_json::from_str(&meta("loader")).map_err(|_| bad("loader"))?;
+        let Some(file) = found else { return Ok(()) };
+        file.load_weights(&self.model.vs, false)?;
+        file.load_weights(&self.model.ema_vs, true)?;
+        self.model.adam.load_state(&file)?;
+        self.loader_state = file.meta.loader;
         if self.timestep_sampler.kind == TimestepSamplerKind::LossSecondMoment {
-            self.timestep_sampler = serde_json::from_str(&meta("timestep_sampler"))
-                .map_err(|_| bad("timestep_sampler"))?;
+            self.timestep_sampler =
+                file.meta.timestep_sampler.clone().ok_or_else(|| ddpm_run::RunError::Invalid {
+                    path: file.path().clone(),
+                    reason: "no timestep_sampler state for loss-second-moment sampling".into(),
+                })?;
         }
         self.loader = Loader::new(
             self.dataset.clone(),
             Self::loader_options(&self.config, self.rank, self.world_size),
             self.loader_state,
         )?;
-        self.step = checkpoint_step(&file);
-        self.last_good_checkpoint = Some(step);
+        self.step = file.step();
+        self.last_good_checkpoint = Some(self.step);
         tracing::info!("resumed {} from step {}", self.run.root.display(), self.step);
         Ok(())
     }
@@ -286,36 +221,24 @@ impl Trainer {
         if self.rank != 0 {
             return Ok(path);
         }
-        let mut tensors = named_variables(&self.vs, "model/");
-        tensors.extend(named_variables(&self.ema_vs, "ema/"));
-        tensors.extend(self.adam.state_tensors());
-        let meta = HashMap::from([
-            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
-            ("step".to_string(), self.step.to_string()),
-            ("loader".to_string(), serde_json::to_string(&self.loader_state).unwrap()),
-            (
-                "timestep_sampler".to_string(),
-                serde_json::to_string(&self.timestep_sampler).unwrap(),
-            ),
-            ("config".to_string(), self.config.to_toml()),
-        ]);
-        write_atomic(&path, &tensors, &meta)?;
+        let meta = CheckpointMeta {
+            step: self.step,
+            loader: self.loader_state,
+            timestep_sampler: Some(self.timestep_sampler.clone()),
+            config: Some(self.config.to_toml()),
+            source: None,
+        };
+        let m = &self.model;
+        Checkpoint::write(&path, &m.vs, &m.ema_vs, Some(m.adam.moments()), &meta)?;
         self.last_good_checkpoint = Some(self.step);
-        let all = self.run.list_checkpoints();
-        let keep = self.config.train.keep_checkpoints;
-        if all.len() > keep {
-            for (_, old) in &all[..all.len() - keep] {
-                let _ = std::fs::remove_file(old);
-            }
-        }
+        self.run.prune_checkpoints(self.config.train.keep_checkpoints);
         Ok(path)
     }
 
-    /// One step of Algorithm 1; returns (batch mean loss, per-example losses, t, grad norm),
-    /// all still on the device.
-    fn train_step(&mut self) -> (Tensor, Tensor, Tensor, Tensor) {
-        let seed = self.config.seed;
-        let rank = self.rank as u64;
+    /// Draws step `self.step`'s batch and timesteps and takes one [`TrainStep`]; returns its
+    /// outputs (on the device) and the timesteps.
+    fn train_step(&mut self) -> (StepOutput, Tensor) {
+        let (seed, rank) = (self.config.seed, self.rank as u64);
         let batch = self.loader.next_batch();
         self.loader_state = batch.state_after;
         let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
@@ -324,7 +247,7 @@ impl Trainer {
 
         let mut rng = SplitMix64::derived(seed, &[STREAM_TIMESTEPS, rank, self.step]);
         let (ts, weights) = self.timestep_sampler.sample(b, &mut rng);
-        let y = match (self.net.num_classes(), &batch.labels) {
+        let y = match (self.model.net.num_classes(), &batch.labels) {
             (Some(null), Some(labels)) => {
                 let p = self.config.train.class_dropout;
                 let dropped: Vec<i64> = labels
@@ -338,40 +261,19 @@ impl Trainer {
         let t = Tensor::from_slice(&ts.iter().map(|&t| t as i64).collect::<Vec<_>>())
             .to_device(self.device);
         let w = Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(self.device);
-
-        // Seeding and every draw of this step (eps, dropout) happen under the lock.
-        let _rng = ddpm_nets::torch_rng_lock();
-        tch::manual_seed(derive_seed(seed, &[STREAM_TORCH, rank, self.step]) as i64);
-        let eps = x0.randn_like();
-        let terms = {
-            let _autocast = self.autocast.then(|| {
-                ddpm_shim::AutocastGuard::new(self.device, Kind::BFloat16).expect("bf16 autocast")
-            });
-            let net = &self.net;
-            let yr = y.as_ref();
-            self.td.training_losses(
-                |x_t, tm| net.forward_t(x_t, tm, yr, true).to_kind(Kind::Float),
-                &x0,
-                &t,
-                &eps,
-            )
-        };
-        let loss = (&terms.loss * &w).mean(Kind::Float);
-        self.adam.zero_grad();
-        loss.backward();
-        let grad_norm = self.adam.clip_grad_norm(self.config.optim.grad_clip);
         let lr = warmup_lr(self.config.optim.lr, self.config.optim.warmup_steps, self.step);
-        self.adam.step(lr);
-        self.ema.update(self.step);
+        let input = StepInput { x0: &x0, t: &t, weights: Some(&w), y: y.as_ref() };
+        let out = self.model.run(&input, derive_seed(seed, &[STREAM_TORCH, rank, self.step]), lr);
         if self.timestep_sampler.kind == TimestepSamplerKind::LossSecondMoment {
-            let losses = Vec::<f64>::try_from(
-                terms.loss.detach().to_kind(Kind::Double).to_device(Device::Cpu),
-            )
-            .unwrap();
+            // Importance sampling learns from every step's losses (a host read per step, as in
+            // improved-diffusion's LossSecondMomentResampler).
+            let losses =
+                Vec::<f64>::try_from(out.per_example.to_kind(Kind::Double).to_device(Device::Cpu))
+                    .expect("f64 losses");
             self.timestep_sampler.update(&ts, &losses);
         }
         self.step += 1;
-        (loss.detach(), terms.loss.detach(), t, grad_norm)
+        (out, t)
     }
 
     /// Trains until the configured total or until `stop` is set (then checkpoints and returns).
@@ -381,8 +283,7 @@ impl Trainer {
         let (log_every, sample_every, ckpt_every) =
             (t.log_every, t.sample_every, t.checkpoint_every);
         let ckpt_minutes = t.checkpoint_minutes;
-        let mut metrics = MetricsLog::open(&self.run.root, self.step)
-            .map_err(io(self.run.root.join("metrics.jsonl")))?;
+        let mut metrics = MetricsLog::open(&self.run, self.step)?;
         let mut acc = Accumulator::new(self.device);
         let start = Instant::now();
         let mut interval_start = Instant::now();
@@ -395,17 +296,13 @@ impl Trainer {
             ));
         }
         while self.step < total {
-            let (loss, per_example, t, grad_norm) = self.train_step();
-            acc.add(self.step, &loss, &per_example, &t, self.td.num_timesteps(), &grad_norm);
+            let (out, t) = self.train_step();
+            let steps = self.model.diffusion.num_timesteps();
+            acc.add(self.step, &out.loss, &out.per_example, &t, steps, &out.grad_norm);
             let step = self.step;
             let at_end = step == total;
             if step.is_multiple_of(log_every) || at_end {
-                if let Some(bad) = acc.first_bad_step() {
-                    return Err(TrainError::NonFinite {
-                        step: bad,
-                        last_good: self.last_good_checkpoint,
-                    });
-                }
+                self.stop_if_not_finite(&acc, None)?;
                 let lr = warmup_lr(self.config.optim.lr, self.config.optim.warmup_steps, step - 1);
                 let line = acc.take(
                     step,
@@ -423,10 +320,10 @@ impl Trainer {
                     line.grad_norm,
                     line.lr,
                     line.images_per_s,
-                    fmt_duration(remaining)
+                    ddpm_cli::fmt_duration(remaining)
                 ));
                 if self.rank == 0 {
-                    metrics.append(line).map_err(io(metrics.path.clone()))?;
+                    metrics.append(line)?;
                 }
             } else {
                 progress.advance(step, None);
@@ -435,18 +332,7 @@ impl Trainer {
             let timed = last_ckpt.elapsed().as_secs_f64() >= ckpt_minutes * 60.0;
             if step.is_multiple_of(ckpt_every) || at_end || interrupted || timed {
                 // Never write a checkpoint over a non-finite loss or non-finite weights.
-                if let Some(bad) = acc.first_bad_step() {
-                    return Err(TrainError::NonFinite {
-                        step: bad,
-                        last_good: self.last_good_checkpoint,
-                    });
-                }
-                if !self.weights_finite() {
-                    return Err(TrainError::NonFinite {
-                        step,
-                        last_good: self.last_good_checkpoint,
-                    });
-                }
+                self.stop_if_not_finite(&acc, Some(step))?;
                 let path = self.save_checkpoint()?;
                 last_ckpt = Instant::now();
                 progress.line(&format!("checkpoint {}", path.display()));
@@ -464,112 +350,35 @@ impl Trainer {
         Ok(Outcome::Finished { step: self.step })
     }
 
-    /// A preview from the EMA model with the respaced ancestral sampler and fixed noise:
-    /// `samples/step-<step>.png` (images) or `.svg` (2-D points beside the data), also copied
-    /// to `samples.png`/`samples.svg` in the run directory.
-    pub fn preview(&self) -> Result<PathBuf> {
-        let c = &self.config;
-        let n = c.train.sample_count as i64;
-        let td = self.td.respaced_str(&c.train.sample_steps.to_string()).map_err(|e| {
-            TrainError::Config(crate::config::ConfigError(format!("train.sample_steps: {e}")))
-        })?;
-        let shape = self.ema_net.sample_shape();
-        let mut full = vec![n];
-        full.extend(&shape);
-        let mut gen_rng = SplitMix64::derived(c.seed, &[STREAM_PREVIEW]);
-        let _rng = ddpm_nets::torch_rng_lock();
-        tch::manual_seed(gen_rng.next_u64() as i64);
-        let x_t = Tensor::randn(full.as_slice(), (Kind::Float, self.device));
-        let y = self.ema_net.num_classes().map(|k| {
-            let labels: Vec<i64> = (0..n).map(|i| i % k as i64).collect();
-            Tensor::from_slice(&labels).to_device(self.device)
-        });
-        let net = &self.ema_net;
-        let mut model =
-            |x: &Tensor, t: &Tensor| net.forward_t(x, t, y.as_ref(), false).to_kind(Kind::Float);
-        let x0 = td.p_sample_loop(
-            &mut model,
-            x_t,
-            &mut |_| Tensor::randn(full.as_slice(), (Kind::Float, self.device)),
-            true,
-            &mut |_, _| {},
-        );
-        let x0 = x0.clamp(-1.0, 1.0).to_device(Device::Cpu);
-        let values = Vec::<f32>::try_from(x0.flatten(0, -1)).unwrap();
-        let dir = self.run.root.join("samples");
-        let step = self.step;
-        let path = match shape.len() {
-            3 => {
-                let (ch, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
-                let p = dir.join(format!("step-{step:09}.png"));
-                let nrow = (n as f64).sqrt().ceil() as usize;
-                let scale = (64 / h.max(1)).max(1);
-                ddpm_data::viz::save_image_grid(
-                    &p,
-                    &values,
-                    [n as usize, ch, h, w],
-                    nrow,
-                    scale,
-                    2,
-                )
-                .map_err(io(&p))?;
-                p
+    /// The run stops, naming the step, at a non-finite loss or gradient norm; with `weights_at`,
+    /// also when the weights themselves stopped being finite (checked before checkpoints).
+    fn stop_if_not_finite(&self, acc: &Accumulator, weights_at: Option<u64>) -> Result<()> {
+        let last_good = self.last_good_checkpoint;
+        if let Some(step) = acc.first_bad_step() {
+            return Err(TrainError::NonFinite { step, last_good });
+        }
+        match weights_at {
+            Some(step) if !self.model.weights_finite() => {
+                Err(TrainError::NonFinite { step, last_good })
             }
-            _ => {
-                let p = dir.join(format!("step-{step:09}.svg"));
-                let data = self.dataset.points_xy(2000);
-                let samples: Vec<[f32; 2]> = values.chunks(2).map(|c| [c[0], c[1]]).collect();
-                ddpm_data::viz::scatter_panels_svg(
-                    &p,
-                    &format!("{} at step {step}", c.name),
-                    &[(
-                        format!("EMA samples, {} steps", c.train.sample_steps),
-                        vec![
-                            ("data".into(), data, "#999999".into()),
-                            ("samples".into(), samples, "#d62728".into()),
-                        ],
-                    )],
-                    1.0,
-                )
-                .map_err(io(&p))?;
-                p
-            }
-        };
-        let latest =
-            self.run.root.join(format!("samples.{}", path.extension().unwrap().to_string_lossy()));
-        std::fs::copy(&path, &latest).map_err(io(&latest))?;
-        Ok(path)
+            _ => Ok(()),
+        }
     }
 
-    /// Whether every parameter is finite (one reduction and one host read).
-    fn weights_finite(&self) -> bool {
-        tch::no_grad(|| {
-            let norms = ddpm_shim::foreach_norm(&self.adam.params).expect("foreach_norm");
-            Tensor::stack(&norms, 0).isfinite().all().int64_value(&[]) == 1
-        })
+    /// The preview of the current step from the EMA model (see [`crate::preview`]).
+    pub fn preview(&self) -> Result<PathBuf> {
+        crate::preview::write_preview(
+            &self.config,
+            &self.run,
+            &self.model.ema_net,
+            &self.model.diffusion,
+            &self.dataset,
+            self.step,
+        )
     }
 
     /// The network's trainable parameters and the EMA's, for tests and benchmarks.
-    pub fn var_stores(&self) -> (&VarStore, &VarStore) {
-        (&self.vs, &self.ema_vs)
-    }
-}
-
-fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-/// "1h02m", "3m20s", "45s".
-pub fn fmt_duration(seconds: f64) -> String {
-    if !seconds.is_finite() {
-        return "?".into();
-    }
-    let s = seconds.round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    pub fn var_stores(&self) -> (&tch::nn::VarStore, &tch::nn::VarStore) {
+        (&self.model.vs, &self.model.ema_vs)
     }
 }

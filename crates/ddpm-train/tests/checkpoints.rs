@@ -5,7 +5,7 @@
 mod common;
 
 use common::tiny_config;
-use ddpm_nets::run::RunDir;
+use ddpm_run::RunDir;
 use ddpm_train::{Outcome, TrainError, Trainer};
 use std::sync::atomic::AtomicBool;
 use tch::Device;
@@ -22,7 +22,7 @@ fn keeps_the_newest_k_and_leaves_no_temporary_files() {
     c.train.checkpoint_every = 3;
     c.train.keep_checkpoints = 2;
     let mut t = Trainer::new(c, &runs, Device::Cpu).unwrap();
-    t.train(&no_stop(), &mut ddpm_train::trainer::LogProgress).unwrap();
+    t.train(&no_stop(), &mut ddpm_train::LogProgress).unwrap();
     let run = RunDir::new(runs.join("tiny"));
     let steps: Vec<u64> = run.list_checkpoints().into_iter().map(|(s, _)| s).collect();
     assert_eq!(steps, vec![9, 12]);
@@ -47,7 +47,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_last_good_one() {
     c.train.checkpoint_every = 5;
     Trainer::new(c.clone(), &runs, Device::Cpu)
         .unwrap()
-        .train(&no_stop(), &mut ddpm_train::trainer::LogProgress)
+        .train(&no_stop(), &mut ddpm_train::LogProgress)
         .unwrap();
     let run = RunDir::new(runs.join("tiny"));
     let newest = run.checkpoint_path(10);
@@ -71,7 +71,7 @@ fn a_non_finite_loss_stops_the_run_and_names_the_step() {
     c.optim.warmup_steps = 0;
     c.optim.grad_clip = 0.0;
     let mut t = Trainer::new(c, &runs, Device::Cpu).unwrap();
-    let err = t.train(&no_stop(), &mut ddpm_train::trainer::LogProgress).unwrap_err();
+    let err = t.train(&no_stop(), &mut ddpm_train::LogProgress).unwrap_err();
     let TrainError::NonFinite { step, last_good } = err else {
         panic!("expected NonFinite, got {err}")
     };

@@ -1,7 +1,7 @@
 //! The `ddpm-train` binary end to end: a short run produces the run directory; SIGTERM and
 //! SIGINT write a checkpoint and exit cleanly; bad input gives one line and exit code 2.
 
-use ddpm_nets::run::RunDir;
+use ddpm_run::RunDir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -9,11 +9,11 @@ use ddpm_train::{Outcome, Trainer};
 use std::sync::atomic::AtomicBool;
 use tch::Device;
 
-fn train_to(config: &ddpm_train::TrainConfig, runs: &std::path::Path, steps: u64) -> Trainer {
+fn train_to(config: &ddpm_train::RunConfig, runs: &std::path::Path, steps: u64) -> Trainer {
     let mut c = config.clone();
     c.train.total_steps = steps;
     let mut t = Trainer::new(c, runs, Device::Cpu).unwrap();
-    let out = t.train(&AtomicBool::new(false), &mut ddpm_train::trainer::LogProgress).unwrap();
+    let out = t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
     assert_eq!(out, Outcome::Finished { step: steps });
     t
 }

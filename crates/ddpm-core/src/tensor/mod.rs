@@ -134,6 +134,28 @@ impl TensorDiffusion {
         self.diffusion.num_timesteps
     }
 
+    /// Every array this holds on its device, by name (for placement checks).
+    pub fn arrays(&self) -> Vec<(&'static str, &Tensor)> {
+        vec![
+            ("alphas_cumprod", &self.alphas_cumprod),
+            ("alphas_cumprod_prev", &self.alphas_cumprod_prev),
+            ("sqrt_alphas_cumprod", &self.sqrt_alphas_cumprod),
+            ("sqrt_one_minus_alphas_cumprod", &self.sqrt_one_minus_alphas_cumprod),
+            ("log_one_minus_alphas_cumprod", &self.log_one_minus_alphas_cumprod),
+            ("sqrt_recip_alphas_cumprod", &self.sqrt_recip_alphas_cumprod),
+            ("sqrt_recipm1_alphas_cumprod", &self.sqrt_recipm1_alphas_cumprod),
+            ("posterior_variance", &self.posterior_variance),
+            ("posterior_log_variance_clipped", &self.posterior_log_variance_clipped),
+            ("posterior_mean_coef1", &self.posterior_mean_coef1),
+            ("posterior_mean_coef2", &self.posterior_mean_coef2),
+            ("fixedlarge_variance", &self.fixedlarge_variance),
+            ("fixedlarge_log_variance", &self.fixedlarge_log_variance),
+            ("log_betas", &self.log_betas),
+            ("mse_weights", &self.mse_weights),
+            ("model_timesteps", &self.model_timesteps),
+        ]
+    }
+
     /// `arr[t]` for a batch of timesteps, cast to `like`'s dtype and shaped [B, 1, ..., 1]
     /// to broadcast against `like`.
     pub fn extract(arr: &Tensor, t: &Tensor, like: &Tensor) -> Tensor {
@@ -143,6 +165,13 @@ impl TensorDiffusion {
     /// The time values the network is given for a batch of steps of this process (float).
     pub fn model_timesteps(&self, t: &Tensor) -> Tensor {
         self.model_timesteps.index_select(0, t).to_kind(Kind::Float)
+    }
+
+    /// The network's time input for a batch at (possibly fractional) step `t` of this process
+    /// ([`GaussianDiffusion::network_time`]), float, on this device.
+    pub fn network_time(&self, t: f64, batch: i64) -> Tensor {
+        let value = self.diffusion.network_time(t, self.param.rescale_timesteps);
+        Tensor::full([batch], value, (Kind::Float, self.device))
     }
 
     /// A batch of identical timesteps `t` (int64) on this device.

@@ -7,20 +7,15 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ddpm_data::{DataConfig, Dataset};
-use ddpm_eval::digits_classifier::DigitsClassifier;
-use ddpm_eval::features::inception_features;
 use ddpm_eval::inception::default_weights_path;
-use ddpm_eval::inception_score::inception_score;
-use ddpm_eval::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
-use ddpm_nets::run::{LoadedModel, RunDir, load_model};
-use ddpm_sample::job::{self, JobOptions, Labels, Manifest};
-use ddpm_sample::{SamplerKind, SamplerOptions, Skip, TimeSteps};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
-use std::io::IsTerminal;
+use ddpm_eval::protocol::{self, EvalOptions, Measure, Protocol};
+use ddpm_eval::{FidInception, images, sha256_file};
+use ddpm_run::{DEFAULT_RUNS_DIR, open_model};
+use ddpm_sample::job::{self, JobOptions, Labels};
+use ddpm_sample::{SampleRequest, SamplerArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tch::{Device, Tensor};
+use tch::Device;
 
 #[derive(Debug, Parser)]
 #[command(name = "ddpm-eval", version, about = "Evaluate diffusion models: FID, IS, NLL")]
@@ -41,7 +36,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct Common {
-    #[arg(long, default_value = "runs")]
+    #[arg(long, default_value = DEFAULT_RUNS_DIR)]
     runs_dir: PathBuf,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -52,6 +47,19 @@ struct Common {
     /// Images per Inception/network batch.
     #[arg(long, default_value_t = 50)]
     batch_size: usize,
+}
+
+impl Common {
+    fn device(&self) -> Result<Device> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        ddpm_nets::parse_device(&self.device, "--device").map_err(anyhow::Error::msg)
+    }
+
+    fn inception(&self) -> PathBuf {
+        self.inception.clone().unwrap_or_else(default_weights_path)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,16 +79,8 @@ struct FidArgs {
     /// the data half the classifier distance compares with; 2,000 points for 2-D data).
     #[arg(short = 'n', long)]
     num: Option<usize>,
-    #[arg(long, value_enum, default_value = "ddpm")]
-    sampler: SamplerKind,
-    #[arg(long)]
-    steps: Option<usize>,
-    #[arg(long, default_value_t = 0.0)]
-    eta: f64,
-    #[arg(long, value_enum, default_value = "uniform")]
-    skip: Skip,
-    #[arg(long, value_enum, default_value = "log-snr")]
-    time_steps: TimeSteps,
+    #[command(flatten)]
+    sampler: SamplerArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Sample with the raw weights instead of the EMA weights.
@@ -125,347 +125,80 @@ struct NllArgs {
     json: bool,
 }
 
-fn device(s: &str) -> Result<Device> {
-    let d =
-        match s {
-            "auto" => Device::cuda_if_available(),
-            "cpu" => Device::Cpu,
-            "cuda" => Device::Cuda(0),
-            _ => Device::Cuda(s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).with_context(
-                || format!("--device must be auto, cpu, cuda or cuda:N, got {s:?}"),
-            )?),
-        };
-    if d.is_cuda() && !tch::Cuda::is_available() {
-        bail!("--device {s}: CUDA is not available to this binary (see `cargo xtask doctor`)");
-    }
-    Ok(d)
-}
-
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len as u64);
-    if std::io::stderr().is_terminal() {
-        pb.set_style(
-            ProgressStyle::with_template(&format!(
-                "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what}  {{per_sec}}  ETA {{eta}}"
-            ))
-            .unwrap()
-            .progress_chars("=> "),
-        );
-    } else {
-        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    pb
-}
-
-/// The run's `[data]` table.
-fn run_data(run: &RunDir) -> Result<DataConfig> {
-    let text = std::fs::read_to_string(run.config_path())?;
-    let table: toml::Table = toml::from_str(&text)?;
-    Ok(table.get("data").cloned().unwrap_or(toml::Value::Table(Default::default())).try_into()?)
-}
-
-fn inception_path(c: &Common) -> PathBuf {
-    c.inception.clone().unwrap_or_else(default_weights_path)
-}
-
-/// Inception statistics of a data set or folder, cached under $DDPM_HOME/fid-stats by a hash of
-/// what they were computed from and of the weights.
-fn reference_stats(
-    spec: &str,
-    net: &FidInception,
-    weights_sha: &str,
-    batch: usize,
-) -> Result<(Stats, String, Option<String>)> {
-    let path = Path::new(spec);
-    if path.extension().is_some_and(|e| e == "npz") {
-        let stats = Stats::load(path)?;
-        if stats.dim() != 2048 {
-            bail!(
-                "--ref {spec}: statistics of {} features; FID uses the 2048-d pool features",
-                stats.dim()
-            );
-        }
-        return Ok((stats, spec.to_string(), Some(sha256_file(path)?)));
-    }
-    let key_src = format!(
-        "{spec}|{}|{weights_sha}",
-        std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_default()
-    );
-    let key: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(key_src.as_bytes())
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let cache = ddpm_data::digits::ddpm_home()
-        .unwrap_or_else(|| ".ddpm".into())
-        .join("fid-stats")
-        .join(format!("{key}.npz"));
-    if cache.exists() {
-        let sha = sha256_file(&cache)?;
-        return Ok((
-            Stats::load(&cache)?,
-            format!("{spec} (cached {})", cache.display()),
-            Some(sha),
-        ));
-    }
-    let imgs = load_images(spec)?;
-    tracing::info!("reference statistics of {spec}: {} images through Inception", imgs.size()[0]);
-    let pb = bar(imgs.size()[0] as usize, "images");
-    let f = inception_features(net, &imgs, batch, &mut |d| pb.set_position(d as u64));
-    pb.finish_and_clear();
-    let stats = Stats::from_features(&f.pool3)?;
-    stats.save(&cache)?;
-    Ok((stats, format!("{spec} (cached {})", cache.display()), Some(sha256_file(&cache)?)))
-}
-
-/// Images in [0, 1] from an npz, a folder, or a data set.
-fn load_images(spec: &str) -> Result<Tensor> {
-    let p = Path::new(spec);
-    if p.extension().is_some_and(|e| e == "npz" || e == "npy") {
-        return Ok(images::from_npz(p)?);
-    }
-    let cfg = ddpm_data::config_from_arg(spec);
-    if cfg.dataset == "folder" {
-        return Ok(images::from_folder(p)?);
-    }
-    match ddpm_data::load(&cfg)?.0 {
-        Dataset::Images(set) => Ok(images::from_dataset(&set)),
-        Dataset::Points(_) => bail!("{spec} holds 2-D points, not images"),
-    }
-}
-
-/// The default sample count for a model whose samples have `shape`.
-fn default_num(shape: &[i64]) -> Result<usize> {
-    Ok(match shape {
-        // The digits' classifier distance compares with one half of the data.
-        [1, 8, 8] => ddpm_data::load(&DataConfig::default())?.0.len() / 2,
-        [2] => 2000,
-        _ => 50_000,
+/// A progress callback over (done, of) images drawing one bar.
+fn bar_progress(what: &'static str) -> (ddpm_cli::ProgressBar, impl FnMut(usize, usize)) {
+    let pb = ddpm_cli::progress_bar(0, what);
+    let handle = pb.clone();
+    (pb, move |done: usize, of: usize| {
+        handle.set_length(of as u64);
+        handle.set_position(done as u64);
     })
 }
 
 fn fid(a: FidArgs) -> Result<()> {
-    let dev = device(&a.common.device)?;
-    let mut protocol = json!({});
-    // 1. The samples, in [0, 1] (images) or raw (points).
-    let (samples, run, out_dir, model_data): (Tensor, Option<RunDir>, PathBuf, Option<DataConfig>) =
-        match (&a.checkpoint, &a.samples) {
-            (Some(ckpt), _) => {
-                let run = RunDir::resolve(ckpt, &a.common.runs_dir)?;
-                let model: LoadedModel = load_model(&run, dev, !a.raw)
-                    .with_context(|| format!("loading --checkpoint {ckpt}"))?;
-                let mut opts = SamplerOptions::new(a.sampler, model.diffusion.steps);
-                opts.steps = a.steps.unwrap_or(opts.steps);
-                opts.eta = a.eta;
-                opts.skip = a.skip;
-                opts.time_steps = a.time_steps;
-                opts.clip_x0 = matches!(a.sampler, SamplerKind::Ddpm | SamplerKind::Ddim);
-                opts.validate(model.diffusion.steps)?;
-                let shape = model.net.sample_shape();
-                let num = match a.num {
-                    Some(0) => bail!("-n must be at least 1"),
-                    Some(n) => n,
-                    None => default_num(&shape)?,
-                };
-                let out = a.out.clone().unwrap_or_else(|| {
-                    run.root.join("fid").join(format!(
-                        "{}-{}-n{}-seed{}",
-                        format!("{:?}", a.sampler).to_lowercase(),
-                        opts.steps,
-                        num,
-                        a.seed
-                    ))
-                });
-                let manifest = Manifest {
-                    checkpoint: model.checkpoint.display().to_string(),
-                    checkpoint_step: model.step,
-                    ema: model.ema,
-                    sampler: opts.clone(),
-                    seed: a.seed,
-                    start: 0,
-                    n: num,
-                    batch_size: job::auto_batch(None, num, &model, dev),
-                    labels: if model.net.num_classes().is_some() {
-                        Labels::Random
-                    } else {
-                        Labels::None
-                    },
-                    noise_file: None,
-                    sample_shape: shape.clone(),
-                };
-                tracing::info!(
-                    "sampling {} images with {:?}, {} steps ({})",
-                    num,
-                    a.sampler,
-                    opts.steps,
-                    out.display()
-                );
-                let pb = bar(num, "images");
-                let npz = job::run(
-                    &model,
-                    &manifest,
-                    &JobOptions { out: out.clone(), pngs: false, bf16: false, cuda_graph: false },
-                    None,
-                    &mut |d| pb.set_position(d as u64),
-                )?;
-                pb.finish_and_clear();
-                protocol = json!({
-                    "checkpoint": model.checkpoint.display().to_string(), "checkpoint_step": model.step,
-                    "weights": if model.ema { "ema" } else { "raw" }, "sampler": opts, "seed": a.seed, "n": num,
-                    "samples": npz.display().to_string(),
-                });
-                let (shape_v, values) = ddpm_sample::npy::read_array(&npz, "samples")?;
-                let dims: Vec<i64> = shape_v.iter().map(|&d| d as i64).collect();
-                let raw = Tensor::from_slice(&values).view(dims.as_slice());
-                let data = run_data(&run).ok();
-                let samples = if shape.len() == 3 { (raw + 1.0) / 2.0 } else { raw };
-                (samples, Some(run), out, data)
-            }
-            (None, Some(p)) => {
-                let s = if p.is_dir() { images::from_folder(p)? } else { images::from_npz(p)? };
-                protocol = json!({ "samples": p.display().to_string(), "n": s.size()[0] });
-                let out = a.out.clone().unwrap_or_else(|| {
-                    if p.is_dir() {
-                        p.clone()
-                    } else {
-                        p.parent().unwrap_or(Path::new(".")).to_path_buf()
-                    }
-                });
-                (s, None, out, None)
-            }
-            (None, None) => unreachable!("clap requires one"),
-        };
-    let n = samples.size()[0];
-    let mut result = json!({ "protocol": protocol });
-
-    // 2-D points: sliced Wasserstein against the data, with a data-vs-data baseline.
-    if samples.dim() == 2 {
-        let cfg = match (&a.reference, &model_data) {
-            (Some(r), _) => ddpm_data::config_from_arg(r),
-            (None, Some(d)) => d.clone(),
-            (None, None) => bail!("--ref: name the 2-D data set to compare with"),
-        };
-        let data = ddpm_data::load(&DataConfig {
-            num_points: 2 * n as usize,
-            seed: 12345,
-            ..cfg.clone()
-        })?
-        .0
-        .points_xy(usize::MAX);
-        let pts: Vec<[f32; 2]> = Vec::<f32>::try_from(samples.flatten(0, -1))
-            .unwrap()
-            .chunks(2)
-            .map(|c| [c[0], c[1]])
-            .collect();
-        let half = data.len() / 2;
-        let sw = distance2d::sliced_wasserstein(&pts, &data[..half], 200, 0);
-        let base = distance2d::sliced_wasserstein(&data[half..], &data[..half], 200, 0);
-        result["sliced_wasserstein"] = json!(sw);
-        result["sliced_wasserstein_data_vs_data"] = json!(base);
-        result["protocol"]["ref"] = json!(cfg.dataset);
-        println!("sliced W2 to the data: {sw:.4} (two independent data draws: {base:.4})");
-        return finish(&a, &out_dir, result);
-    }
-
-    // Digits: the classifier Frechet distance, with a data-vs-data baseline.
-    let is_digits_shape = samples.size()[1..] == [1, 8, 8];
-    if is_digits_shape {
-        let Dataset::Images(digits) = ddpm_data::load(&DataConfig::default())?.0 else {
-            unreachable!()
-        };
-        let clf = DigitsClassifier::trained(&digits, dev)?;
-        let _g = tch::no_grad_guard();
-        let data_feats = clf.features(&images::from_dataset(&digits)).to_device(Device::Cpu);
-        // A seeded random split: the file is grouped by writer, so its halves differ in style.
-        let mut order: Vec<i64> = (0..data_feats.size()[0]).collect();
-        ddpm_core::rng::SplitMix64::new(17).shuffle(&mut order);
-        let data_feats = data_feats.index_select(0, &Tensor::from_slice(&order));
-        let sample_feats = clf.features(&samples).to_device(Device::Cpu);
-        // Like with like: FD is biased upwards at small n, so the samples and the baseline (one
-        // half of the data) are both compared with the other half, at the same size.
-        let half = data_feats.size()[0] / 2;
-        let m = half.min(sample_feats.size()[0]);
-        let ref_half =
-            Stats::from_features(&data_feats.narrow(0, half, data_feats.size()[0] - half))?;
-        let fd =
-            frechet_distance(&Stats::from_features(&sample_feats.narrow(0, 0, m))?, &ref_half)?;
-        let base =
-            frechet_distance(&Stats::from_features(&data_feats.narrow(0, 0, m))?, &ref_half)?;
-        result["digits_fd_images"] = json!(m);
-        result["digits_fd"] = json!(fd);
-        result["digits_fd_data_halves"] = json!(base);
-        result["digits_classifier_accuracy"] = json!(clf.held_out_accuracy);
-        println!(
-            "digits FD (classifier features), {m} samples vs half the data: {fd:.3} (the other half of the data: {base:.3}; classifier held-out accuracy {:.1} %)",
-            100.0 * clf.held_out_accuracy
-        );
-    }
-
-    // FID and IS through Inception.
-    let weights = inception_path(&a.common);
-    let net = match FidInception::load(&weights, dev) {
-        Ok(n) => n,
-        Err(ddpm_eval::EvalError::MissingWeights(p)) if is_digits_shape => {
-            println!("FID/IS skipped: {}", ddpm_eval::EvalError::MissingWeights(p));
-            return finish(&a, &out_dir, result);
+    let dev = a.common.device()?;
+    let (pb, mut progress) = bar_progress("images");
+    let (samples, measure, protocol, out_dir, reference) = match (&a.checkpoint, &a.samples) {
+        (Some(ckpt), _) => {
+            let (run, model) = open_model(ckpt, &a.common.runs_dir, dev, a.raw)
+                .with_context(|| format!("loading --checkpoint {ckpt}"))?;
+            let sampler = a.sampler.options(&model)?;
+            let data: DataConfig = run.section("data")?;
+            let measure = Measure::for_data(&data);
+            let n = match a.num {
+                Some(0) => bail!("-n must be at least 1"),
+                Some(n) => n,
+                None => measure.default_num()?,
+            };
+            let labels =
+                if model.net.num_classes().is_some() { Labels::Random } else { Labels::None };
+            let req =
+                SampleRequest { sampler, seed: a.seed, start: 0, n, labels, noise_file: None };
+            let out = a.out.clone().unwrap_or_else(|| run.fid_dir(&req.fid_job_name()));
+            let manifest = req.manifest(&model, job::auto_batch(None, n, &model, dev));
+            tracing::info!("sampling {n} images with {} ({})", req.job_name(), out.display());
+            let job = JobOptions { out: out.clone(), pngs: false, bf16: false, graph: None };
+            let npz = job::run(&model, &manifest, &job, None, &mut |d| progress(d, n))?;
+            let protocol = Protocol {
+                checkpoint: Some(model.checkpoint.display().to_string()),
+                checkpoint_step: Some(model.step),
+                weights: Some(if model.ema { "ema" } else { "raw" }.into()),
+                sampler: Some(req.sampler.clone()),
+                seed: Some(a.seed),
+                samples: npz.display().to_string(),
+                ..Protocol::default()
+            };
+            let reference = a.reference.clone().or_else(|| {
+                Some(data.path.as_ref().map(|p| p.display().to_string()).unwrap_or(data.dataset))
+            });
+            (protocol::samples_from_npz(&npz)?, measure, protocol, out, reference)
         }
-        Err(e) => return Err(e.into()),
+        (None, Some(p)) => {
+            let s =
+                if p.is_dir() { images::from_folder(p)? } else { protocol::samples_from_npz(p)? };
+            let measure = Measure::for_samples(&s, a.reference.as_deref())?;
+            let protocol = Protocol { samples: p.display().to_string(), ..Protocol::default() };
+            let out = a.out.clone().unwrap_or_else(|| {
+                if p.is_dir() { p.clone() } else { p.parent().unwrap_or(Path::new(".")).into() }
+            });
+            (s, measure, protocol, out, a.reference.clone())
+        }
+        (None, None) => unreachable!("clap requires one"),
     };
-    let weights_sha = sha256_file(&weights)?;
-    let reference = match (&a.reference, &run) {
-        (Some(r), _) => r.clone(),
-        (None, Some(run)) => {
-            let d = run_data(run)?;
-            d.path.as_ref().map(|p| p.display().to_string()).unwrap_or(d.dataset)
-        }
-        (None, None) => {
-            bail!("--ref: give reference statistics (.npz), an image folder or a data set")
-        }
+    let opts = EvalOptions {
+        device: dev,
+        inception: a.common.inception(),
+        reference,
+        batch_size: a.common.batch_size,
     };
-    let (ref_stats, ref_desc, ref_sha) =
-        reference_stats(&reference, &net, &weights_sha, a.common.batch_size)?;
-    tracing::info!("Inception features of {n} samples");
-    let pb = bar(n as usize, "images");
-    let started = std::time::Instant::now();
-    let f =
-        inception_features(&net, &samples, a.common.batch_size, &mut |d| pb.set_position(d as u64));
+    let report = protocol::evaluate(&samples, &measure, &opts, protocol, &mut progress)?;
     pb.finish_and_clear();
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    let fid = frechet_distance(&Stats::from_features(&f.pool3)?, &ref_stats)?;
-    let (is_mean, is_std) = inception_score(&f.logits, 10);
-    result["fid"] = json!(fid);
-    result["is_mean"] = json!(is_mean);
-    result["is_std"] = json!(is_std);
-    let p = &mut result["protocol"];
-    p["ref"] = json!(ref_desc);
-    p["ref_sha256"] = json!(ref_sha);
-    p["inception"] = json!(weights.display().to_string());
-    p["inception_sha256"] = json!(weights_sha);
-    p["features"] = json!(
-        "pool3, 2048-d; bilinear resize to 299 (align_corners=false); float samples, not re-quantised"
-    );
-    p["is_splits"] = json!(10);
-    p["inception_images_per_s"] = json!(rate);
-    println!("FID {fid:.4}  IS {is_mean:.3} +- {is_std:.3}  ({n} samples vs {ref_desc})");
-    if n < 50_000 {
-        println!(
-            "note: {n} samples; published FIDs use 50,000 (FID is biased upwards at smaller n)"
-        );
+    for line in report.summary() {
+        println!("{line}");
     }
-    finish(&a, &out_dir, result)
-}
-
-fn finish(a: &FidArgs, out_dir: &Path, result: Value) -> Result<()> {
-    std::fs::create_dir_all(out_dir)?;
-    let path = out_dir.join("fid.json");
-    let tmp = out_dir.join("fid.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&result)?)?;
-    std::fs::rename(&tmp, &path)?;
+    let path = report.write(&out_dir)?;
     if a.json {
-        println!("{}", serde_json::to_string(&result)?);
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("{}", path.display());
     }
@@ -473,24 +206,26 @@ fn finish(a: &FidArgs, out_dir: &Path, result: Value) -> Result<()> {
 }
 
 fn fid_stats(a: StatsArgs) -> Result<()> {
-    let dev = device(&a.common.device)?;
-    let weights = inception_path(&a.common);
+    let dev = a.common.device()?;
+    let weights = a.common.inception();
     let net = FidInception::load(&weights, dev)?;
     let sha = sha256_file(&weights)?;
-    let (stats, desc, _) = reference_stats(&a.data, &net, &sha, a.common.batch_size)?;
+    let (pb, mut progress) = bar_progress("images");
+    let (stats, desc, _) =
+        protocol::reference_stats(&a.data, &net, &sha, a.common.batch_size, &mut progress)?;
+    pb.finish_and_clear();
     stats.save(&a.out)?;
     println!("{} ({desc})", a.out.display());
     Ok(())
 }
 
 fn nll(a: NllArgs) -> Result<()> {
-    let dev = device(&a.common.device)?;
-    let run = RunDir::resolve(&a.checkpoint, &a.common.runs_dir)?;
-    let model = load_model(&run, dev, !a.raw)
+    let dev = a.common.device()?;
+    let (run, model) = open_model(&a.checkpoint, &a.common.runs_dir, dev, a.raw)
         .with_context(|| format!("loading --checkpoint {}", a.checkpoint))?;
     let cfg = match &a.data {
         Some(d) => ddpm_data::config_from_arg(d),
-        None => run_data(&run)?,
+        None => run.section("data")?,
     };
     let Dataset::Images(set) = ddpm_data::load(&cfg)?.0 else {
         bail!("NLL in bits/dim needs image data")
@@ -504,56 +239,35 @@ fn nll(a: NllArgs) -> Result<()> {
             set.width
         );
     }
+    if a.num == Some(0) {
+        bail!("-n must be at least 1");
+    }
     let n = a.num.unwrap_or(set.n).min(set.n);
     let data = images::from_dataset(&set).narrow(0, 0, n as i64) * 2.0 - 1.0;
     tracing::info!("variational bound over {n} images, {} steps each", model.diffusion.steps);
-    let pb = bar(n, "images");
-    let r = ddpm_eval::nll::nll(&model, &data, a.common.batch_size, a.seed, &mut |d| {
-        pb.set_position(d as u64)
-    })?;
+    let (pb, mut progress) = bar_progress("images");
+    let r =
+        ddpm_eval::nll::nll(&model, &data, a.common.batch_size, a.seed, &mut |d| progress(d, n))?;
     pb.finish_and_clear();
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
-    } else {
-        let t = r.terms_bpd.len();
+        return Ok(());
+    }
+    println!("{}", r.summary(n));
+    if set.max_value != 255 {
         println!(
-            "NLL <= {:.4} bits/dim over {n} images (prior L_T {:.2e}, decoder L_0 {:.4}, L_1..L_{} sum {:.4})",
-            r.bpd,
-            r.prior_bpd,
-            r.terms_bpd[0],
-            t - 1,
-            r.terms_bpd[1..].iter().sum::<f64>()
+            "note: the bound assumes 8-bit data; {} has {} levels",
+            cfg.dataset,
+            set.max_value as u32 + 1
         );
-        if set.max_value != 255 {
-            println!(
-                "note: the bound assumes 8-bit data; {} has {} levels",
-                cfg.dataset,
-                set.max_value as u32 + 1
-            );
-        }
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
-    let cli: Cli = ddpm_core::cli::parse_or_exit();
-    let r = match cli.command {
+    ddpm_cli::main(|cli: Cli| match cli.command {
         Command::Fid(a) => fid(a),
         Command::FidStats(a) => fid_stats(a),
         Command::Nll(a) => nll(a),
-    };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    })
 }

@@ -2,14 +2,12 @@
 //!
 //! `cargo xtask sample --checkpoint run1 --sampler ddim --steps 50 --eta 0 -n 64 --seed 0 --out DIR`
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use ddpm_core::ModelVar;
-use ddpm_nets::run::{LoadedModel, RunDir, load_model};
-use ddpm_sample::job::{self, JobOptions, Labels, Manifest};
-use ddpm_sample::{SamplerKind, SamplerOptions, Skip, TimeSteps, figures};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
+use ddpm_sample::figure_request::{self, Figure, FigureRequest};
+use ddpm_sample::graph::GraphMode;
+use ddpm_sample::job::{self, JobOptions};
+use ddpm_sample::request::{self, ModelArgs, SampleRequest, SamplerArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,46 +27,13 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-struct ModelArgs {
-    /// A run name under --runs-dir, a run directory, or a checkpoint file.
-    #[arg(long)]
-    checkpoint: String,
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
-    /// Use the raw weights instead of the EMA weights.
-    #[arg(long)]
-    raw: bool,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-#[derive(Debug, clap::Args)]
 struct SampleArgs {
     #[command(flatten)]
     model: ModelArgs,
-    #[arg(long, value_enum, default_value = "ddpm")]
-    sampler: SamplerKind,
-    /// Network evaluations (default: T for ddpm, 50 ddim, 20 dpm-solver++, 18 heun steps).
-    #[arg(long)]
-    steps: Option<usize>,
-    /// DDIM's eta (0: deterministic).
-    #[arg(long, default_value_t = 0.0)]
-    eta: f64,
-    /// DDIM's timestep skip.
-    #[arg(long, value_enum, default_value = "uniform")]
-    skip: Skip,
-    /// DPM-Solver++'s time-step placement.
-    #[arg(long, value_enum, default_value = "log-snr")]
-    time_steps: TimeSteps,
-    /// DDPM's variance instead of the model's: fixed_small or fixed_large.
-    #[arg(long)]
-    variance: Option<String>,
-    /// Clip predicted x0 to [-1, 1] (default: on for ddpm/ddim, off for the ODE solvers).
-    #[arg(long)]
-    clip: Option<bool>,
+    #[command(flatten)]
+    sampler: SamplerArgs,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Number of images.
     #[arg(short = 'n', long, default_value_t = 64)]
     num: usize,
@@ -87,10 +52,8 @@ struct SampleArgs {
     /// A random class per image (class-conditional models).
     #[arg(long)]
     random_classes: bool,
-    /// Classifier-free guidance scale w (1: none).
-    #[arg(long, default_value_t = 1.0)]
-    guidance: f64,
-    /// Start from this x_T (.npy, .npz with array "noise", or .safetensors), shape n x C x H x W.
+    /// Start from this x_T: a .npy, an .npz (array "noise", or its only array) or a
+    /// .safetensors file (tensor "noise", or its only tensor), shape n x C x H x W.
     #[arg(long)]
     noise: Option<PathBuf>,
     /// Skip the individual PNGs.
@@ -104,22 +67,14 @@ struct SampleArgs {
     cuda_graph: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Figure {
-    /// Predicted x0 at evenly spaced t while sampling (paper Fig. 6).
-    Progressive,
-    /// Two data images encoded to x_t, interpolated, decoded (paper Fig. 8).
-    Interpolate,
-    /// Forward and reverse marginals of 2-D data (the swiss roll figure).
-    Trajectories,
-}
-
 #[derive(Debug, clap::Args)]
 struct FigureArgs {
     #[arg(value_enum)]
     figure: Figure,
     #[command(flatten)]
     model: ModelArgs,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Output directory (default: the run directory).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -143,123 +98,43 @@ struct FigureArgs {
     t: Option<usize>,
 }
 
-fn device(s: &str) -> Result<tch::Device> {
-    let d = match s {
-        "auto" => tch::Device::cuda_if_available(),
-        "cpu" => tch::Device::Cpu,
-        "cuda" => tch::Device::Cuda(0),
-        _ => {
-            tch::Device::Cuda(s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).with_context(
-                || format!("--device must be auto, cpu, cuda or cuda:N, got {s:?}"),
-            )?)
-        }
-    };
-    if d.is_cuda() && !tch::Cuda::is_available() {
-        bail!("--device {s}: CUDA is not available to this binary (see `cargo xtask doctor`)");
-    }
-    Ok(d)
-}
-
-fn load(m: &ModelArgs) -> Result<(RunDir, LoadedModel)> {
-    let run = RunDir::resolve(&m.checkpoint, &m.runs_dir)?;
-    let model = load_model(&run, device(&m.device)?, !m.raw)
-        .with_context(|| format!("loading --checkpoint {}", m.checkpoint))?;
-    Ok((run, model))
-}
-
 fn sample(a: SampleArgs) -> Result<()> {
-    let (run, model) = load(&a.model)?;
-    let t = model.diffusion.steps;
-    let mut opts = SamplerOptions::new(a.sampler, t);
-    opts.steps = a.steps.unwrap_or(opts.steps);
-    opts.eta = a.eta;
-    opts.skip = a.skip;
-    opts.time_steps = a.time_steps;
-    opts.guidance_scale = a.guidance;
-    opts.clip_x0 = a.clip.unwrap_or(matches!(a.sampler, SamplerKind::Ddpm | SamplerKind::Ddim));
-    opts.variance = match a.variance.as_deref() {
-        None => None,
-        Some("fixed_small") => Some(ModelVar::FixedSmall),
-        Some("fixed_large") => Some(ModelVar::FixedLarge),
-        Some(other) => bail!("--variance must be fixed_small or fixed_large, got {other:?}"),
-    };
-    if opts.variance.is_some() && a.sampler != SamplerKind::Ddpm {
-        bail!("--variance applies to the ddpm sampler only");
-    }
-    if opts.variance.is_some() && model.diffusion.model_var.is_learned() {
-        bail!("--variance: this model learned its variance ({:?})", model.diffusion.model_var);
-    }
-    opts.validate(t)?;
+    let (run, model) = a.model.open()?;
+    let sampler = a.sampler.options(&model)?;
     if a.num == 0 {
         bail!("-n must be at least 1");
     }
-    let labels = match (a.class, a.random_classes, model.net.num_classes()) {
-        (None, false, _) => Labels::None,
-        (_, _, None) => bail!(
-            "--class/--random-classes need a class-conditional model; this one is unconditional"
-        ),
-        (Some(c), _, Some(k)) if c < 0 || c as usize >= k => {
-            bail!("--class must be in 0..{k}, got {c}")
-        }
-        (Some(c), _, Some(_)) => Labels::Class(c),
-        (None, true, Some(_)) => Labels::Random,
-    };
-    if a.guidance != 1.0 && model.net.num_classes().is_none() {
-        bail!(
-            "--guidance {} needs a class-conditional model; this one is unconditional",
-            a.guidance
-        );
+    if a.batch_size == Some(0) {
+        bail!("--batch-size must be at least 1");
     }
-    let shape = model.net.sample_shape();
-    let noise = a.noise.as_ref().map(|p| job::load_noise(p, a.num, &shape)).transpose()?;
-    let dev = model.vs.device();
-    let batch = job::auto_batch(a.batch_size, a.num, &model, dev);
-    let out = a.out.clone().unwrap_or_else(|| {
-        run.root.join("samples").join(format!(
-            "{}-{}-seed{}",
-            format!("{:?}", a.sampler).to_lowercase(),
-            opts.steps,
-            a.model.seed
-        ))
-    });
-    let manifest = Manifest {
-        checkpoint: model.checkpoint.display().to_string(),
-        checkpoint_step: model.step,
-        ema: model.ema,
-        sampler: opts.clone(),
-        seed: a.model.seed,
+    let labels = request::labels(a.class, a.random_classes, a.sampler.guidance, &model)?;
+    let req = SampleRequest {
+        sampler,
+        seed: a.seed,
         start: a.start,
         n: a.num,
-        batch_size: batch,
         labels,
-        noise_file: a.noise.as_ref().map(|p| p.display().to_string()),
-        sample_shape: shape,
+        noise_file: a.noise,
     };
+    let shape = model.net.sample_shape();
+    let noise = req.noise_file.as_ref().map(|p| job::load_noise(p, a.num, &shape)).transpose()?;
+    let dev = model.vs.device();
+    let batch = job::auto_batch(a.batch_size, a.num, &model, dev);
+    let out = a.out.unwrap_or_else(|| run.sample_job_dir(&req.job_name()));
     tracing::info!(
-        "sampling {} images with {:?} ({} network evaluations each, batch {batch}) from {} (step {}, {}) on {dev:?}",
+        "sampling {} images with {} ({} network evaluations each, batch {batch}) from {} (step {}, {}) on {dev:?}",
         a.num,
-        a.sampler,
-        opts.network_evaluations(),
+        req.sampler.kind.name(),
+        req.sampler.network_evaluations(),
         model.checkpoint.display(),
         model.step,
         if model.ema { "EMA" } else { "raw" }
     );
-    let bar = ProgressBar::new(a.num as u64);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} images  {per_sec}  ETA {eta}",
-            )
-            .unwrap()
-            .progress_chars("=> "),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = ddpm_cli::progress_bar(a.num as u64, "images");
     let started = std::time::Instant::now();
-    let job =
-        JobOptions { out: out.clone(), pngs: !a.no_png, bf16: a.bf16, cuda_graph: a.cuda_graph };
-    let npz = job::run(&model, &manifest, &job, noise.as_ref(), &mut |done| {
+    let graph = a.cuda_graph.then_some(GraphMode::Cuda);
+    let job = JobOptions { out: out.clone(), pngs: !a.no_png, bf16: a.bf16, graph };
+    let npz = job::run(&model, &req.manifest(&model, batch), &job, noise.as_ref(), &mut |done| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
@@ -274,106 +149,27 @@ fn sample(a: SampleArgs) -> Result<()> {
     Ok(())
 }
 
-fn figures_cmd(a: FigureArgs) -> Result<()> {
-    let (run, model) = load(&a.model)?;
+fn figures(a: FigureArgs) -> Result<()> {
+    let (run, model) = a.model.open()?;
     let out = a.out.clone().unwrap_or_else(|| run.root.clone());
-    std::fs::create_dir_all(&out)?;
-    let t = model.diffusion.steps;
-    let shape = model.net.sample_shape();
-    let data_config = || -> Result<ddpm_data::DataConfig> {
-        match &a.data {
-            Some(d) => Ok(ddpm_data::config_from_arg(d)),
-            None => {
-                let text = std::fs::read_to_string(run.config_path())?;
-                let table: toml::Table = toml::from_str(&text)?;
-                let data =
-                    table.get("data").cloned().unwrap_or(toml::Value::Table(Default::default()));
-                Ok(data.try_into()?)
-            }
-        }
+    let req = FigureRequest {
+        figure: a.figure,
+        seed: a.seed,
+        num: a.num,
+        steps: a.steps,
+        points: a.points,
+        data: a.data,
+        pair: [a.pair[0], a.pair[1]],
+        t: a.t,
     };
-    let path = match a.figure {
-        Figure::Progressive => {
-            if shape.len() != 3 {
-                bail!("progressive needs an image model; use `trajectories` for 2-D data");
-            }
-            let steps = a.steps.unwrap_or(t);
-            if steps == 0 || steps > t {
-                bail!("--steps must be in 1..=T = {t}, got {steps}");
-            }
-            figures::progressive(&model, a.model.seed, a.num.unwrap_or(4), steps, a.points, &out)?
-        }
-        Figure::Interpolate => {
-            if shape.len() != 3 {
-                bail!("interpolate needs an image model");
-            }
-            let (data, _) = ddpm_data::load(&data_config()?)?;
-            let n = data.len() as u64;
-            if a.pair.iter().any(|&i| i >= n) {
-                bail!("--pair indices must be below {n} (the data set's size), got {:?}", a.pair);
-            }
-            if data.sample_shape().iter().map(|&d| d as i64).collect::<Vec<_>>() != shape {
-                bail!(
-                    "the data's images {:?} do not fit the model's {:?}",
-                    data.sample_shape(),
-                    shape
-                );
-            }
-            let img = |i: u64| {
-                tch::Tensor::from_slice(&data.sample_f32(i as usize)).view(shape.as_slice())
-            };
-            let step = a.t.unwrap_or(t / 2);
-            if step >= t {
-                bail!("--t must be below T = {t}, got {step}");
-            }
-            figures::interpolate(
-                &model,
-                a.model.seed,
-                &img(a.pair[0]),
-                &img(a.pair[1]),
-                step,
-                a.points,
-                &out,
-            )?
-        }
-        Figure::Trajectories => {
-            if shape.len() != 1 || shape[0] != 2 {
-                bail!("trajectories needs a 2-D model (e.g. configs/swissroll.toml)");
-            }
-            let (data, _) = ddpm_data::load(&data_config()?)?;
-            let pts = data.points_xy(usize::MAX);
-            figures::trajectories(
-                &model,
-                a.model.seed,
-                &pts,
-                a.num.unwrap_or(2000),
-                a.points.min(6),
-                &out,
-            )?
-        }
-    };
+    let path = figure_request::draw(&req, &model, &run, &out)?;
     println!("{}", path.display());
     Ok(())
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
-    let cli: Cli = ddpm_core::cli::parse_or_exit();
-    let result = match cli.command {
+    ddpm_cli::main(|cli: Cli| match cli.command {
         Command::Sample(a) => sample(a),
-        Command::Figures(a) => figures_cmd(a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+        Command::Figures(a) => figures(a),
+    })
 }

@@ -3,7 +3,7 @@
 //! sigma = eta sqrt((1 - abar_{t'})/(1 - abar_t)) sqrt(1 - abar_t/abar_{t'}),
 //! over kept steps t > t' (abar = 1 after the last). eta = 0 is deterministic.
 
-use super::{ModelFn, SamplerOptions, Skip, eps_and_x0, time_tensor};
+use super::{ModelFn, SamplerOptions, Skip, eps_and_x0};
 use crate::noise::ImageNoise;
 use ddpm_core::space_timesteps;
 use ddpm_core::tensor::TensorDiffusion;
@@ -12,7 +12,10 @@ use tch::Tensor;
 /// Kept timesteps, ascending. Uniform: improved-diffusion's `ddimS` integer stride
 /// (range(0, T, T/S) when S divides T, the same as diffusers' DDIMScheduler default), falling
 /// back to diffusers' floor(T/S) stride when no integer stride gives exactly S steps.
-/// Quadratic: int((linspace(0, sqrt(0.8 T), S))^2), duplicates removed.
+/// Quadratic: int((linspace(0, sqrt(0.8 T), S))^2), the DDIM paper's CIFAR-10 choice; where
+/// the squares of neighbouring points floor to the same step (near t = 0 for S above about
+/// sqrt(0.8 T)), each is moved to one past its predecessor, so that S steps are S distinct
+/// network evaluations (the paper's code evaluates the duplicates, each a step of size zero).
 pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
     let t = num_timesteps;
     match skip {
@@ -20,13 +23,15 @@ pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
             .unwrap_or_else(|_| (0..steps).map(|i| i * (t / steps)).collect()),
         Skip::Quadratic => {
             let top = (0.8 * t as f64).sqrt();
-            let mut v: Vec<usize> = (0..steps)
-                .map(|i| {
-                    let s = if steps == 1 { 0.0 } else { top * i as f64 / (steps - 1) as f64 };
-                    (s * s) as usize
-                })
-                .collect();
-            v.dedup();
+            let mut v: Vec<usize> = Vec::with_capacity(steps);
+            for i in 0..steps {
+                let s = if steps == 1 { 0.0 } else { top * i as f64 / (steps - 1) as f64 };
+                let step = (s * s) as usize;
+                v.push(match v.last() {
+                    Some(&prev) if step <= prev => prev + 1,
+                    _ => step,
+                });
+            }
             v
         }
     }
@@ -34,21 +39,21 @@ pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
 
 pub fn sample(
     opts: &SamplerOptions,
-    td: &TensorDiffusion,
+    process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let kept = timesteps(td.num_timesteps(), opts.steps, opts.skip);
-    let ac = &td.diffusion.alphas_cumprod;
+    let kept = timesteps(process.num_timesteps(), opts.steps, opts.skip);
+    let ac = &process.diffusion.alphas_cumprod;
     let batch = x_t.size()[0];
     let mut x = x_t;
     for (done, i) in (0..kept.len()).rev().enumerate() {
         let t = kept[i];
         let (abar, abar_prev) = (ac[t], if i > 0 { ac[kept[i - 1]] } else { 1.0 });
-        let output = model(&x, &time_tensor(t as f64, batch, x.device()));
-        let (eps, x0) = eps_and_x0(td, &output, &x, abar, opts.clip_x0);
+        let output = model(&x, &process.network_time(t as f64, batch));
+        let (eps, x0) = eps_and_x0(process, &output, &x, abar, opts.clip_x0);
         let sigma =
             opts.eta * ((1.0 - abar_prev) / (1.0 - abar)).sqrt() * (1.0 - abar / abar_prev).sqrt();
         let mut next =
@@ -81,5 +86,21 @@ mod tests {
         assert_eq!(ts[0], 0);
         assert!(*ts.last().unwrap() <= 800);
         assert!(ts[2] - ts[1] < ts[ts.len() - 1] - ts[ts.len() - 2]);
+    }
+
+    /// Regression: 50 quadratic steps of T = 1000 floor 0.33 and 0 to the same step, and
+    /// the duplicate was dropped, so `--steps 50` ran 49 network evaluations.
+    #[test]
+    fn quadratic_skip_keeps_as_many_distinct_steps_as_asked() {
+        for (t, s) in [(1000, 50), (1000, 100), (1000, 500), (100, 60), (100, 100), (4000, 1000)] {
+            let ts = timesteps(t, s, Skip::Quadratic);
+            assert_eq!(ts.len(), s, "T = {t}, S = {s}");
+            assert!(ts.windows(2).all(|w| w[0] < w[1]), "T = {t}, S = {s}: {ts:?}");
+            assert!(*ts.last().unwrap() < t);
+        }
+        // Where the paper's points are distinct, they are kept as they are.
+        let paper: Vec<usize> =
+            (0..20).map(|i| ((800f64).sqrt() * i as f64 / 19.0).powi(2) as usize).collect();
+        assert_eq!(timesteps(1000, 20, Skip::Quadratic), paper);
     }
 }

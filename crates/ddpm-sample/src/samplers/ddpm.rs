@@ -11,28 +11,28 @@ use tch::Tensor;
 
 /// The process the sampler walks: all steps, or the respaced subset; with the variance
 /// override applied.
-pub fn process(opts: &SamplerOptions, td: &TensorDiffusion) -> Result<TensorDiffusion> {
-    let mut param = td.param;
+pub fn walk(opts: &SamplerOptions, process: &TensorDiffusion) -> Result<TensorDiffusion> {
+    let mut param = process.param;
     if let Some(v) = opts.variance {
         param.var = v;
     }
-    let d = if opts.steps == td.num_timesteps() {
-        td.diffusion.clone()
+    let d = if opts.steps == process.num_timesteps() {
+        process.diffusion.clone()
     } else {
-        td.diffusion.respaced_str(&opts.steps.to_string())?
+        process.diffusion.respaced_str(&opts.steps.to_string())?
     };
-    Ok(TensorDiffusion::new(d, param, td.device))
+    Ok(TensorDiffusion::new(d, param, process.device))
 }
 
 pub fn sample(
     opts: &SamplerOptions,
-    td: &TensorDiffusion,
+    process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Tensor> {
-    let walk = process(opts, td)?;
+    let walk = walk(opts, process)?;
     let mut done = 0;
     Ok(walk.p_sample_loop(model, x_t, &mut |_| noise.draw(), opts.clip_x0, &mut |_, _| {
         done += 1;

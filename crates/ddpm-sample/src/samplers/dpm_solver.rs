@@ -4,13 +4,13 @@
 //! x_t = (sigma_t/sigma_s) x_s - alpha_t (e^{-h} - 1) (D0 + D1/2), D0 = m0, D1 = (m0 - m1)/r0,
 //! r0 = h_prev/h (diffusers' "midpoint" form), and a last first-order step to sigma = 0.
 
-use super::{ModelFn, SamplerOptions, TimeSteps, abar_at, eps_and_x0, t_of_log_abar, time_tensor};
+use super::{ModelFn, SamplerOptions, TimeSteps, abar_at, eps_and_x0, t_of_log_abar};
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
 
 /// The S evaluation times, descending (fractional for logSNR placement).
-pub fn times(td: &TensorDiffusion, steps: usize, placement: TimeSteps) -> Vec<f64> {
-    let last = (td.num_timesteps() - 1) as f64;
+pub fn times(process: &TensorDiffusion, steps: usize, placement: TimeSteps) -> Vec<f64> {
+    let last = (process.num_timesteps() - 1) as f64;
     match placement {
         // diffusers: round(linspace(0, T-1, S+1))[::-1][:-1]
         TimeSteps::Uniform => (0..=steps)
@@ -20,7 +20,7 @@ pub fn times(td: &TensorDiffusion, steps: usize, placement: TimeSteps) -> Vec<f6
             .collect(),
         TimeSteps::LogSnr => {
             let lambda = |t: f64| {
-                let a = abar_at(td, t);
+                let a = abar_at(process, t);
                 0.5 * (a / (1.0 - a)).ln()
             };
             let (l_min, l_max) = (lambda(last), lambda(0.0));
@@ -33,7 +33,7 @@ pub fn times(td: &TensorDiffusion, steps: usize, placement: TimeSteps) -> Vec<f6
                     };
                     // abar = sigmoid(2 lambda)
                     let log_abar = -(1.0 + (-2.0 * l).exp()).ln();
-                    t_of_log_abar(td, log_abar)
+                    t_of_log_abar(process, log_abar)
                 })
                 .collect()
         }
@@ -41,11 +41,11 @@ pub fn times(td: &TensorDiffusion, steps: usize, placement: TimeSteps) -> Vec<f6
 }
 
 /// (alpha, sigma, lambda) at continuous time t; t = None is sigma = 0 (the data).
-fn coeffs(td: &TensorDiffusion, t: Option<f64>) -> (f64, f64, f64) {
+fn coeffs(process: &TensorDiffusion, t: Option<f64>) -> (f64, f64, f64) {
     match t {
         None => (1.0, 0.0, f64::INFINITY),
         Some(t) => {
-            let a = abar_at(td, t);
+            let a = abar_at(process, t);
             let (alpha, sigma) = (a.sqrt(), (1.0 - a).sqrt());
             (alpha, sigma, alpha.ln() - sigma.ln())
         }
@@ -54,21 +54,21 @@ fn coeffs(td: &TensorDiffusion, t: Option<f64>) -> (f64, f64, f64) {
 
 pub fn sample(
     opts: &SamplerOptions,
-    td: &TensorDiffusion,
+    process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let ts = times(td, opts.steps, opts.time_steps);
+    let ts = times(process, opts.steps, opts.time_steps);
     let batch = x_t.size()[0];
     let mut x = x_t;
     let mut prev: Option<(Tensor, f64)> = None; // (x0 at the previous time, its lambda)
     for i in 0..ts.len() {
-        let (alpha_s, sigma_s, lambda_s) = coeffs(td, Some(ts[i]));
+        let (alpha_s, sigma_s, lambda_s) = coeffs(process, Some(ts[i]));
         let next = ts.get(i + 1).copied();
-        let (alpha_t, sigma_t, lambda_t) = coeffs(td, next);
-        let output = model(&x, &time_tensor(ts[i], batch, x.device()));
-        let (_, m0) = eps_and_x0(td, &output, &x, alpha_s * alpha_s, opts.clip_x0);
+        let (alpha_t, sigma_t, lambda_t) = coeffs(process, next);
+        let output = model(&x, &process.network_time(ts[i], batch));
+        let (_, m0) = eps_and_x0(process, &output, &x, alpha_s * alpha_s, opts.clip_x0);
         let h = lambda_t - lambda_s;
         let phi = (-h).exp() - 1.0; // e^{-h} - 1, = -1 at sigma_t = 0
         let first_order = prev.is_none() || next.is_none();

@@ -4,15 +4,15 @@
 //! dx~/dsigma = (x~ - D(x~; sigma))/sigma with D the network's x0 prediction; sigmas follow
 //! EDM's rho = 7 schedule between sigma(T-1) and sigma(0), then 0. S steps cost 2S - 1 evaluations.
 
-use super::{ModelFn, SamplerOptions, eps_and_x0, t_of_log_abar, time_tensor};
+use super::{ModelFn, SamplerOptions, eps_and_x0, t_of_log_abar};
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
 
 const RHO: f64 = 7.0;
 
 /// sigma_0 > ... > sigma_{S-1} > sigma_S = 0.
-pub fn sigmas(td: &TensorDiffusion, steps: usize) -> Vec<f64> {
-    let ac = &td.diffusion.alphas_cumprod;
+pub fn sigmas(process: &TensorDiffusion, steps: usize) -> Vec<f64> {
+    let ac = &process.diffusion.alphas_cumprod;
     let sigma = |a: f64| ((1.0 - a) / a).sqrt();
     let (s_max, s_min) = (sigma(ac[ac.len() - 1]), sigma(ac[0]));
     let mut v: Vec<f64> = (0..steps)
@@ -27,38 +27,38 @@ pub fn sigmas(td: &TensorDiffusion, steps: usize) -> Vec<f64> {
 
 /// D(x~; sigma): the x0 prediction for the VE-scaled state.
 fn denoise(
-    td: &TensorDiffusion,
+    process: &TensorDiffusion,
     model: &mut ModelFn,
     xt: &Tensor,
     sigma: f64,
     clip: bool,
 ) -> Tensor {
     let abar = 1.0 / (1.0 + sigma * sigma);
-    let t = t_of_log_abar(td, abar.ln());
+    let t = t_of_log_abar(process, abar.ln());
     let x = xt * abar.sqrt();
-    let output = model(&x, &time_tensor(t, x.size()[0], x.device()));
-    eps_and_x0(td, &output, &x, abar, clip).1
+    let output = model(&x, &process.network_time(t, x.size()[0]));
+    eps_and_x0(process, &output, &x, abar, clip).1
 }
 
 pub fn sample(
     opts: &SamplerOptions,
-    td: &TensorDiffusion,
+    process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let s = sigmas(td, opts.steps);
+    let s = sigmas(process, opts.steps);
     // x_T is the VP state at the first time: x~ = x_T / sqrt(abar) = x_T sqrt(1 + sigma^2).
     let mut x = x_t * (1.0 + s[0] * s[0]).sqrt();
     let mut evals = 0;
     for i in 0..opts.steps {
         let (si, sn) = (s[i], s[i + 1]);
-        let d = (&x - denoise(td, model, &x, si, opts.clip_x0)) / si;
+        let d = (&x - denoise(process, model, &x, si, opts.clip_x0)) / si;
         evals += 1;
         progress(evals);
         let euler = &x + &d * (sn - si);
         x = if sn > 0.0 {
-            let d2 = (&euler - denoise(td, model, &euler, sn, opts.clip_x0)) / sn;
+            let d2 = (&euler - denoise(process, model, &euler, sn, opts.clip_x0)) / sn;
             evals += 1;
             progress(evals);
             &x + (d + d2) * (0.5 * (sn - si))

@@ -39,6 +39,16 @@ pub enum SamplerKind {
 }
 
 impl SamplerKind {
+    /// The name the command line and output folders use: ddpm, ddim, dpm-solver++, heun.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ddpm => "ddpm",
+            Self::Ddim => "ddim",
+            Self::DpmSolverPp => "dpm-solver++",
+            Self::Heun => "heun",
+        }
+    }
+
     /// The usual number of steps: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++, 18 for Heun
     /// (35 network evaluations).
     pub fn default_steps(self, t: usize) -> usize {
@@ -121,8 +131,8 @@ impl SamplerOptions {
         }
         if self.kind != SamplerKind::Ddim && self.eta != 0.0 {
             return Err(SampleError::Arg(format!(
-                "--eta applies to ddim only, not {:?}",
-                self.kind
+                "--eta applies to ddim only, not {}",
+                self.kind.name()
             )));
         }
         if let Some(v) = self.variance
@@ -153,26 +163,26 @@ impl SamplerOptions {
 /// each network evaluation.
 pub fn sample(
     opts: &SamplerOptions,
-    td: &TensorDiffusion,
+    process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Tensor> {
-    opts.validate(td.num_timesteps())?;
+    opts.validate(process.num_timesteps())?;
     let _guard = tch::no_grad_guard();
     Ok(match opts.kind {
-        SamplerKind::Ddpm => ddpm::sample(opts, td, model, x_t, noise, progress)?,
-        SamplerKind::Ddim => ddim::sample(opts, td, model, x_t, noise, progress),
-        SamplerKind::DpmSolverPp => dpm_solver::sample(opts, td, model, x_t, progress),
-        SamplerKind::Heun => heun::sample(opts, td, model, x_t, progress),
+        SamplerKind::Ddpm => ddpm::sample(opts, process, model, x_t, noise, progress)?,
+        SamplerKind::Ddim => ddim::sample(opts, process, model, x_t, noise, progress),
+        SamplerKind::DpmSolverPp => dpm_solver::sample(opts, process, model, x_t, progress),
+        SamplerKind::Heun => heun::sample(opts, process, model, x_t, progress),
     })
 }
 
 /// abar at continuous time t in [0, T-1]: piecewise-linear interpolation of log abar over the
 /// discrete steps (as DPM-Solver's discrete-time noise schedule does).
-pub fn abar_at(td: &TensorDiffusion, t: f64) -> f64 {
-    let ac = &td.diffusion.alphas_cumprod;
+pub fn abar_at(process: &TensorDiffusion, t: f64) -> f64 {
+    let ac = &process.diffusion.alphas_cumprod;
     let t = t.clamp(0.0, (ac.len() - 1) as f64);
     let (i, f) = (t.floor() as usize, t - t.floor());
     if i + 1 >= ac.len() {
@@ -182,8 +192,8 @@ pub fn abar_at(td: &TensorDiffusion, t: f64) -> f64 {
 }
 
 /// The continuous t in [0, T-1] where log abar takes the value `log_abar` (inverse of [`abar_at`]).
-pub fn t_of_log_abar(td: &TensorDiffusion, log_abar: f64) -> f64 {
-    let ac = &td.diffusion.alphas_cumprod;
+pub fn t_of_log_abar(process: &TensorDiffusion, log_abar: f64) -> f64 {
+    let ac = &process.diffusion.alphas_cumprod;
     let la = |i: usize| ac[i].ln();
     if log_abar >= la(0) {
         return 0.0;
@@ -201,23 +211,18 @@ pub fn t_of_log_abar(td: &TensorDiffusion, log_abar: f64) -> f64 {
     lo as f64 + (la(lo) - log_abar) / (la(lo) - la(hi))
 }
 
-/// A batch of identical (possibly fractional) times as the float tensor the network takes.
-pub fn time_tensor(t: f64, batch: i64, device: tch::Device) -> Tensor {
-    Tensor::full([batch], t, (tch::Kind::Float, device))
-}
-
 /// Model output split into (eps, x0) predictions at continuous time t with abar = `abar`.
 pub fn eps_and_x0(
-    td: &TensorDiffusion,
+    process: &TensorDiffusion,
     output: &Tensor,
     x: &Tensor,
     abar: f64,
     clip: bool,
 ) -> (Tensor, Tensor) {
     let c = x.size()[1];
-    let (mean_out, _) = td.split_output(output, c);
+    let (mean_out, _) = process.split_output(output, c);
     let (sa, s1a) = (abar.sqrt(), (1.0 - abar).sqrt());
-    let (eps, x0) = match td.param.mean {
+    let (eps, x0) = match process.param.mean {
         ddpm_core::ModelMean::Eps => {
             let x0 = (x - &mean_out * s1a) / sa;
             (mean_out, x0)

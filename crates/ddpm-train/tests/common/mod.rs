@@ -2,12 +2,12 @@
 
 #![allow(dead_code)]
 
-use ddpm_train::TrainConfig;
+use ddpm_train::RunConfig;
 use std::path::PathBuf;
 
-pub fn tiny_config() -> TrainConfig {
+pub fn tiny_config() -> RunConfig {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
-    TrainConfig::load(&path).expect("configs/tiny.toml")
+    RunConfig::load(&path).expect("configs/tiny.toml")
 }
 
 pub fn weights(vs: &tch::nn::VarStore) -> Vec<(String, tch::Tensor)> {

@@ -4,7 +4,6 @@
 //! - diffusers' DDPMScheduler (which keeps f32 arrays), to f32 precision.
 //!
 //! The first set runs through the `ddpm-schedule` command itself, as `cargo xtask schedule` does.
-#![cfg(feature = "cli")]
 
 use ddpm_core::{BetaSchedule, DiffusionConfig, GaussianDiffusion, ScheduleName};
 use ddpm_testkit::{NEEDS_VENV, f64s, max_rel_diff, run_json};

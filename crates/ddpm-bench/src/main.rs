@@ -3,7 +3,7 @@
 //!
 //! Workloads, each the same shapes as the reference's:
 //! - train_small / train_cifar10: one training step (forward, eps-MSE, backward, clipping,
-//!   Adam, EMA) exactly as `Trainer` runs it; f32, and bf16 autocast on CUDA;
+//!   Adam, EMA) through the trainer's own `TrainStep`; f32, and bf16 autocast on CUDA;
 //! - optimiser: ATen operator calls per optimiser step (zero_grad + clip + Adam + EMA), the
 //!   per-tensor loop against the fused/foreach path, on the CIFAR-10 model;
 //! - sample_cifar10: DDIM steps (network forward + update) per second, optionally through a
@@ -12,18 +12,17 @@
 //! - digits: images/s of every sampler at its usual step count on a trained digits run.
 
 use clap::Parser;
-use ddpm_core::DiffusionConfig;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_eval::{FidInception, Stats, frechet_distance};
-use ddpm_nets::run::{RunDir, load_model};
-use ddpm_nets::{Denoiser, Ema, ModelConfig, UNetConfig};
+use ddpm_nets::{ModelConfig, UNetConfig};
+use ddpm_run::{DEFAULT_RUNS_DIR, RunDir, load_model};
+use ddpm_sample::guidance::GuidedModel;
 use ddpm_sample::noise::ImageNoise;
 use ddpm_sample::samplers::{self, SamplerKind, SamplerOptions};
-use ddpm_train::optim::Adam;
+use ddpm_train::{Precision, RunConfig, StepInput, TrainStep};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Instant;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Parser)]
@@ -77,62 +76,28 @@ fn timed(device: Device, seconds: f64, warmup: usize, mut f: impl FnMut()) -> f6
     }
 }
 
-struct Step {
-    vs: VarStore,
-    net: Denoiser,
-    _ema_vs: VarStore,
-    ema: Ema,
-    adam: Adam,
-    td: TensorDiffusion,
+/// The trainer's step for a UNet of `cfg` (paper defaults otherwise), fused or per-tensor
+/// optimiser, bf16 autocast on CUDA when asked.
+fn setup(cfg: &UNetConfig, device: Device, fused: bool, bf16: bool) -> TrainStep {
+    let mut config = RunConfig { model: ModelConfig::Unet(cfg.clone()), ..RunConfig::default() };
+    config.optim.fused = fused;
+    config.train.precision = if bf16 { Precision::Bf16 } else { Precision::F32 };
+    TrainStep::new(&config, device).expect("a valid configuration")
 }
 
-fn setup(cfg: &UNetConfig, device: Device, fused: bool) -> Step {
-    let _rng = ddpm_nets::torch_rng_lock();
-    tch::manual_seed(0);
-    let model = ModelConfig::Unet(cfg.clone());
-    let vs = VarStore::new(device);
-    let net = Denoiser::new(&vs.root(), &model, false).unwrap();
-    let ema_vs = VarStore::new(device);
-    let _ema_net = Denoiser::new(&ema_vs.root(), &model, false).unwrap();
-    let mut ema = Ema::new(&vs, &ema_vs, 0.9999, false);
-    ema.foreach = fused;
-    let adam = Adam::new(&vs, (0.9, 0.999), 1e-8, 0.0, fused);
-    let td = TensorDiffusion::from_config(&DiffusionConfig::default(), device).unwrap();
-    Step { vs, net, _ema_vs: ema_vs, ema, adam, td }
-}
-
-impl Step {
-    /// What `Trainer::train_step` does after the batch is on the device.
-    fn run(&mut self, x0: &Tensor, bf16: bool, n: u64) {
-        let b = x0.size()[0];
-        let t = Tensor::randint(1000, [b], (Kind::Int64, x0.device()));
-        let eps = x0.randn_like();
-        let terms = {
-            let _a =
-                bf16.then(|| ddpm_shim::AutocastGuard::new(x0.device(), Kind::BFloat16).unwrap());
-            let net = &self.net;
-            self.td.training_losses(
-                |x, tm| net.forward_t(x, tm, None, true).to_kind(Kind::Float),
-                x0,
-                &t,
-                &eps,
-            )
-        };
-        let loss = terms.loss.mean(Kind::Float);
-        self.adam.zero_grad();
-        loss.backward();
-        let _ = self.adam.clip_grad_norm(1.0);
-        self.adam.step(2e-4);
-        self.ema.update(n);
-    }
+/// One step as the trainer takes it, on a batch already on the device.
+fn step(s: &mut TrainStep, x0: &Tensor, n: u64) {
+    let t = Tensor::randint(1000, [x0.size()[0]], (Kind::Int64, x0.device()));
+    let input = StepInput { x0, t: &t, weights: None, y: None };
+    let _ = s.run(&input, n, 2e-4);
 }
 
 fn bench_train(cfg: &UNetConfig, batch: i64, device: Device, seconds: f64, bf16: bool) -> Value {
-    let mut s = setup(cfg, device, true);
+    let mut s = setup(cfg, device, true, bf16);
     let x0 = Tensor::randn([batch, 3, 32, 32], (Kind::Float, device));
     let mut n = 0;
     let sec = timed(device, seconds, 3, || {
-        s.run(&x0, bf16, n);
+        step(&mut s, &x0, n);
         n += 1;
     });
     let params: i64 = s.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
@@ -143,9 +108,9 @@ fn bench_train(cfg: &UNetConfig, batch: i64, device: Device, seconds: f64, bf16:
 fn optimiser_ops(device: Device) -> Value {
     let mut out = json!({});
     for fused in [false, true] {
-        let mut s = setup(&UNetConfig::ddpm_cifar10(), device, fused);
+        let mut s = setup(&UNetConfig::ddpm_cifar10(), device, fused, false);
         let x0 = Tensor::randn([2, 3, 32, 32], (Kind::Float, device));
-        s.run(&x0, false, 0);
+        step(&mut s, &x0, 0);
         let loss = s
             .net
             .forward_t(&x0, &Tensor::zeros([2], (Kind::Float, device)), None, true)
@@ -167,19 +132,17 @@ fn optimiser_ops(device: Device) -> Value {
 }
 
 fn bench_sample(batch: i64, device: Device, seconds: f64, bf16: bool) -> Value {
-    let s = setup(&UNetConfig::ddpm_cifar10(), device, true);
+    let s = setup(&UNetConfig::ddpm_cifar10(), device, true, false);
     let mut opts = SamplerOptions::new(SamplerKind::Ddim, 1000);
     opts.steps = 10;
     let indices: Vec<u64> = (0..batch as u64).collect();
     let sec = timed(device, seconds, 1, || {
         let mut noise = ImageNoise::new(0, &indices, &[3, 32, 32], device);
         let x_t = noise.draw();
-        let net = &s.net;
-        let mut model = |x: &Tensor, t: &Tensor| {
-            let _a = bf16.then(|| ddpm_shim::AutocastGuard::new(device, Kind::BFloat16).unwrap());
-            net.forward_t(x, t, None, false).to_kind(Kind::Float)
-        };
-        let _ = samplers::sample(&opts, &s.td, &mut model, x_t, &mut noise, &mut |_| {}).unwrap();
+        let guided = GuidedModel::new(&s.net, 1.0, bf16);
+        let mut model = |x: &Tensor, t: &Tensor| guided.output(x, t, None);
+        let _ = samplers::sample(&opts, &s.diffusion, &mut model, x_t, &mut noise, &mut |_| {})
+            .unwrap();
     }) / opts.steps as f64;
     json!({ "seconds_per_step": sec, "image_steps_per_s": batch as f64 / sec, "batch": batch })
 }
@@ -219,12 +182,13 @@ fn bench_frechet(dir: &std::path::Path) -> Value {
 
 /// Images/s of each sampler at its usual step count on a trained digits run.
 fn bench_digits(run: &std::path::Path, device: Device) -> Value {
-    let Ok(model) = RunDir::resolve(&run.display().to_string(), std::path::Path::new("runs"))
-        .and_then(|r| load_model(&r, device, true))
+    let Ok(model) =
+        RunDir::resolve(&run.display().to_string(), std::path::Path::new(DEFAULT_RUNS_DIR))
+            .and_then(|r| load_model(&r, device, true))
     else {
         return Value::Null;
     };
-    let td = TensorDiffusion::from_config(&model.diffusion, device).unwrap();
+    let process = TensorDiffusion::from_config(&model.diffusion, device).unwrap();
     let n = 64u64;
     let mut out = json!({ "checkpoint_step": model.step, "n": n });
     for kind in [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::DpmSolverPp, SamplerKind::Heun]
@@ -237,7 +201,8 @@ fn bench_digits(run: &std::path::Path, device: Device) -> Value {
             let x_t = noise.draw();
             let net = &model.net;
             let mut f = |x: &Tensor, t: &Tensor| net.forward_t(x, t, None, false);
-            let _ = samplers::sample(&opts, &td, &mut f, x_t, &mut noise, &mut |_| {}).unwrap();
+            let _ =
+                samplers::sample(&opts, &process, &mut f, x_t, &mut noise, &mut |_| {}).unwrap();
         });
         out[format!("{kind:?}").to_lowercase()] = json!({ "steps": opts.steps, "evaluations": opts.network_evaluations(), "images_per_s": n as f64 / sec });
     }
@@ -256,9 +221,15 @@ fn matmul_ceiling(device: Device) -> f64 {
 }
 
 fn main() {
-    let args: Args = ddpm_core::cli::parse_or_exit();
+    let args: Args = ddpm_cli::parse_or_exit();
     tch::set_num_threads(args.threads);
-    let device = ddpm_train::parse_device(&args.device).expect("--device");
+    let device = match ddpm_nets::parse_device(&args.device, "--device") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let gpu = device.is_cuda();
     if gpu {
         ddpm_shim::set_cuda_math(true, true).unwrap();

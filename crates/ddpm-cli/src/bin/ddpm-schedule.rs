@@ -102,7 +102,7 @@ fn build(args: &Args) -> Result<GaussianDiffusion, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Args = ddpm_core::cli::parse_or_exit();
+    let args: Args = ddpm_cli::parse_or_exit();
     let d = match build(&args) {
         Ok(d) => d,
         Err(msg) => {

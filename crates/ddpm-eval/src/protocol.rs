@@ -1,0 +1,427 @@
+//! The evaluation protocol of `ddpm-eval fid`: which distance a set of samples gets, computed
+//! the way it is reported, and recorded in a [`FidReport`] (written as `fid.json`) with
+//! everything needed to compare two numbers.
+//!
+//! | data | [`Measure`] | what |
+//! |---|---|---|
+//! | 2-D points | `Points` | sliced 2-Wasserstein distance to the data (200 directions, seed 0), beside the distance between two independent data draws |
+//! | the embedded digits | `Digits` | Frechet distance in the features of a small digit classifier, samples vs a seeded half of the data, beside the other half vs it; FID/IS too when Inception weights exist |
+//! | images | `Inception` | FID and IS through pytorch-fid's Inception (see [`crate::inception`]) against reference statistics |
+//!
+//! The measure follows from the run's data set (or, for `--samples`, from `--ref`), never from
+//! the shape of the samples.
+
+use crate::digits_classifier::DigitsClassifier;
+use crate::error::{EvalError, Result};
+use crate::features::inception_features;
+use crate::inception_score::inception_score;
+use crate::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
+use ddpm_data::{DataConfig, Dataset};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// Seed of the random split of the digits into two halves (the file is grouped by writer, so
+/// its own halves differ in style).
+const DIGITS_SPLIT_SEED: u64 = 17;
+/// Directions and seed of the sliced Wasserstein distance.
+const SLICES: usize = 200;
+const SLICE_SEED: u64 = 0;
+/// Seed of the data draws that 2-D samples are compared with.
+const POINTS_SEED: u64 = 12345;
+
+/// Which distance samples get.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// 2-D points: sliced W2 to this data set.
+    Points(DataConfig),
+    /// The embedded digits: the classifier Frechet distance (and FID/IS if weights exist).
+    Digits,
+    /// Images: FID and IS through Inception.
+    Inception,
+}
+
+impl Measure {
+    /// The measure for a model trained on `data`.
+    pub fn for_data(data: &DataConfig) -> Self {
+        if ddpm_data::EMBEDDED_POINTS.contains(&data.dataset.as_str()) {
+            Self::Points(data.clone())
+        } else if data.dataset == "digits" {
+            Self::Digits
+        } else {
+            Self::Inception
+        }
+    }
+
+    /// The measure for existing samples compared with `reference` (`--ref`): points for 2-D
+    /// samples (`reference` names their data set), digits for `--ref digits`, else Inception.
+    pub fn for_samples(samples: &Tensor, reference: Option<&str>) -> Result<Self> {
+        if samples.dim() == 2 {
+            let r = reference.ok_or_else(|| {
+                EvalError::Samples("--ref: name the 2-D data set to compare with".into())
+            })?;
+            return Ok(Self::Points(ddpm_data::config_from_arg(r)));
+        }
+        Ok(if reference == Some("digits") { Self::Digits } else { Self::Inception })
+    }
+
+    /// How many samples the distance compares by default: the 898-image half of the digits,
+    /// 2,000 points, or the standard 50,000 for FID.
+    pub fn default_num(&self) -> Result<usize> {
+        Ok(match self {
+            Self::Digits => ddpm_data::load(&DataConfig::default())?.0.len() / 2,
+            Self::Points(_) => 2000,
+            Self::Inception => 50_000,
+        })
+    }
+}
+
+/// How the samples were made and measured (`fid.json`'s `protocol`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Protocol {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_step: Option<u64>,
+    /// "ema" or "raw".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<ddpm_sample::SamplerOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    pub n: usize,
+    /// The samples' file or folder.
+    pub samples: String,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ref_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inception: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inception_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_splits: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inception_images_per_s: Option<f64>,
+}
+
+/// The classifier Frechet distance of digit samples.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DigitsDistance {
+    /// Samples vs one half of the data.
+    #[serde(rename = "digits_fd")]
+    pub fd: f64,
+    /// The other half of the data vs the same half, at the same size: what "as good as the
+    /// data" scores.
+    #[serde(rename = "digits_fd_data_halves")]
+    pub data_halves: f64,
+    /// Images compared on each side.
+    #[serde(rename = "digits_fd_images")]
+    pub images: usize,
+    /// The classifier's accuracy on its held-out fifth.
+    #[serde(rename = "digits_classifier_accuracy")]
+    pub classifier_accuracy: f64,
+}
+
+/// The sliced Wasserstein distance of 2-D samples.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PointsDistance {
+    pub sliced_wasserstein: f64,
+    pub sliced_wasserstein_data_vs_data: f64,
+}
+
+/// FID and IS through Inception.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct InceptionMetrics {
+    pub fid: f64,
+    pub is_mean: f64,
+    pub is_std: f64,
+}
+
+/// Everything `ddpm-eval fid` measured (`fid.json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FidReport {
+    pub protocol: Protocol,
+    #[serde(flatten)]
+    pub digits: Option<DigitsDistance>,
+    #[serde(flatten)]
+    pub points: Option<PointsDistance>,
+    #[serde(flatten)]
+    pub inception: Option<InceptionMetrics>,
+    /// Why Inception metrics are absent, when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inception_skipped: Option<String>,
+}
+
+impl FidReport {
+    /// The lines a person reads.
+    pub fn summary(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(p) = &self.points {
+            v.push(format!(
+                "sliced W2 to the data: {:.4} (two independent data draws: {:.4})",
+                p.sliced_wasserstein, p.sliced_wasserstein_data_vs_data
+            ));
+        }
+        if let Some(d) = &self.digits {
+            v.push(format!(
+                "digits FD (classifier features), {} samples vs half the data: {:.3} (the other half of the data: {:.3}; classifier held-out accuracy {:.1} %)",
+                d.images,
+                d.fd,
+                d.data_halves,
+                100.0 * d.classifier_accuracy
+            ));
+        }
+        if let Some(s) = &self.inception_skipped {
+            v.push(format!("FID/IS skipped: {s}"));
+        }
+        if let Some(m) = &self.inception {
+            let n = self.protocol.n;
+            let r = self.protocol.reference.as_deref().unwrap_or("?");
+            v.push(format!(
+                "FID {:.4}  IS {:.3} +- {:.3}  ({n} samples vs {r})",
+                m.fid, m.is_mean, m.is_std
+            ));
+            if n < 50_000 {
+                v.push(format!(
+                    "note: {n} samples; published FIDs use 50,000 (FID is biased upwards at smaller n)"
+                ));
+            }
+        }
+        v
+    }
+
+    /// Writes `fid.json` into `dir` (atomically) and returns its path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join("fid.json");
+        let text = serde_json::to_string_pretty(self).expect("serialises");
+        ddpm_io::write_atomic(&path, text.as_bytes()).map_err(crate::error::io(&path))?;
+        Ok(path)
+    }
+}
+
+/// Sliced W2 of 2-D `samples` [N, 2] to 2N fresh points of `data`, beside the distance between
+/// the two halves of those points.
+pub fn points_distance(samples: &Tensor, data: &DataConfig) -> Result<PointsDistance> {
+    let n = samples.size()[0] as usize;
+    let cfg = DataConfig { num_points: 2 * n, seed: POINTS_SEED, ..data.clone() };
+    let pts = ddpm_data::load(&cfg)?.0.points_xy(usize::MAX);
+    let values = Vec::<f32>::try_from(samples.to_device(Device::Cpu).flatten(0, -1))
+        .map_err(|e| EvalError::Samples(format!("samples: {e}")))?;
+    let samples: Vec<[f32; 2]> = values.chunks(2).map(|c| [c[0], c[1]]).collect();
+    let half = pts.len() / 2;
+    Ok(PointsDistance {
+        sliced_wasserstein: distance2d::sliced_wasserstein(
+            &samples,
+            &pts[..half],
+            SLICES,
+            SLICE_SEED,
+        ),
+        sliced_wasserstein_data_vs_data: distance2d::sliced_wasserstein(
+            &pts[half..],
+            &pts[..half],
+            SLICES,
+            SLICE_SEED,
+        ),
+    })
+}
+
+/// The classifier Frechet distance of digit `samples` ([N, 1, 8, 8] in [0, 1]): samples and one
+/// seeded half of the data are both compared with the other half, at the same size (FD is
+/// biased upwards at small n, so like is compared with like).
+pub fn digits_distance(samples: &Tensor, device: Device) -> Result<DigitsDistance> {
+    let Dataset::Images(digits) = ddpm_data::load(&DataConfig::default())?.0 else {
+        return Err(EvalError::Samples("the digits data set holds no images".into()));
+    };
+    let clf = DigitsClassifier::trained(&digits, device)?;
+    let _g = tch::no_grad_guard();
+    let data_feats = clf.features(&images::from_dataset(&digits)).to_device(Device::Cpu);
+    let mut order: Vec<i64> = (0..data_feats.size()[0]).collect();
+    ddpm_core::rng::SplitMix64::new(DIGITS_SPLIT_SEED).shuffle(&mut order);
+    let data_feats = data_feats.index_select(0, &Tensor::from_slice(&order));
+    let sample_feats = clf.features(samples).to_device(Device::Cpu);
+    let half = data_feats.size()[0] / 2;
+    let m = half.min(sample_feats.size()[0]);
+    let reference = Stats::from_features(&data_feats.narrow(0, half, data_feats.size()[0] - half))?;
+    let fd = frechet_distance(&Stats::from_features(&sample_feats.narrow(0, 0, m))?, &reference)?;
+    let base = frechet_distance(&Stats::from_features(&data_feats.narrow(0, 0, m))?, &reference)?;
+    Ok(DigitsDistance {
+        fd,
+        data_halves: base,
+        images: m as usize,
+        classifier_accuracy: clf.held_out_accuracy,
+    })
+}
+
+/// Reference statistics: a statistics `.npz` as given, or those of a data set or image folder,
+/// computed once and cached under `$DDPM_HOME/fid-stats/` by a hash of what they were computed
+/// from and of the Inception weights. Returns (stats, description, SHA-256 of the file).
+pub fn reference_stats(
+    spec: &str,
+    net: &FidInception,
+    weights_sha: &str,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Stats, String, String)> {
+    let path = Path::new(spec);
+    if path.extension().is_some_and(|e| e == "npz") {
+        let stats = Stats::load(path)?;
+        if stats.dim() != 2048 {
+            return Err(EvalError::Stats {
+                path: path.into(),
+                reason: format!(
+                    "statistics of {} features; FID uses the 2048-d pool features",
+                    stats.dim()
+                ),
+            });
+        }
+        return Ok((stats, spec.to_string(), sha256_file(path)?));
+    }
+    let canonical =
+        std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_default();
+    let key: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(format!("{spec}|{canonical}|{weights_sha}").as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let cache = ddpm_io::ddpm_home().join("fid-stats").join(format!("{key}.npz"));
+    let desc = format!("{spec} (cached {})", cache.display());
+    if cache.exists() {
+        return Ok((Stats::load(&cache)?, desc, sha256_file(&cache)?));
+    }
+    let imgs = load_images(spec)?;
+    let n = imgs.size()[0] as usize;
+    tracing::info!("reference statistics of {spec}: {n} images through Inception");
+    let f = inception_features(net, &imgs, batch, &mut |d| progress(d, n));
+    let stats = Stats::from_features(&f.pool3)?;
+    stats.save(&cache)?;
+    Ok((stats, desc, sha256_file(&cache)?))
+}
+
+/// Images in [0, 1] from an `.npz`/`.npy` of samples, an image folder, or a data set.
+pub fn load_images(spec: &str) -> Result<Tensor> {
+    let p = Path::new(spec);
+    if p.extension().is_some_and(|e| e == "npz" || e == "npy") {
+        return images::from_npz(p);
+    }
+    let cfg = ddpm_data::config_from_arg(spec);
+    if cfg.dataset == "folder" {
+        return images::from_folder(p);
+    }
+    match ddpm_data::load(&cfg)?.0 {
+        Dataset::Images(set) => Ok(images::from_dataset(&set)),
+        Dataset::Points(_) => {
+            Err(EvalError::Samples(format!("{spec} holds 2-D points, not images")))
+        }
+    }
+}
+
+/// FID and IS of `samples` ([N, C, H, W] in [0, 1]) against reference statistics; fills the
+/// Inception part of `protocol`.
+pub fn inception_metrics(
+    samples: &Tensor,
+    net: &FidInception,
+    weights: &Path,
+    reference: &str,
+    batch: usize,
+    protocol: &mut Protocol,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<InceptionMetrics> {
+    let weights_sha = sha256_file(weights)?;
+    let (ref_stats, ref_desc, ref_sha) =
+        reference_stats(reference, net, &weights_sha, batch, progress)?;
+    let n = samples.size()[0] as usize;
+    tracing::info!("Inception features of {n} samples");
+    let started = std::time::Instant::now();
+    let f = inception_features(net, samples, batch, &mut |d| progress(d, n));
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let fid = frechet_distance(&Stats::from_features(&f.pool3)?, &ref_stats)?;
+    let (is_mean, is_std) = inception_score(&f.logits, 10);
+    protocol.reference = Some(ref_desc);
+    protocol.ref_sha256 = Some(ref_sha);
+    protocol.inception = Some(weights.display().to_string());
+    protocol.inception_sha256 = Some(weights_sha);
+    protocol.features = Some(
+        "pool3, 2048-d; bilinear resize to 299 (align_corners=false); float samples, not re-quantised"
+            .into(),
+    );
+    protocol.is_splits = Some(10);
+    protocol.inception_images_per_s = Some(rate);
+    Ok(InceptionMetrics { fid, is_mean, is_std })
+}
+
+/// Samples from a `samples.npz` (array `samples`): images [N, C, H, W] in [-1, 1] become [0, 1]
+/// (pytorch-fid's input); 2-D points [N, 2] stay as they are.
+pub fn samples_from_npz(path: &Path) -> Result<Tensor> {
+    let (shape, values) = ddpm_io::npy::read_array(path, "samples")?;
+    if shape.len() == 2 && shape[1] == 2 {
+        return Ok(Tensor::from_slice(&values).view([shape[0] as i64, 2]));
+    }
+    images::from_npz(path)
+}
+
+/// Where and how to measure.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub device: Device,
+    /// Converted Inception weights.
+    pub inception: PathBuf,
+    /// Reference for FID: a statistics `.npz`, an image folder or a data set.
+    pub reference: Option<String>,
+    /// Images per Inception batch.
+    pub batch_size: usize,
+}
+
+/// Measures `samples` as `measure` says, into a report carrying `protocol`.
+pub fn evaluate(
+    samples: &Tensor,
+    measure: &Measure,
+    opts: &EvalOptions,
+    mut protocol: Protocol,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<FidReport> {
+    protocol.n = samples.size()[0] as usize;
+    let mut report = FidReport::default();
+    match measure {
+        Measure::Points(data) => {
+            protocol.reference = Some(data.dataset.clone());
+            report.points = Some(points_distance(samples, data)?);
+            report.protocol = protocol;
+            return Ok(report);
+        }
+        Measure::Digits => report.digits = Some(digits_distance(samples, opts.device)?),
+        Measure::Inception => {}
+    }
+    let net = match FidInception::load(&opts.inception, opts.device) {
+        Ok(n) => n,
+        Err(e @ EvalError::MissingWeights(_)) if *measure == Measure::Digits => {
+            report.inception_skipped = Some(e.to_string());
+            report.protocol = protocol;
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    let reference = opts.reference.as_deref().ok_or_else(|| {
+        EvalError::Samples(
+            "--ref: give reference statistics (.npz), an image folder or a data set".into(),
+        )
+    })?;
+    report.inception = Some(inception_metrics(
+        samples,
+        &net,
+        &opts.inception,
+        reference,
+        opts.batch_size,
+        &mut protocol,
+        progress,
+    )?);
+    report.protocol = protocol;
+    Ok(report)
+}

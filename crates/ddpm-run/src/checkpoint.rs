@@ -1,0 +1,272 @@
+//! The checkpoint format (`format` = [`FORMAT`]): one safetensors file holding
+//!
+//! | keys | what |
+//! |---|---|
+//! | `model/<param>` | the network's variables |
+//! | `ema/<param>` | the EMA shadows (the weights samples and metrics use) |
+//! | `adam.m/<param>`, `adam.v/<param>` | Adam's first and second moments, per trainable parameter |
+//!
+//! and string metadata: `format`, `step` (updates taken), `loader` (the data stream's state,
+//! JSON), `timestep_sampler` (its state, JSON; empty when it has none), `config` (the run
+//! config, TOML), and `source` for imported weights. Everything needed to resume exactly.
+//! Files are written atomically; [`Checkpoint::open`] validates the file and its metadata
+//! before anything is read from it.
+
+use crate::error::{Result, RunError};
+use ddpm_core::TimestepSampler;
+use ddpm_data::LoaderState;
+use ddpm_nets::tensorfile::{TensorFile, load_varstore, named_variables, write_tensors};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+use tch::nn::VarStore;
+
+/// The `format` metadata of our checkpoints.
+pub const FORMAT: &str = "ddpm-rs-checkpoint-v1";
+
+/// Key prefixes of the tensors.
+pub mod keys {
+    pub const MODEL: &str = "model/";
+    pub const EMA: &str = "ema/";
+    pub const ADAM_M: &str = "adam.m/";
+    pub const ADAM_V: &str = "adam.v/";
+}
+
+/// Metadata keys.
+mod meta {
+    pub const FORMAT: &str = "format";
+    pub const STEP: &str = "step";
+    pub const LOADER: &str = "loader";
+    pub const TIMESTEP_SAMPLER: &str = "timestep_sampler";
+    pub const CONFIG: &str = "config";
+    pub const SOURCE: &str = "source";
+}
+
+/// What a checkpoint records besides tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointMeta {
+    /// Optimiser updates taken.
+    pub step: u64,
+    /// Where the data stream stands after the last batch consumed.
+    pub loader: LoaderState,
+    /// The timestep sampler's state (importance sampling keeps a loss history).
+    pub timestep_sampler: Option<TimestepSampler>,
+    /// The resolved run config, TOML.
+    pub config: Option<String>,
+    /// Where imported weights came from.
+    pub source: Option<String>,
+}
+
+impl CheckpointMeta {
+    /// A step-0 checkpoint of weights that were not trained here.
+    pub fn imported(source: String) -> Self {
+        Self {
+            step: 0,
+            loader: LoaderState::default(),
+            timestep_sampler: None,
+            config: None,
+            source: Some(source),
+        }
+    }
+}
+
+/// Adam's moments by parameter name, in one order.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamMoments<'a> {
+    pub names: &'a [String],
+    pub exp_avg: &'a [Tensor],
+    pub exp_avg_sq: &'a [Tensor],
+}
+
+/// Writing and opening checkpoints.
+#[derive(Debug)]
+pub struct Checkpoint;
+
+impl Checkpoint {
+    /// Writes `path` atomically: the model's and the EMA's variables, Adam's moments (zeros for
+    /// every trainable parameter when `moments` is None, so that imported weights can be
+    /// fine-tuned), and `meta`.
+    pub fn write(
+        path: &Path,
+        model: &VarStore,
+        ema: &VarStore,
+        moments: Option<AdamMoments>,
+        meta: &CheckpointMeta,
+    ) -> Result<()> {
+        let mut tensors = named_variables(model, keys::MODEL);
+        tensors.extend(named_variables(ema, keys::EMA));
+        match moments {
+            Some(m) => {
+                for (i, n) in m.names.iter().enumerate() {
+                    tensors.push((format!("{}{n}", keys::ADAM_M), m.exp_avg[i].shallow_clone()));
+                    tensors.push((format!("{}{n}", keys::ADAM_V), m.exp_avg_sq[i].shallow_clone()));
+                }
+            }
+            None => {
+                let mut trainable: Vec<(String, Tensor)> =
+                    model.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+                trainable.sort_by(|a, b| a.0.cmp(&b.0));
+                for (n, t) in trainable {
+                    let z = t.zeros_like();
+                    tensors.push((format!("{}{n}", keys::ADAM_M), z.shallow_clone()));
+                    tensors.push((format!("{}{n}", keys::ADAM_V), z));
+                }
+            }
+        }
+        let mut m = HashMap::from([
+            (meta::FORMAT.to_string(), FORMAT.to_string()),
+            (meta::STEP.to_string(), meta.step.to_string()),
+            (meta::LOADER.to_string(), serde_json::to_string(&meta.loader).expect("serialises")),
+            (
+                meta::TIMESTEP_SAMPLER.to_string(),
+                meta.timestep_sampler
+                    .as_ref()
+                    .map(|s| serde_json::to_string(s).expect("serialises"))
+                    .unwrap_or_default(),
+            ),
+        ]);
+        if let Some(c) = &meta.config {
+            m.insert(meta::CONFIG.to_string(), c.clone());
+        }
+        if let Some(s) = &meta.source {
+            m.insert(meta::SOURCE.to_string(), s.clone());
+        }
+        Ok(write_tensors(path, &tensors, &m)?)
+    }
+
+    /// Opens and validates a checkpoint: a whole safetensors file of our format with readable
+    /// metadata. Errors name the file.
+    pub fn open(path: &Path) -> Result<CheckpointFile> {
+        let file = TensorFile::open(path)?;
+        let bad = |reason: String| RunError::Invalid { path: path.into(), reason };
+        let get = |k: &str| file.metadata.get(k).map(String::as_str);
+        if get(meta::FORMAT) != Some(FORMAT) {
+            return Err(bad(format!("not a {FORMAT} checkpoint")));
+        }
+        let step = get(meta::STEP)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad step metadata".into()))?;
+        let loader = serde_json::from_str(get(meta::LOADER).unwrap_or_default())
+            .map_err(|_| bad("bad loader metadata".into()))?;
+        let timestep_sampler = match get(meta::TIMESTEP_SAMPLER).unwrap_or_default() {
+            "" => None,
+            s => Some(
+                serde_json::from_str(s).map_err(|_| bad("bad timestep_sampler metadata".into()))?,
+            ),
+        };
+        let meta = CheckpointMeta {
+            step,
+            loader,
+            timestep_sampler,
+            config: get(meta::CONFIG).map(str::to_owned),
+            source: get(meta::SOURCE).map(str::to_owned),
+        };
+        Ok(CheckpointFile { file, meta })
+    }
+}
+
+/// An open, validated checkpoint.
+#[derive(Debug)]
+pub struct CheckpointFile {
+    file: TensorFile,
+    pub meta: CheckpointMeta,
+}
+
+impl CheckpointFile {
+    pub fn path(&self) -> &PathBuf {
+        &self.file.path
+    }
+
+    pub fn step(&self) -> u64 {
+        self.meta.step
+    }
+
+    /// Loads the model's (or, with `ema`, the EMA's) weights into `vs`; every variable must be
+    /// present with its shape.
+    pub fn load_weights(&self, vs: &VarStore, ema: bool) -> Result<()> {
+        Ok(load_varstore(vs, &self.file, if ema { keys::EMA } else { keys::MODEL })?)
+    }
+
+    /// Copies Adam's stored moments into `exp_avg`/`exp_avg_sq` (in `names` order).
+    pub fn load_moments(
+        &self,
+        names: &[String],
+        exp_avg: &[Tensor],
+        exp_avg_sq: &[Tensor],
+    ) -> Result<()> {
+        tch::no_grad(|| -> Result<()> {
+            for (i, n) in names.iter().enumerate() {
+                let m = self.file.tensor(&format!("{}{n}", keys::ADAM_M))?;
+                let v = self.file.tensor(&format!("{}{n}", keys::ADAM_V))?;
+                exp_avg[i].shallow_clone().f_copy_(&m).map_err(ddpm_nets::NetError::from)?;
+                exp_avg_sq[i].shallow_clone().f_copy_(&v).map_err(ddpm_nets::NetError::from)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, nn};
+
+    fn store(v: f64) -> VarStore {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = vs.root().var("w", &[2, 2], nn::Init::Const(v));
+        let _ = vs.root().zeros_no_train("buf", &[3]);
+        vs
+    }
+
+    #[test]
+    fn round_trip_of_weights_moments_and_metadata() {
+        let dir = ddpm_testkit::temp_dir("ckpt-format");
+        let path = dir.join("c.safetensors");
+        let (model, ema) = (store(1.0), store(2.0));
+        let names = vec!["w".to_string()];
+        let m = vec![Tensor::full([2, 2], 0.5, (Kind::Float, Device::Cpu))];
+        let v = vec![Tensor::full([2, 2], 0.25, (Kind::Float, Device::Cpu))];
+        let meta = CheckpointMeta {
+            step: 7,
+            loader: LoaderState { epoch: 2, position: 3 },
+            timestep_sampler: None,
+            config: Some("name = \"x\"".into()),
+            source: None,
+        };
+        let moments = AdamMoments { names: &names, exp_avg: &m, exp_avg_sq: &v };
+        Checkpoint::write(&path, &model, &ema, Some(moments), &meta).unwrap();
+        let f = Checkpoint::open(&path).unwrap();
+        assert_eq!(f.meta, meta);
+        let into = store(0.0);
+        f.load_weights(&into, true).unwrap();
+        assert_eq!(into.variables()["w"].double_value(&[1, 1]), 2.0);
+        let (m2, v2) = (vec![m[0].zeros_like()], vec![v[0].zeros_like()]);
+        f.load_moments(&names, &m2, &v2).unwrap();
+        assert!(m2[0].equal(&m[0]) && v2[0].equal(&v[0]));
+    }
+
+    #[test]
+    fn imported_weights_get_zero_moments_and_foreign_files_are_refused() {
+        let dir = ddpm_testkit::temp_dir("ckpt-import");
+        let path = dir.join("c.safetensors");
+        let model = store(1.0);
+        Checkpoint::write(&path, &model, &model, None, &CheckpointMeta::imported("x".into()))
+            .unwrap();
+        let f = Checkpoint::open(&path).unwrap();
+        assert_eq!((f.step(), f.meta.source.as_deref()), (0, Some("x")));
+        let names = vec!["w".to_string()];
+        let (m, v) = (
+            vec![Tensor::ones([2, 2], (Kind::Float, Device::Cpu))],
+            vec![Tensor::ones([2, 2], (Kind::Float, Device::Cpu))],
+        );
+        f.load_moments(&names, &m, &v).unwrap();
+        assert_eq!(m[0].abs().sum(Kind::Float).double_value(&[]), 0.0);
+        // Only trainable variables have moments.
+        let e = f.load_moments(&["buf".to_string()], &m, &v).unwrap_err().to_string();
+        assert!(e.contains("adam.m/buf"), "{e}");
+        let foreign = dir.join("f.safetensors");
+        write_tensors(&foreign, &named_variables(&model, ""), &HashMap::new()).unwrap();
+        let e = Checkpoint::open(&foreign).unwrap_err().to_string();
+        assert!(e.contains("f.safetensors") && e.contains("not a ddpm-rs-checkpoint-v1"), "{e}");
+    }
+}

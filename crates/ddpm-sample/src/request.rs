@@ -1,0 +1,184 @@
+//! One builder for "sample n images from this model", shared by `ddpm-sample sample` and
+//! `ddpm-eval fid`: the sampler's options from the command line (checked against the model),
+//! the class labels, the job's folder name and its manifest.
+
+use crate::error::{Result, SampleError};
+use crate::job::{Labels, Manifest};
+use crate::samplers::{SamplerKind, SamplerOptions, Skip, TimeSteps};
+use ddpm_core::ModelVar;
+use ddpm_run::LoadedModel;
+use std::path::PathBuf;
+
+/// The model to sample from, as both binaries take it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// A run name under --runs-dir, a run directory, or a checkpoint file.
+    #[arg(long)]
+    pub checkpoint: String,
+    #[arg(long, default_value = ddpm_run::DEFAULT_RUNS_DIR)]
+    pub runs_dir: PathBuf,
+    /// Use the raw weights instead of the EMA weights.
+    #[arg(long)]
+    pub raw: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+impl ModelArgs {
+    /// The run and its network on the chosen device.
+    pub fn open(&self) -> Result<(ddpm_run::RunDir, LoadedModel)> {
+        let device = ddpm_nets::parse_device(&self.device, "--device").map_err(SampleError::Arg)?;
+        let (run, model) = ddpm_run::open_model(&self.checkpoint, &self.runs_dir, device, self.raw)
+            .map_err(|e| {
+                SampleError::Arg(format!("loading --checkpoint {}: {e}", self.checkpoint))
+            })?;
+        Ok((run, model))
+    }
+}
+
+/// The sampler as the command line chooses it (flattened into both binaries' arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SamplerArgs {
+    #[arg(long, value_enum, default_value = "ddpm")]
+    pub sampler: SamplerKind,
+    /// Network evaluations (default: T for ddpm, 50 ddim, 20 dpm-solver++, 18 heun steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// DDIM's eta (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// DDIM's timestep skip.
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub skip: Skip,
+    /// DPM-Solver++'s time-step placement.
+    #[arg(long, value_enum, default_value = "log-snr")]
+    pub time_steps: TimeSteps,
+    /// DDPM's variance instead of the model's: fixed_small or fixed_large.
+    #[arg(long)]
+    pub variance: Option<String>,
+    /// Clip predicted x0 to [-1, 1] (default: on for ddpm/ddim, off for the ODE solvers).
+    #[arg(long)]
+    pub clip: Option<bool>,
+    /// Classifier-free guidance scale w in diffusers' convention: eps_u + w (eps_c - eps_u),
+    /// so 1 is unguided (Ho & Salimans' w is this minus 1). Needs --class or --random-classes.
+    #[arg(long, default_value_t = 1.0)]
+    pub guidance: f64,
+}
+
+impl SamplerArgs {
+    /// The sampler's options for `model`, checked; errors name the argument and echo the value.
+    pub fn options(&self, model: &LoadedModel) -> Result<SamplerOptions> {
+        let t = model.diffusion.steps;
+        let mut opts = SamplerOptions::new(self.sampler, t);
+        opts.steps = self.steps.unwrap_or(opts.steps);
+        opts.eta = self.eta;
+        opts.skip = self.skip;
+        opts.time_steps = self.time_steps;
+        opts.guidance_scale = self.guidance;
+        opts.clip_x0 =
+            self.clip.unwrap_or(matches!(self.sampler, SamplerKind::Ddpm | SamplerKind::Ddim));
+        opts.variance = match self.variance.as_deref() {
+            None => None,
+            Some("fixed_small") => Some(ModelVar::FixedSmall),
+            Some("fixed_large") => Some(ModelVar::FixedLarge),
+            Some(other) => {
+                return Err(arg(format!(
+                    "--variance must be fixed_small or fixed_large, got {other:?}"
+                )));
+            }
+        };
+        if opts.variance.is_some() && self.sampler != SamplerKind::Ddpm {
+            return Err(arg("--variance applies to the ddpm sampler only".into()));
+        }
+        if opts.variance.is_some() && model.diffusion.model_var.is_learned() {
+            return Err(arg(format!(
+                "--variance: this model learned its variance ({:?})",
+                model.diffusion.model_var
+            )));
+        }
+        opts.validate(t)?;
+        if self.guidance != 1.0 && model.net.num_classes().is_none() {
+            return Err(arg(format!(
+                "--guidance {} needs a class-conditional model; this one is unconditional",
+                self.guidance
+            )));
+        }
+        Ok(opts)
+    }
+}
+
+fn arg(msg: String) -> SampleError {
+    SampleError::Arg(msg)
+}
+
+/// Class labels from `--class K` / `--random-classes`, checked against the model; guidance
+/// without labels is refused (it would silently sample unguided).
+pub fn labels(
+    class: Option<i64>,
+    random: bool,
+    guidance: f64,
+    model: &LoadedModel,
+) -> Result<Labels> {
+    let labels = match (class, random, model.net.num_classes()) {
+        (None, false, _) => Labels::None,
+        (_, _, None) => {
+            return Err(arg(
+                "--class/--random-classes need a class-conditional model; this one is unconditional"
+                    .into(),
+            ));
+        }
+        (Some(c), _, Some(k)) if c < 0 || c as usize >= k => {
+            return Err(arg(format!("--class must be in 0..{k}, got {c}")));
+        }
+        (Some(c), _, Some(_)) => Labels::Class(c),
+        (None, true, Some(_)) => Labels::Random,
+    };
+    if guidance != 1.0 && labels == Labels::None {
+        return Err(arg(format!(
+            "--guidance {guidance} needs class labels to guide towards: pass --class K or --random-classes"
+        )));
+    }
+    Ok(labels)
+}
+
+/// A sampling job: which images, from which model, with which sampler.
+#[derive(Debug, Clone)]
+pub struct SampleRequest {
+    pub sampler: SamplerOptions,
+    pub seed: u64,
+    /// Global index of the first image (shards).
+    pub start: u64,
+    pub n: usize,
+    pub labels: Labels,
+    pub noise_file: Option<PathBuf>,
+}
+
+impl SampleRequest {
+    /// The folder name of a sampling job: `<sampler>-<steps>-seed<seed>`.
+    pub fn job_name(&self) -> String {
+        format!("{}-{}-seed{}", self.sampler.kind.name(), self.sampler.steps, self.seed)
+    }
+
+    /// The folder name of an FID evaluation: `<sampler>-<steps>-n<n>-seed<seed>`.
+    pub fn fid_job_name(&self) -> String {
+        format!("{}-{}-n{}-seed{}", self.sampler.kind.name(), self.sampler.steps, self.n, self.seed)
+    }
+
+    /// What defines the job's output, for `model` in batches of `batch_size`.
+    pub fn manifest(&self, model: &LoadedModel, batch_size: usize) -> Manifest {
+        Manifest {
+            checkpoint: model.checkpoint.display().to_string(),
+            checkpoint_step: model.step,
+            ema: model.ema,
+            sampler: self.sampler.clone(),
+            seed: self.seed,
+            start: self.start,
+            n: self.n,
+            batch_size,
+            labels: self.labels.clone(),
+            noise_file: self.noise_file.as_ref().map(|p| p.display().to_string()),
+            sample_shape: model.net.sample_shape(),
+        }
+    }
+}

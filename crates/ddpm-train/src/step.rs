@@ -1,0 +1,198 @@
+//! One training step of Algorithm 1 (Ho et al. 2020, arXiv:2006.11239), the only copy of it:
+//! the trainer, `ddpm-bench` and the criterion benchmark all call [`TrainStep::run`], so what
+//! is measured is what users run.
+//!
+//! Given x0 (and t, importance weights and labels) on the device: draw eps, take the loss of
+//! the configured objective (L_simple, eq. 14, by default) under bf16 autocast on CUDA when
+//! asked, backpropagate, clip the global gradient norm, take an Adam step and an EMA step.
+//! Nothing is read back to the host.
+
+use crate::config::{Precision, RunConfig};
+use crate::error::{Result, TrainError};
+use crate::optim::Adam;
+use ddpm_core::rng::derive_seed;
+use ddpm_core::tensor::TensorDiffusion;
+use ddpm_nets::placement::{Placed, debug_check_placement};
+use ddpm_nets::{Denoiser, Ema};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// The network, its EMA, the optimiser and the diffusion: everything a step updates or reads.
+pub struct TrainStep {
+    pub vs: VarStore,
+    pub net: Denoiser,
+    pub ema_vs: VarStore,
+    pub ema_net: Denoiser,
+    pub ema: Ema,
+    pub adam: Adam,
+    pub diffusion: TensorDiffusion,
+    /// bf16 autocast for the forward and backward passes (CUDA only).
+    pub autocast: bool,
+    /// Global-norm clipping threshold (0: none).
+    pub grad_clip: f64,
+}
+
+impl std::fmt::Debug for TrainStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainStep").field("updates", &self.adam.step).finish()
+    }
+}
+
+/// A batch on the device.
+#[derive(Debug)]
+pub struct StepInput<'a> {
+    /// Data x0, [B, ...] in [-1, 1].
+    pub x0: &'a Tensor,
+    /// Steps t, [B] int64.
+    pub t: &'a Tensor,
+    /// Importance weights of the per-example losses, [B] f32 (None: all 1).
+    pub weights: Option<&'a Tensor>,
+    /// Class labels (conditional models), [B] int64, the null class where dropped.
+    pub y: Option<&'a Tensor>,
+}
+
+/// What a step leaves on the device for the metrics.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// The (weighted) batch mean loss that was minimised, 0-d.
+    pub loss: Tensor,
+    /// Per-example losses, [B].
+    pub per_example: Tensor,
+    /// The global gradient norm before clipping, 0-d.
+    pub grad_norm: Tensor,
+}
+
+impl TrainStep {
+    /// Builds the network (initialised from the run seed), its EMA copy, Adam and the
+    /// diffusion's arrays on `device`, as `config` describes.
+    pub fn new(config: &RunConfig, device: Device) -> Result<Self> {
+        let learned = config.diffusion.model_var.is_learned();
+        let (vs, net, ema_vs, ema_net) = {
+            let _rng = ddpm_nets::torch_rng_lock();
+            tch::manual_seed(derive_seed(config.seed, &[0]) as i64);
+            let vs = VarStore::new(device);
+            let net = Denoiser::new(&vs.root(), &config.model, learned)?;
+            let ema_vs = VarStore::new(device);
+            let ema_net = Denoiser::new(&ema_vs.root(), &config.model, learned)?;
+            (vs, net, ema_vs, ema_net)
+        };
+        let o = &config.optim;
+        let mut ema = Ema::new(&vs, &ema_vs, o.ema_decay, o.ema_warmup);
+        ema.foreach = o.fused;
+        let adam = Adam::new(&vs, (o.beta1, o.beta2), o.eps, o.weight_decay, o.fused);
+        let diffusion = TensorDiffusion::from_config(&config.diffusion, device).map_err(|e| {
+            TrainError::Config(crate::config::ConfigError(format!("diffusion: {e}")))
+        })?;
+        let step = Self {
+            vs,
+            net,
+            ema_vs,
+            ema_net,
+            ema,
+            adam,
+            diffusion,
+            autocast: config.train.precision == Precision::Bf16 && device.is_cuda(),
+            grad_clip: o.grad_clip,
+        };
+        debug_check_placement(&step, "training state", device);
+        Ok(step)
+    }
+
+    /// One step: eps and the dropout masks come from libtorch's generator seeded with
+    /// `seed` (under the process-wide RNG lock, so the step reproduces exactly), then loss,
+    /// backward, clipping, Adam with learning rate `lr`, EMA.
+    pub fn run(&mut self, input: &StepInput, seed: u64, lr: f64) -> StepOutput {
+        let _rng = ddpm_nets::torch_rng_lock();
+        tch::manual_seed(seed as i64);
+        let eps = input.x0.randn_like();
+        let terms = {
+            let _autocast = self.autocast.then(|| {
+                ddpm_shim::AutocastGuard::new(input.x0.device(), Kind::BFloat16)
+                    .expect("bf16 autocast")
+            });
+            let net = &self.net;
+            self.diffusion.training_losses(
+                |x_t, tm| net.forward_t(x_t, tm, input.y, true).to_kind(Kind::Float),
+                input.x0,
+                input.t,
+                &eps,
+            )
+        };
+        let loss = match input.weights {
+            Some(w) => (&terms.loss * w).mean(Kind::Float),
+            None => terms.loss.mean(Kind::Float),
+        };
+        self.adam.zero_grad();
+        loss.backward();
+        let grad_norm = self.adam.clip_grad_norm(self.grad_clip);
+        self.adam.step(lr);
+        self.ema.update(self.adam.step - 1);
+        StepOutput { loss: loss.detach(), per_example: terms.loss.detach(), grad_norm }
+    }
+
+    /// Whether every parameter is finite (one reduction and one host read).
+    pub fn weights_finite(&self) -> bool {
+        tch::no_grad(|| {
+            let norms = ddpm_shim::foreach_norm(&self.adam.params).expect("foreach_norm");
+            Tensor::stack(&norms, 0).isfinite().all().int64_value(&[]) == 1
+        })
+    }
+}
+
+impl Placed for TrainStep {
+    fn placed_tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut v = self.adam.placed_tensors();
+        v.extend(self.ema.placed_tensors());
+        v.extend(self.diffusion.placed_tensors());
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ddpm_nets::placement::misplaced;
+
+    fn tiny() -> RunConfig {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+        RunConfig::load(&path).unwrap()
+    }
+
+    /// Every state tensor of training (Adam's parameters, moments and step counters, the EMA
+    /// shadows, the schedule arrays) is made where it is used: asked about the device it was
+    /// built on, none is misplaced; asked about another, every one is named.
+    #[test]
+    fn every_state_tensor_is_on_the_training_device() {
+        let step = TrainStep::new(&tiny(), Device::Cpu).unwrap();
+        let params = step.adam.params.len();
+        let all = step.placed_tensors().len();
+        assert_eq!(all, 4 * params + step.ema.num_averaged() + 16);
+        assert!(misplaced(&step, Device::Cpu, None).is_empty());
+        assert_eq!(misplaced(&step, Device::Cuda(0), None).len(), all);
+    }
+
+    /// The same seed and batch give the same step; the EMA moves towards the weights.
+    #[test]
+    fn a_step_is_reproducible_and_updates_weights_and_ema() {
+        let run = || {
+            let mut step = TrainStep::new(&tiny(), Device::Cpu).unwrap();
+            let x0 =
+                (Tensor::arange(256, (Kind::Float, Device::Cpu)) * 0.37).sin().view([4, 1, 8, 8]);
+            let t = Tensor::from_slice(&[1i64, 20, 50, 99]);
+            let copies = |ts: &[Tensor]| ts.iter().map(Tensor::copy).collect::<Vec<_>>();
+            let (params, shadows) = (copies(&step.adam.params), copies(step.ema.shadows()));
+            let out = step.run(&StepInput { x0: &x0, t: &t, weights: None, y: None }, 7, 1e-3);
+            assert_eq!(out.per_example.size(), vec![4]);
+            // The zero-initialised output convolution is what the first step can move.
+            let moved =
+                |a: &[Tensor], b: &[Tensor]| a.iter().zip(b).filter(|(x, y)| !x.equal(y)).count();
+            assert!(moved(&params, &step.adam.params) > 0, "Adam moved nothing");
+            assert!(moved(&shadows, step.ema.shadows()) > 0, "the EMA moved nothing");
+            (out.loss.double_value(&[]), copies(&step.adam.params))
+        };
+        let (la, pa) = run();
+        let (lb, pb) = run();
+        assert_eq!(la, lb);
+        assert!(pa.iter().zip(&pb).all(|(x, y)| x.equal(y)));
+    }
+}
