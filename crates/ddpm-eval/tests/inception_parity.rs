@@ -89,6 +89,50 @@ fn features_and_logits_match_pytorch_fid_at_batch_sizes_1_and_7() {
     assert!(rel(&f.pool3, &read(&out, "pool3")) <= 1e-4);
 }
 
+/// sFID's features: the first 7 channels of Mixed_6d.branch1x1 after its BN and ReLU (TF's
+/// `mixed_6/conv:0`, see `ddpm_eval::inception`), NHWC-flattened, against a forward hook on that
+/// module of pytorch-fid's network with the same random weights.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn spatial_features_match_a_hook_on_pytorch_fids_mixed_6d_branch1x1() {
+    let dir = temp_dir("spatial");
+    let converted = weights(&dir);
+    let net = FidInception::load(&converted, Device::Cpu).unwrap();
+    let w = dir.join("w.pth");
+    let x = images(5, 40);
+    let img_path = dir.join("x.npy");
+    npy::write_npy(&img_path, &[5, 3, 40, 40], &Vec::<f32>::try_from(x.flatten(0, -1)).unwrap())
+        .unwrap();
+    let out = dir.join("s.npz");
+    run_script(
+        "ref_fid.py",
+        &[
+            "features",
+            w.to_str().unwrap(),
+            img_path.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--spatial",
+        ],
+    );
+    let f = ddpm_eval::features::inception_features_with_spatial(&net, &x, 2, true, &mut |_| {});
+    let ours = f.spatial.expect("spatial features were asked for");
+    let theirs = read(&out, "spatial");
+    assert_eq!(ours.size(), [5, ddpm_eval::inception::SPATIAL_DIM]);
+    assert_eq!(theirs.size(), [5, 2023]);
+    let d = rel(&ours, &theirs);
+    eprintln!("spatial features: max |ours - pytorch-fid| / max |pytorch-fid| = {d:e}");
+    assert!(d <= 1e-4, "spatial relative difference {d:e}");
+    // After the ReLU: non-negative, and not all zero.
+    assert!(ours.min().double_value(&[]) >= 0.0);
+    assert!(theirs.std(true).double_value(&[]) > 1e-3, "features are not degenerate");
+    // Asking for them changes nothing else; not asking gives none.
+    let plain = ddpm_eval::features::inception_features(&net, &x, 2, &mut |_| {});
+    assert!(plain.spatial.is_none());
+    assert!(plain.pool3.equal(&f.pool3) && plain.logits.equal(&f.logits));
+}
+
 /// Feature sets shaped like Inception's (non-negative, correlated, 2048-d) with fewer samples
 /// than dimensions (singular covariances) and more (full rank).
 fn feature_set(n: i64, d: i64, seed: i64, shift: f64) -> Tensor {
