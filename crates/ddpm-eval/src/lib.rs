@@ -16,6 +16,7 @@ pub mod images;
 pub mod inception;
 pub mod inception_score;
 pub mod nll;
+pub mod precision_recall;
 
 pub use error::{EvalError, Result};
 pub use fid::{Stats, frechet_distance};
