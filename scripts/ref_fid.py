@@ -14,8 +14,14 @@
       pytorch-fid's calculate_frechet_distance on two statistics files; prints JSON {fid, seconds}.
   ref_fid.py is LOGITS.npy
       the Inception Score (10 splits) in NumPy; prints JSON {mean, std}.
+  ref_fid.py load-features FEATURES.npz
+      NumPy's view of a reference-features file: JSON {dtype, shape, values} of its `pool3`.
   ref_fid.py stats FEATURES.npy OUT.npz
       mu and sigma (np.cov rowvar=False) of features, as pytorch-fid computes them.
+  ref_fid.py load STATS.npz
+      the statistics as pytorch-fid's own loader (fid_score.compute_statistics_of_path) reads
+      them, and the arrays guided-diffusion's evaluator reads (mu_s, sigma_s) when present;
+      prints JSON {mu, sigma, mu_s, sigma_s} (flattened; null when absent).
 """
 import json
 import sys
@@ -103,6 +109,16 @@ def main():
             kl = part * (np.log(part) - np.log(py))
             scores.append(np.exp(np.mean(np.sum(kl, axis=1))))
         print(json.dumps({"mean": float(np.mean(scores)), "std": float(np.std(scores))}))
+    elif cmd == "load":
+        from pytorch_fid.fid_score import compute_statistics_of_path
+
+        mu, sigma = compute_statistics_of_path(sys.argv[2], None, 1, 2048, "cpu")
+        f = np.load(sys.argv[2])
+        extra = {k: f[k].ravel().tolist() if k in f.files else None for k in ("mu_s", "sigma_s")}
+        print(json.dumps({"mu": mu.ravel().tolist(), "sigma": sigma.ravel().tolist(), **extra}))
+    elif cmd == "load-features":
+        a = np.load(sys.argv[2])["pool3"]
+        print(json.dumps({"dtype": str(a.dtype), "shape": list(a.shape), "values": a.astype(np.float64).ravel().tolist()}))
     elif cmd == "stats":
         f = np.load(sys.argv[2]).astype(np.float64)
         np.savez_compressed(sys.argv[3], mu=np.mean(f, axis=0), sigma=np.cov(f, rowvar=False))

@@ -6,7 +6,9 @@
 //! libtorch) instead of scipy's general `sqrtm`, several times faster and exact for singular
 //! covariances (negative round-off eigenvalues are clamped to 0).
 //!
-//! Statistics files are pytorch-fid's `.npz` (arrays `mu` and `sigma`), read and written.
+//! Statistics files are pytorch-fid's `.npz` (arrays `mu` and `sigma`), read and written; with
+//! sFID's spatial statistics they also hold `mu_s` and `sigma_s` (guided-diffusion's reference
+//! batches use the same four names), which pytorch-fid's loader ignores.
 
 use crate::error::{EvalError, Result, io};
 use std::io::{Read, Write};
@@ -20,6 +22,9 @@ pub struct Stats {
     pub mu: Tensor,
     /// [d, d]
     pub sigma: Tensor,
+    /// Statistics of the same images' spatial features (sFID's, 2023-d), when computed; stored
+    /// as `mu_s`/`sigma_s`.
+    pub spatial: Option<Box<Stats>>,
 }
 
 impl Stats {
@@ -33,14 +38,33 @@ impl Stats {
         let mu = x.mean_dim([0i64].as_slice(), false, None::<Kind>);
         let c = &x - &mu;
         let sigma = c.tr().matmul(&c) / (n - 1) as f64;
-        Ok(Self { mu, sigma })
+        Ok(Self { mu, sigma, spatial: None })
+    }
+
+    /// Statistics of pool3 features [N, 2048] with those of the same images' spatial features [N, 2023].
+    pub fn from_features_with_spatial(pool3: &Tensor, spatial: &Tensor) -> Result<Self> {
+        if pool3.size()[0] != spatial.size()[0] {
+            return Err(EvalError::Samples(format!(
+                "{} pool3 and {} spatial feature vectors: they must come from the same images",
+                pool3.size()[0],
+                spatial.size()[0]
+            )));
+        }
+        Ok(Self::from_features(pool3)?.with_spatial(Self::from_features(spatial)?))
+    }
+
+    /// These statistics with `spatial` as their spatial statistics.
+    pub fn with_spatial(mut self, spatial: Stats) -> Self {
+        self.spatial = Some(Box::new(Stats { spatial: None, ..spatial }));
+        self
     }
 
     pub fn dim(&self) -> i64 {
         self.mu.size()[0]
     }
 
-    /// Writes `mu` and `sigma` as a pytorch-fid compatible `.npz` (atomically).
+    /// Writes `mu` and `sigma` (and `mu_s`, `sigma_s` with spatial statistics) as a pytorch-fid
+    /// compatible `.npz` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("npz.tmp");
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -54,7 +78,11 @@ impl Stats {
             path: tmp.clone(),
             reason: e.to_string(),
         };
-        for (name, t) in [("mu", &self.mu), ("sigma", &self.sigma)] {
+        let mut arrays = vec![("mu", &self.mu), ("sigma", &self.sigma)];
+        if let Some(sp) = &self.spatial {
+            arrays.extend([("mu_s", &sp.mu), ("sigma_s", &sp.sigma)]);
+        }
+        for (name, t) in arrays {
             let shape: Vec<usize> = t.size().iter().map(|&x| x as usize).collect();
             zip.start_file(format!("{name}.npy"), opts).map_err(zerr)?;
             zip.write_all(&npy_f64(&shape, &Vec::<f64>::try_from(t.flatten(0, -1)).unwrap()))
@@ -64,12 +92,15 @@ impl Stats {
         std::fs::rename(&tmp, path).map_err(io(path))
     }
 
-    /// Reads a pytorch-fid `.npz` with `mu` [d] and `sigma` [d, d] (f32 or f64).
+    /// Reads a pytorch-fid `.npz` with `mu` [d] and `sigma` [d, d] (f32 or f64), and `mu_s`,
+    /// `sigma_s` as the spatial statistics when present (both or neither).
     pub fn load(path: &Path) -> Result<Self> {
         let bad = |reason: String| EvalError::Stats { path: path.into(), reason };
         let bytes = std::fs::read(path).map_err(io(path))?;
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
             .map_err(|e| bad(format!("not an .npz statistics file ({e})")))?;
+        let names: Vec<String> =
+            zip.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
         let mut read = |name: &str| -> Result<(Vec<usize>, Vec<f64>)> {
             let mut entry = zip
                 .by_name(&format!("{name}.npy"))
@@ -78,15 +109,30 @@ impl Stats {
             entry.read_to_end(&mut buf).map_err(io(path))?;
             parse_npy_f64(&buf).map_err(|e| bad(format!("{name}: {e}")))
         };
-        let (ms, mu) = read("mu")?;
-        let (ss, sigma) = read("sigma")?;
-        if ms.len() != 1 || ss.len() != 2 || ss[0] != ms[0] || ss[1] != ms[0] {
-            return Err(bad(format!(
-                "mu has shape {ms:?} and sigma {ss:?}; expected [d] and [d, d]"
-            )));
+        let mut pair = |m: &str, s: &str| -> Result<Self> {
+            let (ms, mu) = read(m)?;
+            let (ss, sigma) = read(s)?;
+            if ms.len() != 1 || ss.len() != 2 || ss[0] != ms[0] || ss[1] != ms[0] {
+                return Err(bad(format!(
+                    "{m} has shape {ms:?} and {s} {ss:?}; expected [d] and [d, d]"
+                )));
+            }
+            let d = ms[0] as i64;
+            Ok(Self {
+                mu: Tensor::from_slice(&mu),
+                sigma: Tensor::from_slice(&sigma).view([d, d]),
+                spatial: None,
+            })
+        };
+        let stats = pair("mu", "sigma")?;
+        let has = |name: &str| names.iter().any(|n| n == &format!("{name}.npy"));
+        match (has("mu_s"), has("sigma_s")) {
+            (true, true) => Ok(stats.with_spatial(pair("mu_s", "sigma_s")?)),
+            (false, false) => Ok(stats),
+            _ => Err(bad(
+                "has only one of mu_s and sigma_s (the spatial statistics need both)".into()
+            )),
         }
-        let d = ms[0] as i64;
-        Ok(Self { mu: Tensor::from_slice(&mu), sigma: Tensor::from_slice(&sigma).view([d, d]) })
     }
 }
 
@@ -166,7 +212,22 @@ pub fn trace_sqrt_product(s1: &Tensor, s2: &Tensor) -> f64 {
     lambda.clamp_min(0.0).sqrt().sum(Kind::Double).double_value(&[])
 }
 
-/// The Frechet distance between two Gaussians given as statistics.
+/// sFID (Nash et al. 2021, arXiv:2103.03841, as guided-diffusion's evaluator computes it): the
+/// Frechet distance between the spatial statistics of `a` and `b`.
+pub fn spatial_frechet_distance(a: &Stats, b: &Stats) -> Result<f64> {
+    match (&a.spatial, &b.spatial) {
+        (Some(sa), Some(sb)) => frechet_distance(sa, sb),
+        (None, _) => Err(EvalError::Samples(
+            "sFID: the sample statistics have no spatial statistics (compute them with the spatial features)".into(),
+        )),
+        (_, None) => Err(EvalError::Samples(
+            "sFID: the reference statistics have no spatial statistics (mu_s, sigma_s): recompute the reference statistics with sFID enabled".into(),
+        )),
+    }
+}
+
+/// The Frechet distance between two Gaussians given as statistics (their pool3 statistics;
+/// spatial statistics are not looked at).
 pub fn frechet_distance(a: &Stats, b: &Stats) -> Result<f64> {
     if a.dim() != b.dim() {
         return Err(EvalError::Samples(format!(
@@ -192,10 +253,12 @@ mod tests {
         let a = Stats {
             mu: Tensor::from_slice(&[0.0f64, 1.0, 2.0]),
             sigma: Tensor::from_slice(&[1.0f64, 4.0, 9.0]).diag(0),
+            spatial: None,
         };
         let b = Stats {
             mu: Tensor::from_slice(&[1.0f64, 1.0, 0.0]),
             sigma: Tensor::from_slice(&[4.0f64, 1.0, 0.0]).diag(0),
+            spatial: None,
         };
         let want = (1.0 + 0.0 + 4.0) + (14.0 + 5.0) - 2.0 * (2.0 + 2.0 + 0.0);
         assert!((frechet_distance(&a, &b).unwrap() - want).abs() < 1e-12);
@@ -212,6 +275,21 @@ mod tests {
         s.save(&p).unwrap();
         let r = Stats::load(&p).unwrap();
         assert!(r.mu.equal(&s.mu) && r.sigma.equal(&s.sigma));
+        assert!(r.spatial.is_none());
+        // With spatial statistics: all four arrays come back.
+        let sp = Tensor::arange(30, (Kind::Double, Device::Cpu)).cos().view([10, 3]);
+        let s2 = Stats::from_features_with_spatial(&x, &sp).unwrap();
+        s2.save(&p).unwrap();
+        let r2 = Stats::load(&p).unwrap();
+        let (a, b) = (r2.spatial.as_ref().unwrap(), s2.spatial.as_ref().unwrap());
+        assert!(r2.mu.equal(&s2.mu) && a.mu.equal(&b.mu) && a.sigma.equal(&b.sigma));
+        assert_eq!(a.sigma.size(), [3, 3]);
+        let d = spatial_frechet_distance(&r2, &s2).unwrap();
+        // The 3-d covariance has rank 2 (cos x + cos(x + 2) = 2 cos 1 cos(x + 1)): sqrt of a zero
+        // eigenvalue turns round-off into ~1e-8.
+        assert!(d.abs() < 1e-6, "{d}");
+        let e = spatial_frechet_distance(&r2, &r).unwrap_err().to_string();
+        assert!(e.contains("reference") && e.contains("mu_s"), "{e}");
         std::fs::write(&p, b"junk").unwrap();
         assert!(Stats::load(&p).unwrap_err().to_string().contains("s.npz"));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -172,7 +172,8 @@ pub fn precision_recall_with_radii(
         for (j, (c0, cn)) in blocks(m, cfg.col_batch).enumerate() {
             let d = pairwise_distances(&rows, &s.narrow(0, c0, cn), cfg.distances);
             // A reference point inside some sample's ball counts for recall ...
-            hit = hit.logical_or(&d.le_tensor(&sr.narrow(0, c0, cn).unsqueeze(0)).any_dim(1, false));
+            hit =
+                hit.logical_or(&d.le_tensor(&sr.narrow(0, c0, cn).unsqueeze(0)).any_dim(1, false));
             // ... a sample inside some reference point's ball for precision.
             sample_in[j] = sample_in[j].logical_or(&d.le_tensor(&row_radii).any_dim(0, false));
         }

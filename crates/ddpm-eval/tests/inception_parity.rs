@@ -193,6 +193,41 @@ fn statistics_files_interoperate_with_pytorch_fid() {
     assert!(d["fid"].as_f64().unwrap().abs() < 1e-6);
 }
 
+/// A statistics file with spatial statistics: pytorch-fid's own loader still reads `mu` and
+/// `sigma` from it, and NumPy finds `mu_s`/`sigma_s` where guided-diffusion's evaluator looks.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn statistics_with_spatial_statistics_stay_readable_by_pytorch_fid() {
+    let dir = temp_dir("stats-spatial");
+    let (pool, spatial) = (feature_set(40, 16, 5, 0.0), feature_set(40, 6, 6, 0.1));
+    let ours = Stats::from_features_with_spatial(&pool, &spatial).unwrap();
+    let path = dir.join("ref.npz");
+    ours.save(&path).unwrap();
+    let theirs = run_json("ref_fid.py", &["load", path.to_str().unwrap()]);
+    let flat = |t: &Tensor| Vec::<f64>::try_from(t.flatten(0, -1)).unwrap();
+    let sp = ours.spatial.as_ref().unwrap();
+    for (key, want) in
+        [("mu", &ours.mu), ("sigma", &ours.sigma), ("mu_s", &sp.mu), ("sigma_s", &sp.sigma)]
+    {
+        assert_eq!(ddpm_testkit::f64s(&theirs[key]), flat(want), "{key}");
+    }
+    // Without spatial statistics there is no mu_s.
+    Stats::from_features(&pool).unwrap().save(&path).unwrap();
+    let theirs = run_json("ref_fid.py", &["load", path.to_str().unwrap()]);
+    assert!(theirs["mu_s"].is_null() && theirs["sigma"].is_array());
+    // The reference-features file is a float16 array NumPy reads as such.
+    let fpath = dir.join("features.npz");
+    ddpm_eval::feature_file::save_features(&fpath, &pool).unwrap();
+    let theirs = run_json("ref_fid.py", &["load-features", fpath.to_str().unwrap()]);
+    assert_eq!(theirs["dtype"], "float16");
+    assert_eq!(theirs["shape"], serde_json::json!([40, 16]));
+    let half = pool.to_kind(Kind::Half).to_kind(Kind::Double);
+    assert_eq!(ddpm_testkit::f64s(&theirs["values"]), flat(&half));
+    assert!(
+        ddpm_eval::feature_file::load_features(&fpath).unwrap().to_kind(Kind::Double).equal(&half)
+    );
+}
+
 #[test]
 #[ignore = "needs the Python venv: run `cargo xtask test`"]
 fn inception_score_matches_a_numpy_statement() {
@@ -252,6 +287,7 @@ fn statistics_of_the_wrong_shape_are_refused() {
     let s = Stats {
         mu: Tensor::zeros([3], (Kind::Double, Device::Cpu)),
         sigma: Tensor::zeros([2, 2], (Kind::Double, Device::Cpu)),
+        spatial: None,
     };
     let p = dir.join("bad.npz");
     s.save(&p).unwrap();
@@ -260,10 +296,12 @@ fn statistics_of_the_wrong_shape_are_refused() {
     let ok = Stats {
         mu: Tensor::zeros([3], (Kind::Double, Device::Cpu)),
         sigma: Tensor::eye(3, (Kind::Double, Device::Cpu)),
+        spatial: None,
     };
     let other = Stats {
         mu: Tensor::zeros([4], (Kind::Double, Device::Cpu)),
         sigma: Tensor::eye(4, (Kind::Double, Device::Cpu)),
+        spatial: None,
     };
     assert!(frechet_distance(&ok, &other).unwrap_err().to_string().contains("3 and 4"));
 }

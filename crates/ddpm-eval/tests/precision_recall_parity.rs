@@ -35,14 +35,8 @@ fn compare(label: &str, reference: &Tensor, samples: &Tensor, cfg: &ManifoldConf
     save(&rp, reference);
     save(&sp, samples);
     let (rb, cb) = (cfg.row_batch.to_string(), cfg.col_batch.to_string());
-    let mut args = vec![
-        rp.to_str().unwrap(),
-        sp.to_str().unwrap(),
-        "--row-batch",
-        &rb,
-        "--col-batch",
-        &cb,
-    ];
+    let mut args =
+        vec![rp.to_str().unwrap(), sp.to_str().unwrap(), "--row-batch", &rb, "--col-batch", &cb];
     if cfg.distances == DistancePrecision::Float {
         args.push("--float");
     }
