@@ -4,15 +4,24 @@
       pytorch-fid's FID Inception with random weights (its architecture, weights not loaded:
       PyTorch's init with every tensor perturbed, BatchNorm statistics too), saved the way the
       real file is (legacy serialisation, no num_batches_tracked).
-  ref_fid.py features WEIGHTS.pth IMAGES.npy OUT.npz --batch B
+  ref_fid.py features WEIGHTS.pth IMAGES.npy OUT.npz --batch B [--spatial]
       pool3 features and fc logits (no bias) of images in [0, 1] (N x 3 x H x W), computed by
-      pytorch-fid's InceptionV3 in batches of B.
+      pytorch-fid's InceptionV3 in batches of B. With --spatial, also `spatial` [N, 2023]: a
+      forward hook on the network's `Mixed_6d.branch1x1` module (BasicConv2d: conv, bn, relu),
+      whose output's first 7 channels are taken in NHWC order and flattened per image, as
+      guided-diffusion's evaluator does with TF's `mixed_6/conv:0[..., :7]`.
   ref_fid.py frechet A.npz B.npz
       pytorch-fid's calculate_frechet_distance on two statistics files; prints JSON {fid, seconds}.
   ref_fid.py is LOGITS.npy
       the Inception Score (10 splits) in NumPy; prints JSON {mean, std}.
+  ref_fid.py load-features FEATURES.npz
+      NumPy's view of a reference-features file: JSON {dtype, shape, values} of its `pool3`.
   ref_fid.py stats FEATURES.npy OUT.npz
       mu and sigma (np.cov rowvar=False) of features, as pytorch-fid computes them.
+  ref_fid.py load STATS.npz
+      the statistics as pytorch-fid's own loader (fid_score.compute_statistics_of_path) reads
+      them, and the arrays guided-diffusion's evaluator reads (mu_s, sigma_s) when present;
+      prints JSON {mu, sigma, mu_s, sigma_s} (flattened; null when absent).
 """
 import json
 import sys
@@ -62,14 +71,27 @@ def main():
         sd = torch.load(weights, map_location="cpu", weights_only=True)
         # pytorch-fid's own loading path, with the file in place of the download.
         inc.load_state_dict_from_url = lambda *a, **k: sd
+        # Keep the torchvision-layout network InceptionV3 builds, to hook a layer by its name.
+        built = {}
+        make = inc.fid_inception_v3
+        inc.fid_inception_v3 = lambda: built.setdefault("net", make())
         model = inc.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+        captured = []
+        if "--spatial" in sys.argv:
+            hook = lambda module, inputs, output: captured.append(
+                output[:, :7].permute(0, 2, 3, 1).reshape(output.shape[0], -1).clone()
+            )
+            built["net"].Mixed_6d.branch1x1.register_forward_hook(hook)
         x = torch.from_numpy(np.load(images)).float()
         pools = []
         with torch.no_grad():
             for i in range(0, x.shape[0], batch):
                 pools.append(model(x[i : i + batch])[0].squeeze(3).squeeze(2))
         pool3 = torch.cat(pools)
-        np.savez(out, pool3=pool3.numpy(), logits=(pool3 @ sd["fc.weight"].T).numpy())
+        arrays = dict(pool3=pool3.numpy(), logits=(pool3 @ sd["fc.weight"].T).numpy())
+        if captured:
+            arrays["spatial"] = torch.cat(captured).numpy()
+        np.savez(out, **arrays)
     elif cmd == "frechet":
         a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
         t = time.perf_counter()
@@ -87,6 +109,16 @@ def main():
             kl = part * (np.log(part) - np.log(py))
             scores.append(np.exp(np.mean(np.sum(kl, axis=1))))
         print(json.dumps({"mean": float(np.mean(scores)), "std": float(np.std(scores))}))
+    elif cmd == "load":
+        from pytorch_fid.fid_score import compute_statistics_of_path
+
+        mu, sigma = compute_statistics_of_path(sys.argv[2], None, 1, 2048, "cpu")
+        f = np.load(sys.argv[2])
+        extra = {k: f[k].ravel().tolist() if k in f.files else None for k in ("mu_s", "sigma_s")}
+        print(json.dumps({"mu": mu.ravel().tolist(), "sigma": sigma.ravel().tolist(), **extra}))
+    elif cmd == "load-features":
+        a = np.load(sys.argv[2])["pool3"]
+        print(json.dumps({"dtype": str(a.dtype), "shape": list(a.shape), "values": a.astype(np.float64).ravel().tolist()}))
     elif cmd == "stats":
         f = np.load(sys.argv[2]).astype(np.float64)
         np.savez_compressed(sys.argv[3], mu=np.mean(f, axis=0), sigma=np.cov(f, rowvar=False))

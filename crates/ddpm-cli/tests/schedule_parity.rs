@@ -4,6 +4,12 @@
 //! - diffusers' DDPMScheduler (which keeps f32 arrays), to f32 precision.
 //!
 //! The first set runs through the `ddpm-schedule` command itself, as `cargo xtask schedule` does.
+//!
+//! The NumPy statement remains the oracle for what no published package computes:
+//! improved-diffusion's respacing ("50", "ddim25", "10,15,20" sections), the jsd and constant
+//! schedules, and f64 agreement to 1e-12. The schedules themselves also have published oracles:
+//! diffusers (below) and denoising-diffusion-pytorch (`denoising_diffusion_pytorch_oracle.rs`:
+//! linear with its 1000/T scaling, cosine, tables).
 
 use ddpm_core::{BetaSchedule, DiffusionConfig, GaussianDiffusion, ScheduleName};
 use ddpm_testkit::{NEEDS_VENV, f64s, max_rel_diff, run_json};

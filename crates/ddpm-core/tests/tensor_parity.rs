@@ -2,6 +2,14 @@
 //! improved-diffusion's p_mean_variance, training_losses, VLB terms, prior and calc_bpd_loop,
 //! in f64, for every mean parameterisation, variance type and loss; and against the f64
 //! element-wise API of `GaussianDiffusion`.
+//!
+//! The NumPy statement stays the oracle for what no published package computes: the
+//! discretized Gaussian decoder likelihood, the VLB terms, the prior term and `calc_bpd_loop`
+//! of improved-diffusion (not on PyPI; neither diffusers nor denoising-diffusion-pytorch
+//! computes them), and the learned / learned-range variances. q_sample, the posterior and
+//! L_simple (with min-SNR weights) also have a published oracle, denoising-diffusion-pytorch
+//! (`denoising_diffusion_pytorch_oracle.rs`, to its float32 tables); they are checked here too,
+//! in f64 to 1e-9.
 #![cfg(feature = "tch")]
 
 use ddpm_core::rng::SplitMix64;

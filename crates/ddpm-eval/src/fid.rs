@@ -6,7 +6,9 @@
 //! libtorch) instead of scipy's general `sqrtm`, several times faster and exact for singular
 //! covariances (negative round-off eigenvalues are clamped to 0).
 //!
-//! Statistics files are pytorch-fid's `.npz` (arrays `mu` and `sigma`), read and written.
+//! Statistics files are pytorch-fid's `.npz` (arrays `mu` and `sigma`), read and written; with
+//! sFID's spatial statistics they also hold `mu_s` and `sigma_s` (guided-diffusion's reference
+//! batches use the same four names), which pytorch-fid's loader ignores.
 
 use crate::error::{EvalError, Result};
 use ddpm_io::npy;
@@ -20,6 +22,9 @@ pub struct Stats {
     pub mu: Tensor,
     /// [d, d]
     pub sigma: Tensor,
+    /// Statistics of the same images' spatial features (sFID's, 2023-d), when computed; stored
+    /// as `mu_s`/`sigma_s`.
+    pub spatial: Option<Box<Stats>>,
 }
 
 impl Stats {
@@ -33,44 +38,85 @@ impl Stats {
         let mu = x.mean_dim([0i64].as_slice(), false, None::<Kind>);
         let c = &x - &mu;
         let sigma = c.tr().matmul(&c) / (n - 1) as f64;
-        Ok(Self { mu, sigma })
+        Ok(Self { mu, sigma, spatial: None })
+    }
+
+    /// Statistics of pool3 features [N, 2048] with those of the same images' spatial features [N, 2023].
+    pub fn from_features_with_spatial(pool3: &Tensor, spatial: &Tensor) -> Result<Self> {
+        if pool3.size()[0] != spatial.size()[0] {
+            return Err(EvalError::Samples(format!(
+                "{} pool3 and {} spatial feature vectors: they must come from the same images",
+                pool3.size()[0],
+                spatial.size()[0]
+            )));
+        }
+        Ok(Self::from_features(pool3)?.with_spatial(Self::from_features(spatial)?))
+    }
+
+    /// These statistics with `spatial` as their spatial statistics.
+    pub fn with_spatial(mut self, spatial: Stats) -> Self {
+        self.spatial = Some(Box::new(Stats { spatial: None, ..spatial }));
+        self
     }
 
     pub fn dim(&self) -> i64 {
         self.mu.size()[0]
     }
 
-    /// Writes `mu` and `sigma` as a pytorch-fid compatible `.npz` (atomically).
+    /// Writes `mu` and `sigma` (and `mu_s`, `sigma_s` with spatial statistics) as a pytorch-fid
+    /// compatible `.npz` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         let flat =
             |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).expect("f64");
         let shape = |t: &Tensor| t.size().iter().map(|&d| d as usize).collect::<Vec<_>>();
-        let (mu, sigma) = (flat(&self.mu), flat(&self.sigma));
-        let (ms, ss) = (shape(&self.mu), shape(&self.sigma));
-        npy::write_npz(path, &[("mu", &ms[..], &mu[..]), ("sigma", &ss[..], &sigma[..])], true)
+        let mut tensors = vec![("mu", &self.mu), ("sigma", &self.sigma)];
+        if let Some(sp) = &self.spatial {
+            tensors.extend([("mu_s", &sp.mu), ("sigma_s", &sp.sigma)]);
+        }
+        let data: Vec<(&str, Vec<usize>, Vec<f64>)> =
+            tensors.into_iter().map(|(n, t)| (n, shape(t), flat(t))).collect();
+        let arrays: Vec<(&str, &[usize], &[f64])> =
+            data.iter().map(|(n, sh, v)| (*n, &sh[..], &v[..])).collect();
+        npy::write_npz(path, &arrays, true)
             .map_err(|e| EvalError::Stats { path: path.into(), reason: e.reason })
     }
 
-    /// Reads a pytorch-fid `.npz` with `mu` [d] and `sigma` [d, d] (f32 or f64).
+    /// Reads a pytorch-fid `.npz` with `mu` [d] and `sigma` [d, d] (f32 or f64), and `mu_s`,
+    /// `sigma_s` as the spatial statistics when present (both or neither).
     pub fn load(path: &Path) -> Result<Self> {
         let bad = |reason: String| EvalError::Stats { path: path.into(), reason };
+        let names = npy::npz_names(path).map_err(|e| {
+            bad(format!("{} (expected pytorch-fid statistics with mu and sigma)", e.reason))
+        })?;
         let read = |name: &str| {
             npy::read::<f64>(path, Some(name)).map_err(|e| {
                 bad(format!("{} (expected pytorch-fid statistics with mu and sigma)", e.reason))
             })
         };
-        let (mu, sigma) = (read("mu")?, read("sigma")?);
-        let (ms, ss) = (&mu.shape, &sigma.shape);
-        if ms.len() != 1 || ss.len() != 2 || ss[0] != ms[0] || ss[1] != ms[0] {
-            return Err(bad(format!(
-                "mu has shape {ms:?} and sigma {ss:?}; expected [d] and [d, d]"
-            )));
+        let pair = |m: &str, s: &str| -> Result<Self> {
+            let (mu, sigma) = (read(m)?, read(s)?);
+            let (ms, ss) = (&mu.shape, &sigma.shape);
+            if ms.len() != 1 || ss.len() != 2 || ss[0] != ms[0] || ss[1] != ms[0] {
+                return Err(bad(format!(
+                    "{m} has shape {ms:?} and {s} {ss:?}; expected [d] and [d, d]"
+                )));
+            }
+            let d = ms[0] as i64;
+            Ok(Self {
+                mu: Tensor::from_slice(&mu.values),
+                sigma: Tensor::from_slice(&sigma.values).view([d, d]),
+                spatial: None,
+            })
+        };
+        let stats = pair("mu", "sigma")?;
+        let has = |name: &str| names.iter().any(|n| n == name);
+        match (has("mu_s"), has("sigma_s")) {
+            (true, true) => Ok(stats.with_spatial(pair("mu_s", "sigma_s")?)),
+            (false, false) => Ok(stats),
+            _ => Err(bad(
+                "has only one of mu_s and sigma_s (the spatial statistics need both)".into()
+            )),
         }
-        let d = ms[0] as i64;
-        Ok(Self {
-            mu: Tensor::from_slice(&mu.values),
-            sigma: Tensor::from_slice(&sigma.values).view([d, d]),
-        })
     }
 }
 
@@ -86,7 +132,22 @@ pub fn trace_sqrt_product(s1: &Tensor, s2: &Tensor) -> f64 {
     lambda.clamp_min(0.0).sqrt().sum(Kind::Double).double_value(&[])
 }
 
-/// The Frechet distance between two Gaussians given as statistics.
+/// sFID (Nash et al. 2021, arXiv:2103.03841, as guided-diffusion's evaluator computes it): the
+/// Frechet distance between the spatial statistics of `a` and `b`.
+pub fn spatial_frechet_distance(a: &Stats, b: &Stats) -> Result<f64> {
+    match (&a.spatial, &b.spatial) {
+        (Some(sa), Some(sb)) => frechet_distance(sa, sb),
+        (None, _) => Err(EvalError::Samples(
+            "sFID: the sample statistics have no spatial statistics (compute them with the spatial features)".into(),
+        )),
+        (_, None) => Err(EvalError::Samples(
+            "sFID: the reference statistics have no spatial statistics (mu_s, sigma_s): recompute the reference statistics with sFID enabled".into(),
+        )),
+    }
+}
+
+/// The Frechet distance between two Gaussians given as statistics (their pool3 statistics;
+/// spatial statistics are not looked at).
 pub fn frechet_distance(a: &Stats, b: &Stats) -> Result<f64> {
     if a.dim() != b.dim() {
         return Err(EvalError::Samples(format!(
@@ -112,10 +173,12 @@ mod tests {
         let a = Stats {
             mu: Tensor::from_slice(&[0.0f64, 1.0, 2.0]),
             sigma: Tensor::from_slice(&[1.0f64, 4.0, 9.0]).diag(0),
+            spatial: None,
         };
         let b = Stats {
             mu: Tensor::from_slice(&[1.0f64, 1.0, 0.0]),
             sigma: Tensor::from_slice(&[4.0f64, 1.0, 0.0]).diag(0),
+            spatial: None,
         };
         let want = (1.0 + 0.0 + 4.0) + (14.0 + 5.0) - 2.0 * (2.0 + 2.0 + 0.0);
         assert!((frechet_distance(&a, &b).unwrap() - want).abs() < 1e-12);
@@ -132,6 +195,21 @@ mod tests {
         s.save(&p).unwrap();
         let r = Stats::load(&p).unwrap();
         assert!(r.mu.equal(&s.mu) && r.sigma.equal(&s.sigma));
+        assert!(r.spatial.is_none());
+        // With spatial statistics: all four arrays come back.
+        let sp = Tensor::arange(30, (Kind::Double, Device::Cpu)).cos().view([10, 3]);
+        let s2 = Stats::from_features_with_spatial(&x, &sp).unwrap();
+        s2.save(&p).unwrap();
+        let r2 = Stats::load(&p).unwrap();
+        let (a, b) = (r2.spatial.as_ref().unwrap(), s2.spatial.as_ref().unwrap());
+        assert!(r2.mu.equal(&s2.mu) && a.mu.equal(&b.mu) && a.sigma.equal(&b.sigma));
+        assert_eq!(a.sigma.size(), [3, 3]);
+        let d = spatial_frechet_distance(&r2, &s2).unwrap();
+        // The 3-d covariance has rank 2 (cos x + cos(x + 2) = 2 cos 1 cos(x + 1)): sqrt of a zero
+        // eigenvalue turns round-off into ~1e-8.
+        assert!(d.abs() < 1e-6, "{d}");
+        let e = spatial_frechet_distance(&r2, &r).unwrap_err().to_string();
+        assert!(e.contains("reference") && e.contains("mu_s"), "{e}");
         std::fs::write(&p, b"junk").unwrap();
         assert!(Stats::load(&p).unwrap_err().to_string().contains("s.npz"));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -7,6 +7,35 @@
 //!
 //! Input handling is pytorch-fid's: images in [0, 1], resized bilinearly to 299x299
 //! (align_corners false, no antialiasing; identity at 299), then scaled to [-1, 1].
+//!
+//! # sFID's spatial features: which layer `mixed_6/conv:0` is
+//!
+//! guided-diffusion's `evaluations/evaluator.py` (openai/guided-diffusion) computes sFID from
+//! `FID_SPATIAL_NAME = "mixed_6/conv:0"` of the TF graph `classify_image_graph_def.pb`
+//! (inception-2015-12-05, the graph pytorch-fid's weights were converted from), keeps
+//! `spatial[..., :7]` and flattens each image with `reshape([N, -1])`. In that graph:
+//! - blocks are named `mixed, mixed_1, ..., mixed_10`: `mixed..mixed_2` are the 35x35 blocks
+//!   Mixed_5b-5d, `mixed_3` the grid reduction Mixed_6a, `mixed_4..mixed_7` the four 17x17
+//!   blocks Mixed_6b-6e, so `mixed_6` is **Mixed_6d** (a weight converter from that graph to
+//!   pytorch-fid's keys maps `mixed_6/conv/conv2d_params` to `Mixed_6d.branch1x1.conv` and
+//!   `mixed_6/conv/batchnorm` to `Mixed_6d.branch1x1.bn`; a dump of the graph's conv units
+//!   lists `mixed_6/conv` first in `mixed_6`, before `mixed_6/tower/conv..conv_2` (the 7x7 branch),
+//!   `mixed_6/tower_1/conv..conv_4` (the double 7x7 branch) and `mixed_6/tower_2/pool`, `/conv`);
+//! - a conv unit `X` is the op sequence `X/conv2d_params` (Const), `X/Conv2D`,
+//!   `X/batchnorm/{beta,gamma,moving_mean,moving_variance}`, `X/batchnorm`
+//!   (BatchNormWithGlobalNormalization), `X/CheckNumerics`, `X/control_dependency`, and last
+//!   the op named `X` itself (the graph's node list, e.g. `conv/Conv2D, conv/batchnorm,
+//!   conv/CheckNumerics, conv/control_dependency, conv, conv_1/conv2d_params, ...`). The pool
+//!   units end the same way (`pool/CheckNumerics, pool/control_dependency, pool`, where `pool`
+//!   is the MaxPool). The only op after the batch norm that is not an identity is the one
+//!   named `X`: the unit's ReLU (pytorch-fid's BasicConv2d, conv -> bn -> relu, reproduces
+//!   this graph's pool_3, so every unit ends in its ReLU).
+//!
+//! So `mixed_6/conv:0` is the output of `Mixed_6d.branch1x1` **after its batch norm and ReLU**
+//! (17x17x192, NHWC in TF). The spatial features are its first 7 channels flattened in NHWC
+//! order, index (h * 17 + w) * 7 + c: 2023 values per image ([`InceptionOutput::spatial`]).
+//! `tests/inception_parity.rs` checks them against a forward hook on pytorch-fid's
+//! `Mixed_6d.branch1x1`.
 
 use crate::error::{EvalError, Result};
 use ddpm_nets::tensorfile::{TensorFile, load_varstore};
@@ -253,9 +282,14 @@ pub struct InceptionOutput {
     pub pool3: Tensor,
     /// pool3 . fc.weight^T, 1008-way (Inception Score; the bias is not used, as in the TF original).
     pub logits: Tensor,
-    /// First 7 channels of Mixed_6d.branch1x1, flattened: 17 x 17 x 7 = 2023 features (sFID).
-    pub spatial: Tensor,
+    /// sFID's spatial features when asked for ([`FidInception::forward_with_spatial`]): the first
+    /// 7 channels of Mixed_6d.branch1x1 (after BN and ReLU) flattened in TF's NHWC order,
+    /// 17 x 17 x 7 = 2023 per image (see the module doc).
+    pub spatial: Option<Tensor>,
 }
+
+/// Dimension of sFID's spatial features: 17 x 17 x 7.
+pub const SPATIAL_DIM: i64 = 17 * 17 * 7;
 
 /// pytorch-fid's FID Inception-v3.
 #[derive(Debug)]
@@ -320,11 +354,17 @@ impl FidInception {
         Ok(net)
     }
 
-    /// Features of a batch of images in [0, 1].
+    /// pool3 and logits of a batch of images in [0, 1] (no spatial features).
     ///
     /// # Shapes
     /// - `images`: [B, 3, H, W] float in [0, 1] (any H, W; resized to 299)
     pub fn forward(&self, images: &Tensor) -> InceptionOutput {
+        self.forward_with_spatial(images, false)
+    }
+
+    /// As [`Self::forward`], and sFID's spatial features [B, 2023] when `spatial` is true
+    /// (the FID path takes no copy of them when false).
+    pub fn forward_with_spatial(&self, images: &Tensor, spatial: bool) -> InceptionOutput {
         let _g = tch::no_grad_guard();
         let (_, c, h, w) = images.size4().expect("images are 4-D");
         assert_eq!(c, 3, "the Inception network takes 3-channel images");
@@ -345,17 +385,19 @@ impl FidInception {
             x = b.forward(&x);
         }
         x = self.mixed_6a.forward(&x);
-        let mut spatial = Tensor::new();
+        let mut spatial_features = None;
         for (i, b) in self.mixed_6.iter().enumerate() {
             let (y, branch1x1) = b.forward(&x);
-            if i == 2 {
-                spatial = branch1x1.narrow(1, 0, 7).flatten(1, -1);
+            // Mixed_6d is TF's mixed_6; [B, 7, 17, 17] -> NHWC -> [B, 2023] as the evaluator flattens.
+            if i == 2 && spatial {
+                let first7 = branch1x1.narrow(1, 0, 7).permute([0, 2, 3, 1]);
+                spatial_features = Some(first7.flatten(1, -1));
             }
             x = y;
         }
         x = self.mixed_7c.forward(&self.mixed_7b.forward(&self.mixed_7a.forward(&x)));
         let pool3 = x.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         let logits = pool3.matmul(&self.fc_weight.tr());
-        InceptionOutput { pool3, logits, spatial }
+        InceptionOutput { pool3, logits, spatial: spatial_features }
     }
 }

@@ -5,22 +5,27 @@
 //! distance in f64 through symmetric eigendecompositions; pytorch-fid compatible statistics
 //! files; NLL in bits/dim from the full variational bound; and, for the embedded data sets
 //! where Inception makes no sense, a digit-classifier Frechet distance and a sliced
-//! Wasserstein distance for 2-D points.
+//! Wasserstein distance for 2-D points. sFID and precision/recall follow guided-diffusion's
+//! evaluator ([`metrics`] computes a selection of them from one Inception pass).
 
 pub mod digits_classifier;
 pub mod distance2d;
 pub mod error;
+pub mod feature_file;
 pub mod features;
 pub mod fid;
 pub mod images;
 pub mod inception;
 pub mod inception_score;
+pub mod metrics;
 pub mod nll;
+pub mod precision_recall;
 pub mod protocol;
 
 pub use error::{EvalError, Result};
-pub use fid::{Stats, frechet_distance};
+pub use fid::{Stats, frechet_distance, spatial_frechet_distance};
 pub use inception::FidInception;
+pub use metrics::{MetricValues, Metrics, Reference, compute_metrics, reference_from_images};
 
 /// Hex SHA-256 of a file (recorded in results so that protocols can be compared).
 pub fn sha256_file(path: &std::path::Path) -> Result<String> {

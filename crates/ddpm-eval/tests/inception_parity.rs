@@ -89,6 +89,50 @@ fn features_and_logits_match_pytorch_fid_at_batch_sizes_1_and_7() {
     assert!(rel(&f.pool3, &read(&out, "pool3")) <= 1e-4);
 }
 
+/// sFID's features: the first 7 channels of Mixed_6d.branch1x1 after its BN and ReLU (TF's
+/// `mixed_6/conv:0`, see `ddpm_eval::inception`), NHWC-flattened, against a forward hook on that
+/// module of pytorch-fid's network with the same random weights.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn spatial_features_match_a_hook_on_pytorch_fids_mixed_6d_branch1x1() {
+    let dir = temp_dir("spatial");
+    let converted = weights(&dir);
+    let net = FidInception::load(&converted, Device::Cpu).unwrap();
+    let w = dir.join("w.pth");
+    let x = images(5, 40);
+    let img_path = dir.join("x.npy");
+    npy::write_npy(&img_path, &[5, 3, 40, 40], &Vec::<f32>::try_from(x.flatten(0, -1)).unwrap())
+        .unwrap();
+    let out = dir.join("s.npz");
+    run_script(
+        "ref_fid.py",
+        &[
+            "features",
+            w.to_str().unwrap(),
+            img_path.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--spatial",
+        ],
+    );
+    let f = ddpm_eval::features::inception_features_with_spatial(&net, &x, 2, true, &mut |_| {});
+    let ours = f.spatial.expect("spatial features were asked for");
+    let theirs = read(&out, "spatial");
+    assert_eq!(ours.size(), [5, ddpm_eval::inception::SPATIAL_DIM]);
+    assert_eq!(theirs.size(), [5, 2023]);
+    let d = rel(&ours, &theirs);
+    eprintln!("spatial features: max |ours - pytorch-fid| / max |pytorch-fid| = {d:e}");
+    assert!(d <= 1e-4, "spatial relative difference {d:e}");
+    // After the ReLU: non-negative, and not all zero.
+    assert!(ours.min().double_value(&[]) >= 0.0);
+    assert!(theirs.std(true).double_value(&[]) > 1e-3, "features are not degenerate");
+    // Asking for them changes nothing else; not asking gives none.
+    let plain = ddpm_eval::features::inception_features(&net, &x, 2, &mut |_| {});
+    assert!(plain.spatial.is_none());
+    assert!(plain.pool3.equal(&f.pool3) && plain.logits.equal(&f.logits));
+}
+
 /// Feature sets shaped like Inception's (non-negative, correlated, 2048-d) with fewer samples
 /// than dimensions (singular covariances) and more (full rank).
 fn feature_set(n: i64, d: i64, seed: i64, shift: f64) -> Tensor {
@@ -147,6 +191,41 @@ fn statistics_files_interoperate_with_pytorch_fid() {
         &["frechet", ours_path.to_str().unwrap(), theirs_path.to_str().unwrap()],
     );
     assert!(d["fid"].as_f64().unwrap().abs() < 1e-6);
+}
+
+/// A statistics file with spatial statistics: pytorch-fid's own loader still reads `mu` and
+/// `sigma` from it, and NumPy finds `mu_s`/`sigma_s` where guided-diffusion's evaluator looks.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn statistics_with_spatial_statistics_stay_readable_by_pytorch_fid() {
+    let dir = temp_dir("stats-spatial");
+    let (pool, spatial) = (feature_set(40, 16, 5, 0.0), feature_set(40, 6, 6, 0.1));
+    let ours = Stats::from_features_with_spatial(&pool, &spatial).unwrap();
+    let path = dir.join("ref.npz");
+    ours.save(&path).unwrap();
+    let theirs = run_json("ref_fid.py", &["load", path.to_str().unwrap()]);
+    let flat = |t: &Tensor| Vec::<f64>::try_from(t.flatten(0, -1)).unwrap();
+    let sp = ours.spatial.as_ref().unwrap();
+    for (key, want) in
+        [("mu", &ours.mu), ("sigma", &ours.sigma), ("mu_s", &sp.mu), ("sigma_s", &sp.sigma)]
+    {
+        assert_eq!(ddpm_testkit::f64s(&theirs[key]), flat(want), "{key}");
+    }
+    // Without spatial statistics there is no mu_s.
+    Stats::from_features(&pool).unwrap().save(&path).unwrap();
+    let theirs = run_json("ref_fid.py", &["load", path.to_str().unwrap()]);
+    assert!(theirs["mu_s"].is_null() && theirs["sigma"].is_array());
+    // The reference-features file is a float16 array NumPy reads as such.
+    let fpath = dir.join("features.npz");
+    ddpm_eval::feature_file::save_features(&fpath, &pool).unwrap();
+    let theirs = run_json("ref_fid.py", &["load-features", fpath.to_str().unwrap()]);
+    assert_eq!(theirs["dtype"], "float16");
+    assert_eq!(theirs["shape"], serde_json::json!([40, 16]));
+    let half = pool.to_kind(Kind::Half).to_kind(Kind::Double);
+    assert_eq!(ddpm_testkit::f64s(&theirs["values"]), flat(&half));
+    assert!(
+        ddpm_eval::feature_file::load_features(&fpath).unwrap().to_kind(Kind::Double).equal(&half)
+    );
 }
 
 #[test]
@@ -208,6 +287,7 @@ fn statistics_of_the_wrong_shape_are_refused() {
     let s = Stats {
         mu: Tensor::zeros([3], (Kind::Double, Device::Cpu)),
         sigma: Tensor::zeros([2, 2], (Kind::Double, Device::Cpu)),
+        spatial: None,
     };
     let p = dir.join("bad.npz");
     s.save(&p).unwrap();
@@ -216,10 +296,12 @@ fn statistics_of_the_wrong_shape_are_refused() {
     let ok = Stats {
         mu: Tensor::zeros([3], (Kind::Double, Device::Cpu)),
         sigma: Tensor::eye(3, (Kind::Double, Device::Cpu)),
+        spatial: None,
     };
     let other = Stats {
         mu: Tensor::zeros([4], (Kind::Double, Device::Cpu)),
         sigma: Tensor::eye(4, (Kind::Double, Device::Cpu)),
+        spatial: None,
     };
     assert!(frechet_distance(&ok, &other).unwrap_err().to_string().contains("3 and 4"));
 }

@@ -1,7 +1,9 @@
 //! NLL in bits/dim against an independent computation: a small diffusers UNet2DModel with random
 //! weights and T = 20, imported into our UNet; our bound over two 8-bit images equals
 //! `scripts/ref_nll.py`'s (the same network in diffusers, the Gaussian math in NumPy f64) for the
-//! same per-step noise.
+//! same per-step noise. The NumPy half stays because no published package computes
+//! improved-diffusion's full bound (discretized decoder, VLB terms, prior) outside that
+//! code base, which is not on PyPI.
 
 use ddpm_io::npy;
 use ddpm_run::{RunDir, load_model};

@@ -1,7 +1,7 @@
 //! NumPy arrays on disk: `.npy` (format versions 1.0, 2.0 and 3.0 read; 1.0 written, 2.0 when
-//! the header needs it) and `.npz` (a zip of `.npy` entries), little-endian f32 and f64 in C
+//! the header needs it) and `.npz` (a zip of `.npy` entries), little-endian f16, f32 and f64 in C
 //! order — what `np.save`/`np.savez` write for float arrays and what pytorch-fid's statistics
-//! files hold. Either float type is read as either (f64 -> f32 rounds). Large arrays are
+//! files hold. Any float type is read as any other (narrowing rounds to nearest). Large arrays are
 //! streamed into an `.npz` entry by [`NpzWriter`], so memory does not grow with the array.
 //!
 //! Every malformed input (a short file, a truncated header of any version, a header without a
@@ -27,7 +27,7 @@ fn err(path: &Path, reason: impl Into<String>) -> NpyError {
 
 /// A float element type of `.npy` files.
 pub trait Element: Copy + Default + 'static {
-    /// NumPy's `descr` of the little-endian type: `<f4` or `<f8`.
+    /// NumPy's `descr` of the little-endian type: `<f2`, `<f4` or `<f8`.
     const DESCR: &'static str;
     const SIZE: usize;
     fn write_le(self, out: &mut Vec<u8>);
@@ -60,6 +60,20 @@ impl Element for f64 {
     }
     fn from_f32(v: f32) -> Self {
         v as f64
+    }
+}
+
+impl Element for half::f16 {
+    const DESCR: &'static str = "<f2";
+    const SIZE: usize = 2;
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn from_f64(v: f64) -> Self {
+        half::f16::from_f64(v)
+    }
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
     }
 }
 
@@ -163,7 +177,12 @@ pub fn parse<T: Element>(bytes: &[u8], origin: &Path) -> Result<Array<T>, NpyErr
             Ok(&data[..want])
         }
     };
-    let values = if header.contains("'<f4'") {
+    let values = if header.contains("'<f2'") {
+        need(2)?
+            .chunks_exact(2)
+            .map(|c| T::from_f32(half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
+            .collect()
+    } else if header.contains("'<f4'") {
         need(4)?
             .chunks_exact(4)
             .map(|c| T::from_f32(f32::from_le_bytes(c.try_into().unwrap())))
@@ -174,7 +193,7 @@ pub fn parse<T: Element>(bytes: &[u8], origin: &Path) -> Result<Array<T>, NpyErr
             .map(|c| T::from_f64(f64::from_le_bytes(c.try_into().unwrap())))
             .collect()
     } else {
-        return Err(err(origin, "only little-endian float32 and float64 arrays are read"));
+        return Err(err(origin, "only little-endian float16, float32 and float64 arrays are read"));
     };
     Ok(Array { shape, values })
 }
@@ -377,6 +396,19 @@ mod tests {
         assert!(e.contains("s.npz") && e.contains("2 arrays"), "{e}");
         let e = read::<f32>(&z, Some("noise")).unwrap_err().to_string();
         assert!(e.contains("no array \"noise\""), "{e}");
+    }
+
+    #[test]
+    fn float16_arrays_round_to_nearest_and_read_back() {
+        let d = dir("f16");
+        let p = d.join("h.npz");
+        let v = [0.1f32, -2.5, 65504.0, 1e-8];
+        let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        write_npz(&p, &[("pool3", &[2, 2][..], &h[..])], false).unwrap();
+        let r: Array<f32> = read(&p, Some("pool3")).unwrap();
+        assert_eq!(r.values, h.iter().map(|x| x.to_f32()).collect::<Vec<_>>());
+        assert_eq!(r.values[1], -2.5);
+        assert!((r.values[0] - 0.1).abs() < 1e-4);
     }
 
     #[test]

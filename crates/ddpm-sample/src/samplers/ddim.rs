@@ -46,6 +46,21 @@ pub fn sample(
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
     let kept = timesteps(process.num_timesteps(), opts.steps, opts.skip);
+    sample_at(&kept, opts, process, model, x_t, noise, progress)
+}
+
+/// DDIM over given kept timesteps (ascending, `opts.steps` and `opts.skip` unused): the
+/// placement of another code base, e.g. denoising-diffusion-pytorch's
+/// `linspace(-1, T-1, S+1)` steps, for oracle comparisons.
+pub fn sample_at(
+    kept: &[usize],
+    opts: &SamplerOptions,
+    process: &TensorDiffusion,
+    model: &mut ModelFn,
+    x_t: Tensor,
+    noise: &mut ImageNoise,
+    progress: &mut dyn FnMut(usize),
+) -> Tensor {
     let ac = &process.diffusion.alphas_cumprod;
     let batch = x_t.size()[0];
     let mut x = x_t;

@@ -1,0 +1,319 @@
+//! The sample-quality measures papers report side by side (guided-diffusion's evaluator: FID,
+//! sFID, precision, recall, Inception Score), chosen by a `--metrics fid,is,sfid,pr` selection
+//! and computed from one Inception pass over the samples:
+//! - `fid`: Frechet distance of pool3 statistics ([`crate::fid`]);
+//! - `is`: Inception Score, 10 splits ([`crate::inception_score`]);
+//! - `sfid`: Frechet distance of the spatial statistics (Mixed_6d.branch1x1[:7], 2023-d,
+//!   [`crate::inception`]); the reference statistics must carry `mu_s`/`sigma_s`;
+//! - `pr`: precision and recall, k = 3 ([`crate::precision_recall`]); needs the reference's
+//!   pool3 features ([`crate::feature_file`]).
+
+use crate::error::{EvalError, Result};
+use crate::features::{Features, inception_features_with_spatial};
+use crate::fid::{Stats, frechet_distance, spatial_frechet_distance};
+use crate::inception::FidInception;
+use crate::inception_score::inception_score;
+use crate::precision_recall::{ManifoldConfig, precision_recall};
+use std::path::Path;
+use tch::{Device, Tensor};
+
+/// Which measures to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metrics {
+    pub fid: bool,
+    pub is: bool,
+    pub sfid: bool,
+    pub pr: bool,
+}
+
+impl Default for Metrics {
+    /// FID and IS, what the evaluator reported before sFID and precision/recall existed.
+    fn default() -> Self {
+        Self { fid: true, is: true, sfid: false, pr: false }
+    }
+}
+
+/// The names `--metrics` takes, in their canonical order.
+pub const METRIC_NAMES: [&str; 4] = ["fid", "is", "sfid", "pr"];
+
+impl std::str::FromStr for Metrics {
+    type Err = EvalError;
+
+    /// A comma-separated list of `fid`, `is`, `sfid`, `pr` (any order, case-insensitive).
+    fn from_str(s: &str) -> Result<Self> {
+        let mut m = Metrics { fid: false, is: false, sfid: false, pr: false };
+        for name in s.split(',').map(str::trim) {
+            match name.to_ascii_lowercase().as_str() {
+                "fid" => m.fid = true,
+                "is" => m.is = true,
+                "sfid" => m.sfid = true,
+                "pr" => m.pr = true,
+                _ => {
+                    return Err(EvalError::Samples(format!(
+                        "--metrics: unknown metric {name:?} in {s:?}; expected a comma-separated list of fid, is, sfid, pr"
+                    )));
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+impl std::fmt::Display for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = [self.fid, self.is, self.sfid, self.pr];
+        let names: Vec<&str> =
+            METRIC_NAMES.iter().zip(on).filter(|(_, b)| *b).map(|(n, _)| *n).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl Metrics {
+    /// Whether the Inception pass must keep the spatial features.
+    pub fn needs_spatial(&self) -> bool {
+        self.sfid
+    }
+}
+
+/// The reference side: statistics (with spatial statistics for sFID) and pool3 features (for
+/// precision/recall), each present when the selected metrics need it.
+#[derive(Debug, Default)]
+pub struct Reference {
+    pub stats: Option<Stats>,
+    /// [N, 2048], f32.
+    pub features: Option<Tensor>,
+}
+
+impl Reference {
+    /// Reads a statistics `.npz` (pytorch-fid's, optionally with `mu_s`/`sigma_s`) and, when
+    /// given, a features `.npz` ([`crate::feature_file`]).
+    pub fn load(stats: Option<&Path>, features: Option<&Path>) -> Result<Self> {
+        Ok(Self {
+            stats: stats.map(Stats::load).transpose()?,
+            features: features.map(crate::feature_file::load_features).transpose()?,
+        })
+    }
+
+    /// Writes the statistics and, when present and a path is given, the features.
+    pub fn save(&self, stats: &Path, features: Option<&Path>) -> Result<()> {
+        if let Some(s) = &self.stats {
+            s.save(stats)?;
+        }
+        if let (Some(f), Some(path)) = (&self.features, features) {
+            crate::feature_file::save_features(path, f)?;
+        }
+        Ok(())
+    }
+
+    /// The reference for `metrics` from features of the reference images: statistics (spatial
+    /// ones when `metrics.sfid`, which needs `features.spatial`) and the pool3 features when
+    /// `metrics.pr`.
+    pub fn from_features(features: Features, metrics: Metrics) -> Result<Self> {
+        let stats = match (&features.spatial, metrics.sfid) {
+            (Some(sp), true) => Stats::from_features_with_spatial(&features.pool3, sp)?,
+            (None, true) => {
+                return Err(EvalError::Samples(
+                    "sFID statistics need the spatial features of the reference images".into(),
+                ));
+            }
+            (_, false) => Stats::from_features(&features.pool3)?,
+        };
+        Ok(Self { stats: Some(stats), features: metrics.pr.then_some(features.pool3) })
+    }
+
+    /// Checks that this reference has what `metrics` need; the error says what is missing.
+    pub fn check(&self, metrics: Metrics) -> Result<()> {
+        let missing = |what: &str| Err(EvalError::Samples(what.into()));
+        if (metrics.fid || metrics.sfid) && self.stats.is_none() {
+            return missing("FID/sFID need reference statistics (an .npz with mu and sigma)");
+        }
+        if metrics.sfid && self.stats.as_ref().is_some_and(|s| s.spatial.is_none()) {
+            return missing(
+                "sFID needs spatial reference statistics (mu_s, sigma_s in the statistics .npz): recompute the reference statistics with sfid among the metrics",
+            );
+        }
+        if metrics.pr && self.features.is_none() {
+            return missing(
+                "precision/recall need the reference's pool3 features (a features .npz): recompute the reference statistics with pr among the metrics",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What [`compute_metrics`] measured; a field is `None` when its metric was not selected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricValues {
+    pub fid: Option<f64>,
+    pub is_mean: Option<f64>,
+    pub is_std: Option<f64>,
+    pub sfid: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+}
+
+/// The selected metrics from the samples' Inception features and a reference; precision and
+/// recall run on `device` (the features are moved there).
+pub fn metrics_from_features(
+    samples: &Features,
+    reference: &Reference,
+    metrics: Metrics,
+    manifold: &ManifoldConfig,
+    device: Device,
+) -> Result<MetricValues> {
+    reference.check(metrics)?;
+    let mut out = MetricValues::default();
+    let needs_stats = metrics.fid || metrics.sfid;
+    let sample_stats = if needs_stats {
+        Some(match (&samples.spatial, metrics.sfid) {
+            (Some(sp), true) => Stats::from_features_with_spatial(&samples.pool3, sp)?,
+            (None, true) => {
+                return Err(EvalError::Samples(
+                    "sFID needs the samples' spatial features (run the Inception pass with them)"
+                        .into(),
+                ));
+            }
+            (_, false) => Stats::from_features(&samples.pool3)?,
+        })
+    } else {
+        None
+    };
+    if let (Some(s), Some(r)) = (&sample_stats, &reference.stats) {
+        if metrics.fid {
+            out.fid = Some(frechet_distance(s, r)?);
+        }
+        if metrics.sfid {
+            out.sfid = Some(spatial_frechet_distance(s, r)?);
+        }
+    }
+    if metrics.is {
+        let (m, s) = inception_score(&samples.logits, 10);
+        (out.is_mean, out.is_std) = (Some(m), Some(s));
+    }
+    if metrics.pr {
+        let reference_features = reference.features.as_ref().expect("checked above");
+        let pr = precision_recall(
+            &reference_features.to_device(device),
+            &samples.pool3.to_device(device),
+            manifold,
+        )?;
+        (out.precision, out.recall) = (Some(pr.precision), Some(pr.recall));
+    }
+    Ok(out)
+}
+
+/// One Inception pass over `samples` [N, C, H, W] in [0, 1] (spatial features only when sFID is
+/// selected), then every selected metric against `reference`, precision/recall on the
+/// network's device with the evaluator's settings. Returns the values and the features.
+pub fn compute_metrics(
+    net: &FidInception,
+    samples: &Tensor,
+    batch: usize,
+    reference: &Reference,
+    metrics: Metrics,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(MetricValues, Features)> {
+    // Fail before the (long) Inception pass when the reference cannot serve the selection.
+    reference.check(metrics)?;
+    let features =
+        inception_features_with_spatial(net, samples, batch, metrics.needs_spatial(), progress);
+    let values = metrics_from_features(
+        &features,
+        reference,
+        metrics,
+        &ManifoldConfig::default(),
+        net.vs.device(),
+    )?;
+    Ok((values, features))
+}
+
+/// The reference for `metrics` from reference images [N, C, H, W] in [0, 1]: one Inception pass
+/// (what `fid-stats` computes; save it with [`Reference::save`]).
+pub fn reference_from_images(
+    net: &FidInception,
+    images: &Tensor,
+    batch: usize,
+    metrics: Metrics,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Reference> {
+    let features =
+        inception_features_with_spatial(net, images, batch, metrics.needs_spatial(), progress);
+    Reference::from_features(features, metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    #[test]
+    fn metric_lists_parse_and_print_canonically() {
+        let m: Metrics = "pr, SFID,fid".parse().unwrap();
+        assert_eq!(m, Metrics { fid: true, is: false, sfid: true, pr: true });
+        assert_eq!(m.to_string(), "fid,sfid,pr");
+        assert_eq!("fid,is,sfid,pr".parse::<Metrics>().unwrap().to_string(), "fid,is,sfid,pr");
+        assert_eq!(Metrics::default().to_string(), "fid,is");
+        let e = "fid,kid".parse::<Metrics>().unwrap_err().to_string();
+        assert!(e.contains("\"kid\"") && e.contains("fid, is, sfid, pr"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        assert!("".parse::<Metrics>().is_err());
+    }
+
+    fn feats(n: i64, seed: i64) -> Features {
+        let _g = ddpm_nets::torch_rng_lock();
+        tch::manual_seed(seed);
+        let opts = (Kind::Float, Device::Cpu);
+        Features {
+            pool3: Tensor::randn([n, 16], opts).relu(),
+            logits: Tensor::randn([n, 1008], opts),
+            spatial: Some(Tensor::randn([n, 6], opts).relu()),
+        }
+    }
+
+    #[test]
+    fn every_selected_metric_is_computed_from_one_feature_set() {
+        let reference =
+            Reference::from_features(feats(60, 1), "fid,sfid,pr".parse().unwrap()).unwrap();
+        assert!(
+            reference.stats.as_ref().unwrap().spatial.is_some() && reference.features.is_some()
+        );
+        let s = feats(50, 2);
+        let all: Metrics = "fid,is,sfid,pr".parse().unwrap();
+        let v = metrics_from_features(&s, &reference, all, &ManifoldConfig::default(), Device::Cpu)
+            .unwrap();
+        let stats =
+            Stats::from_features_with_spatial(&s.pool3, s.spatial.as_ref().unwrap()).unwrap();
+        let r = reference.stats.as_ref().unwrap();
+        assert_eq!(v.fid, Some(frechet_distance(&stats, r).unwrap()));
+        assert_eq!(v.sfid, Some(spatial_frechet_distance(&stats, r).unwrap()));
+        assert!(v.sfid != v.fid && v.sfid.unwrap() > 0.0);
+        assert_eq!(v.is_mean, Some(inception_score(&s.logits, 10).0));
+        let pr =
+            precision_recall(reference.features.as_ref().unwrap(), &s.pool3, &Default::default())
+                .unwrap();
+        assert_eq!((v.precision, v.recall), (Some(pr.precision), Some(pr.recall)));
+        // Only what was asked for.
+        let v = metrics_from_features(
+            &s,
+            &reference,
+            "is".parse().unwrap(),
+            &Default::default(),
+            Device::Cpu,
+        )
+        .unwrap();
+        assert!(
+            v.fid.is_none() && v.sfid.is_none() && v.precision.is_none() && v.is_mean.is_some()
+        );
+    }
+
+    #[test]
+    fn a_reference_without_what_a_metric_needs_is_refused_by_name() {
+        let plain = Reference::from_features(feats(30, 3), Metrics::default()).unwrap();
+        assert!(plain.features.is_none());
+        let e = plain.check("sfid".parse().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("mu_s"), "{e}");
+        let e = plain.check("pr".parse().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("features"), "{e}");
+        assert!(Reference::default().check(Metrics::default()).is_err());
+    }
+}
