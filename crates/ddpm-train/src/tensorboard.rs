@@ -17,8 +17,9 @@
 //! unbuffered file, so a reader polling the file sees each logging interval as soon as it is
 //! written, and a crash can cut at most the last record short (the reader stops there). A
 //! writer never appends to an existing file: a resumed run starts a new file, opened with a
-//! `SessionLog START` event at the resumed step, on which TensorBoard drops the points that the
-//! interrupted run logged after its last checkpoint.
+//! `SessionLog START` event just past the checkpoint's step, on which TensorBoard drops the
+//! points that the interrupted run logged after that checkpoint (as `MetricsLog::open` drops
+//! its lines).
 
 use crate::eval_log::EvalLine;
 use crate::metrics::MetricsLine;
@@ -159,10 +160,11 @@ fn hostname() -> String {
 
 impl TbWriter {
     /// Starts a new event file `dir/events.out.tfevents.<time>.<host>` (a `.N` suffix if that
-    /// name is taken), writes the file-version event, and, when `start_step` > 0 (a resumed
-    /// run), a `SessionLog START` at that step so TensorBoard discards what an interrupted run
-    /// logged past it.
-    pub fn create(dir: &Path, start_step: u64) -> Result<Self, TbError> {
+    /// name is taken) and writes the file-version event. `resumed_from` is the step of the
+    /// checkpoint the run starts from (0 for a new run); when > 0, a `SessionLog START` at
+    /// step `resumed_from + 1` makes TensorBoard discard what an interrupted run logged after
+    /// that checkpoint (it keeps the points with smaller steps).
+    pub fn create(dir: &Path, resumed_from: u64) -> Result<Self, TbError> {
         std::fs::create_dir_all(dir).map_err(|source| TbError::Io { path: dir.into(), source })?;
         let secs = now() as u64;
         let base = format!("events.out.tfevents.{secs:010}.{}", hostname());
@@ -182,23 +184,23 @@ impl TbWriter {
             step: 0,
             what: Some(What::FileVersion("brain.Event:2".into())),
         })?;
-        if start_step > 0 {
+        if resumed_from > 0 {
             w.write_event(Event {
                 wall_time: now(),
-                step: start_step as i64,
+                step: resumed_from as i64 + 1,
                 what: Some(What::SessionLog(SessionLog {
                     status: SESSION_START,
                     checkpoint_path: String::new(),
-                    msg: format!("resumed at step {start_step}"),
+                    msg: format!("resumed from step {resumed_from}"),
                 })),
             })?;
         }
         Ok(w)
     }
 
-    /// Opens a writer in `<run_dir>/tb/`.
-    pub fn for_run(run_dir: &Path, start_step: u64) -> Result<Self, TbError> {
-        Self::create(&run_dir.join(TB_DIR), start_step)
+    /// Opens a writer in `<run_dir>/tb/` (see [`TbWriter::create`]).
+    pub fn for_run(run_dir: &Path, resumed_from: u64) -> Result<Self, TbError> {
+        Self::create(&run_dir.join(TB_DIR), resumed_from)
     }
 
     pub fn path(&self) -> &Path {
@@ -369,7 +371,7 @@ mod tests {
         let w = TbWriter::create(&dir, 1500).unwrap();
         let (events, _) = read_records(&std::fs::read(w.path()).unwrap());
         assert_eq!(events.len(), 2);
-        assert_eq!(events[1].step, 1500);
+        assert_eq!(events[1].step, 1501);
         let Some(What::SessionLog(l)) = &events[1].what else { panic!("{:?}", events[1]) };
         assert_eq!(l.status, SESSION_START);
         std::fs::remove_dir_all(&dir).unwrap();
