@@ -200,7 +200,6 @@ h1{font-size:26px;margin:8px 0 2px}h2{font-size:18px;margin:28px 0 10px;border-b
 .grids{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}\
 .grids figure{margin:0;background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:6px}\
 .grids img{display:block;image-rendering:pixelated;max-width:100%}\
-.grids figure.latest img{width:420px}.grids figure.earlier img{width:200px}\
 figcaption{font-size:13px;color:#444;text-align:center;margin-top:4px}\
 pre{background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:12px;font-size:12.5px;overflow:auto}\
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e2e2e2;padding:4px 10px;text-align:right}\
@@ -263,9 +262,7 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
         sub.push(format!("T = {}, {} betas", c.diffusion.steps, esc(&schedule)));
         sub.push(format!(
             "batch {}, lr {}, EMA {}",
-            c.optim.batch_size,
-            num(c.optim.lr),
-            c.optim.ema_decay
+            c.optim.batch_size, c.optim.lr, c.optim.ema_decay
         ));
     }
     let _ = write!(h, "<p class=\"sub\">{}</p>", sub.join(" · "));
@@ -356,9 +353,13 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
             };
             let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
             let class = if k == 0 { "latest" } else { "earlier" };
+            let width = match png_width(&bytes) {
+                Some(w) => format!(" width=\"{}\"", display_width(w, if k == 0 { 680 } else { 340 })),
+                None => String::new(),
+            };
             let _ = write!(
                 h,
-                "<figure class=\"{class}\"><img src=\"data:{mime};base64,{b64}\" alt=\"samples at step {}\">\
+                "<figure class=\"{class}\"><img src=\"data:{mime};base64,{b64}\"{width} alt=\"samples at step {}\">\
                  <figcaption>step {}{}</figcaption></figure>",
                 g.step,
                 g.step,
@@ -413,6 +414,23 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
     Ok(h)
 }
 
+/// The width of a PNG, from its header.
+fn png_width(bytes: &[u8]) -> Option<u32> {
+    use image::ImageDecoder;
+    let d = image::codecs::png::PngDecoder::new(std::io::Cursor::new(bytes)).ok()?;
+    Some(d.dimensions().0)
+}
+
+/// The largest width natural x k or natural / k (k integer) within `target`, so pixelated
+/// grids keep every cell and gutter the same size on screen.
+fn display_width(natural: u32, target: u32) -> u32 {
+    if natural <= target {
+        natural * (target / natural.max(1)).clamp(1, 4)
+    } else {
+        natural / natural.div_ceil(target)
+    }
+}
+
 /// Steps between the last two logged lines (the logging interval).
 fn step_gap(lines: &[MetricsLine]) -> u64 {
     match lines {
@@ -442,6 +460,15 @@ mod tests {
         assert_eq!(s.len(), 8);
         assert_eq!((s[0], s[7]), (0, 99));
         assert!(s.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn grids_are_shown_at_integer_scales() {
+        assert_eq!(display_width(662, 680), 662);
+        assert_eq!(display_width(662, 340), 331);
+        assert_eq!(display_width(266, 680), 532);
+        assert_eq!(display_width(100, 680), 400);
+        assert_eq!(display_width(2000, 680), 500);
     }
 
     #[test]
