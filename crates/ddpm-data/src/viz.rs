@@ -186,7 +186,11 @@ pub struct LinePlot {
 }
 
 impl LinePlot {
-    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
         Self {
             title: title.into(),
             x_label: x_label.into(),
@@ -296,8 +300,12 @@ impl LinePlot {
                 auto += 1;
                 COLORS[(auto - 1) % COLORS.len()].to_string()
             });
-            let screen: Vec<(f64, f64)> =
-                series.points.iter().filter(|p| self.drawable(p)).map(|&(x, y)| (sx(x), sy(y))).collect();
+            let screen: Vec<(f64, f64)> = series
+                .points
+                .iter()
+                .filter(|p| self.drawable(p))
+                .map(|&(x, y)| (sx(x), sy(y)))
+                .collect();
             let screen = decimate(&screen, pw as usize);
             let dash = if series.dashed { " stroke-dasharray=\"6 4\"" } else { "" };
             if screen.len() > 1 {
@@ -310,7 +318,8 @@ impl LinePlot {
             }
             if series.markers || screen.len() == 1 {
                 for (x, y) in &screen {
-                    let _ = write!(s, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\"/>");
+                    let _ =
+                        write!(s, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\"/>");
                 }
             }
             if legend {
@@ -410,6 +419,16 @@ pub struct ScatterRow {
     pub panels: Vec<ScatterPanel>,
 }
 
+/// The half-width L of a square scatter panel [-L, L]^2 showing `points`: the 99th percentile
+/// of max(|x|, |y|) plus 10 %, at least `min_limit`.
+pub fn axis_limit<'a>(points: impl Iterator<Item = &'a [f32; 2]>, min_limit: f64) -> f64 {
+    let mut mags: Vec<f64> =
+        points.map(|p| p[0].abs().max(p[1].abs()) as f64).filter(|v| v.is_finite()).collect();
+    mags.sort_by(f64::total_cmp);
+    let p99 = mags.get((mags.len() as f64 * 0.99) as usize).or(mags.last()).copied().unwrap_or(1.0);
+    (p99 * 1.1).max(min_limit)
+}
+
 /// The colour of [`Arrow`]s.
 pub const ARROW_COLOR: &str = "#1f4e99";
 
@@ -429,20 +448,11 @@ pub fn scatter_grid_svg(title: &str, rows: &[ScatterRow], min_limit: f64) -> Str
     let h = top + rows.len() as f64 * (caption_h + size + gap) + 28.0;
     let limits: Vec<f64> = (0..cols)
         .map(|c| {
-            let mut mags: Vec<f64> = rows
+            let pts = rows
                 .iter()
                 .filter_map(|r| r.panels.get(c))
-                .flat_map(|p| p.layers.iter().flat_map(|l| l.1.iter()))
-                .map(|p| p[0].abs().max(p[1].abs()) as f64)
-                .filter(|v| v.is_finite())
-                .collect();
-            mags.sort_by(f64::total_cmp);
-            let p99 = mags
-                .get((mags.len() as f64 * 0.99) as usize)
-                .or(mags.last())
-                .copied()
-                .unwrap_or(1.0);
-            (p99 * 1.1).max(min_limit)
+                .flat_map(|p| p.layers.iter().flat_map(|l| l.1.iter()));
+            axis_limit(pts, min_limit)
         })
         .collect();
     let mut s = String::new();
@@ -503,7 +513,7 @@ pub fn scatter_grid_svg(title: &str, rows: &[ScatterRow], min_limit: f64) -> Str
                 let (p, q) = (to_px([ax, ay]), to_px([bx, by]));
                 let (dx, dy) = (q.0 - p.0, q.1 - p.1);
                 let len = (dx * dx + dy * dy).sqrt();
-                if !(len.is_finite() && len > 0.5) || !(ax.abs() <= limit && ay.abs() <= limit) {
+                if !(len.is_finite() && len > 0.5 && ax.abs() <= limit && ay.abs() <= limit) {
                     continue;
                 }
                 // A head of 3 px at the tip, its base 60 % of the way along short arrows.
@@ -551,7 +561,7 @@ pub fn scatter_grid_svg(title: &str, rows: &[ScatterRow], min_limit: f64) -> Str
         let _ = write!(
             s,
             "<line x1=\"{lx}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{ARROW_COLOR}\" stroke-width=\"1.5\"/>\
-             <text x=\"{}\" y=\"{}\">reverse drift mu_theta(x_t, t) - x_t (scaled per panel)</text>",
+             <text x=\"{}\" y=\"{}\">reverse drift \u{3bc}_\u{3b8}(x_t, t) \u{2212} x_t, scaled per panel</text>",
             h - 16.0,
             lx + 14.0,
             h - 16.0,
@@ -609,7 +619,7 @@ mod tests {
         for y in 0..18 {
             for x in 0..18 {
                 let in_cell = |o: usize| (o % 8) >= 2 && o < 16;
-                let (cx, cy) = (x >= 2 && x < 16 && in_cell(x), y >= 2 && y < 16 && in_cell(y));
+                let (cx, cy) = (in_cell(x), in_cell(y));
                 let cell = if cx && cy { Some((y / 8) * 2 + x / 8) } else { None };
                 let want = match cell {
                     Some(0) => 0,
@@ -647,15 +657,20 @@ mod tests {
 
     /// The text of every `<text>` element.
     fn texts(svg: &str) -> Vec<String> {
-        svg.split("<text").skip(1).map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].to_string()).collect()
+        svg.split("<text")
+            .skip(1)
+            .map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].to_string())
+            .collect()
     }
 
     #[test]
     fn loss_plot_axes_read_round_numbers() {
         // The old loss plot read 5.000, 528, 1050 and 0.962, 0.202, 8.89e-3 on its axes.
         let steps: Vec<f64> = (1..=400).map(|i| 5.0 * i as f64).collect();
-        let loss: Vec<(f64, f64)> =
-            steps.iter().map(|&s| (s, 0.962 * (8.89e-3f64 / 0.962).powf((s - 5.0) / 1995.0))).collect();
+        let loss: Vec<(f64, f64)> = steps
+            .iter()
+            .map(|&s| (s, 0.962 * (8.89e-3f64 / 0.962).powf((s - 5.0) / 1995.0)))
+            .collect();
         let svg = LinePlot::new("training loss", "step", "loss")
             .log_y(true)
             .with(Series::new("loss", loss.clone()))
@@ -680,7 +695,7 @@ mod tests {
         let svg = LinePlot::new("t", "x", "y").with(Series::new("s", pts)).to_svg();
         let d = svg.split("points=\"").nth(1).unwrap();
         let n = d[..d.find('"').unwrap()].split(' ').count();
-        assert!(n <= 2 * 636 && n >= 600, "{n} points drawn");
+        assert!((600..=2 * 636).contains(&n), "{n} points drawn");
         // The spike survives: its y is the top tick (10) of the axis.
         let ys: Vec<f64> = d[..d.find('"').unwrap()]
             .split(' ')
@@ -710,8 +725,16 @@ mod tests {
             ScatterRow {
                 label: "forward".into(),
                 panels: vec![
-                    ScatterPanel { caption: "t = 0".into(), layers: vec![layer(vec![[0.5, 0.5]], "#777")], arrows: vec![] },
-                    ScatterPanel { caption: "t = 9".into(), layers: vec![layer(vec![[2.0, -2.0]], "#777")], arrows: vec![] },
+                    ScatterPanel {
+                        caption: "t = 0".into(),
+                        layers: vec![layer(vec![[0.5, 0.5]], "#777")],
+                        arrows: vec![],
+                    },
+                    ScatterPanel {
+                        caption: "t = 9".into(),
+                        layers: vec![layer(vec![[2.0, -2.0]], "#777")],
+                        arrows: vec![],
+                    },
                 ],
             },
             ScatterRow {

@@ -172,16 +172,30 @@ fn plots(lines: &[MetricsLine], evals: &[EvalLine]) -> Vec<(String, String)> {
         let plot = LinePlot::new("evaluation", "step", "metric").size(w, h);
         out.push(("eval".to_string(), plot.to_svg()));
     }
-    let single = |id: &str, title: &str, y: &str, log: bool, color: &str, f: &dyn Fn(&MetricsLine) -> f64| {
+    let single = |id: &str,
+                  title: &str,
+                  y: &str,
+                  log: bool,
+                  color: &str,
+                  f: &dyn Fn(&MetricsLine) -> f64| {
         let plot = LinePlot::new(title, "step", y)
             .size(w, h)
             .log_y(log)
             .with(Series::new(y, series(lines, f)).color(color));
         (id.to_string(), plot.to_svg())
     };
-    out.push(single("grad-norm", "gradient norm (before clipping)", "global L2 norm", true, "#9467bd", &|l| l.grad_norm));
+    out.push(single(
+        "grad-norm",
+        "gradient norm (before clipping)",
+        "global L2 norm",
+        true,
+        "#9467bd",
+        &|l| l.grad_norm,
+    ));
     out.push(single("lr", "learning rate", "lr", false, "#8c564b", &|l| l.lr));
-    out.push(single("throughput", "throughput", "images / s", false, "#17becf", &|l| l.images_per_s));
+    out.push(single("throughput", "throughput", "images / s", false, "#17becf", &|l| {
+        l.images_per_s
+    }));
     out
 }
 
@@ -221,7 +235,8 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
     let eval_path = run_dir.join(EVAL_FILE);
     let evals = read_evals(&eval_path).map_err(io(&eval_path))?;
     let config = config_text.as_ref().map(|_| TrainConfig::load(&config_path));
-    let dir_name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir_name =
+        run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let name = match &config {
         Some(Ok(c)) => c.name.clone(),
         _ => dir_name,
@@ -255,7 +270,7 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
                 format!("MLP {} x {} hidden", m.layers, m.hidden)
             }
         });
-        let schedule = serde_json::to_value(&c.diffusion.schedule)
+        let schedule = serde_json::to_value(c.diffusion.schedule)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
@@ -283,12 +298,16 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
     };
     card(&mut h, "step", step.to_string(), progress);
     if let Some(l) = last {
-        card(&mut h, "loss", num(l.loss), format!("mean over the last {} logged step(s)", step_gap(&lines)));
+        let from = step.saturating_sub(step_gap(&lines)) + 1;
+        card(&mut h, "loss", num(l.loss), format!("mean of steps {from}-{step}"));
         card(
             &mut h,
             "time",
             duration(l.elapsed_s),
-            format!("{} img/s (median)", num(median(lines.iter().map(|l| l.images_per_s).collect()))),
+            format!(
+                "{} img/s (median)",
+                num(median(lines.iter().map(|l| l.images_per_s).collect()))
+            ),
         );
     }
     let latest_eval: Vec<&EvalLine> = {
@@ -318,11 +337,7 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
             &mut h,
             "checkpoint",
             format!("step {c}"),
-            format!(
-                "{} kept{}",
-                ckpts.len(),
-                if has_best { ", and best.safetensors" } else { "" }
-            ),
+            format!("{} kept{}", ckpts.len(), if has_best { ", and best.safetensors" } else { "" }),
         );
     }
     h.push_str("</div></section>");
@@ -354,7 +369,9 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
             let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
             let class = if k == 0 { "latest" } else { "earlier" };
             let width = match png_width(&bytes) {
-                Some(w) => format!(" width=\"{}\"", display_width(w, if k == 0 { 680 } else { 340 })),
+                Some(w) => {
+                    format!(" width=\"{}\"", display_width(w, if k == 0 { 680 } else { 340 }))
+                }
                 None => String::new(),
             };
             let _ = write!(
@@ -368,7 +385,8 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
         }
         h.push_str("</div>");
         if grids.len() > keep.len() {
-            let _ = write!(h, "<p class=\"sub\">{} of {} grids shown.</p>", keep.len(), grids.len());
+            let _ =
+                write!(h, "<p class=\"sub\">{} of {} grids shown.</p>", keep.len(), grids.len());
         }
     }
     h.push_str("</section>");

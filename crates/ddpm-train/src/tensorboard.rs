@@ -221,7 +221,10 @@ impl TbWriter {
         let value: Vec<Value> = scalars
             .iter()
             .filter(|(_, v)| v.is_finite())
-            .map(|(tag, v)| Value { tag: tag.to_string(), data: Some(Data::SimpleValue(*v as f32)) })
+            .map(|(tag, v)| Value {
+                tag: tag.to_string(),
+                data: Some(Data::SimpleValue(*v as f32)),
+            })
             .collect();
         if value.is_empty() {
             return Ok(());
@@ -330,7 +333,11 @@ mod tests {
         assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
         assert_eq!(masked_crc32c(b"123456789"), 0xc78a_b0e5);
         assert_eq!(masked_crc32c(&24u64.to_le_bytes()).to_le_bytes(), [0xa3, 0x7f, 0x4b, 0x22]);
-        let first = Event { wall_time: 1.0, step: 0, what: Some(What::FileVersion("brain.Event:2".into())) };
+        let first = Event {
+            wall_time: 1.0,
+            step: 0,
+            what: Some(What::FileVersion("brain.Event:2".into())),
+        };
         assert_eq!(first.encode_to_vec().len(), 24);
     }
 
@@ -381,7 +388,8 @@ mod tests {
     fn images_carry_their_png_size_and_colour_space() {
         let dir = ddpm_testkit::temp_dir("tb-img");
         let mut w = TbWriter::create(&dir, 0).unwrap();
-        let png = ddpm_data::viz::image_grid_png(&[0.0f32; 3 * 4 * 2], [1, 3, 4, 2], 1, 1, 2).unwrap();
+        let png =
+            ddpm_data::viz::image_grid_png(&[0.0f32; 3 * 4 * 2], [1, 3, 4, 2], 1, 1, 2).unwrap();
         w.add_image_png("samples", 7, &png).unwrap();
         assert!(matches!(w.add_image_png("bad", 7, b"GIF89a"), Err(TbError::NotPng { .. })));
         let (events, _) = read_records(&std::fs::read(w.path()).unwrap());

@@ -95,8 +95,10 @@ fn fake_points_run(root: &Path) -> PathBuf {
     std::fs::write(dir.join("config.toml"), c.to_toml()).unwrap();
     let lines: Vec<MetricsLine> = (1..=10).map(|i| metrics_line(200 * i)).collect();
     write_lines(&dir.join("metrics.jsonl"), &lines);
-    let pts: Vec<[f32; 2]> =
-        (0..300).map(|i| i as f32 * 0.05).map(|t| [t.cos() * t / 15.0, t.sin() * t / 15.0]).collect();
+    let pts: Vec<[f32; 2]> = (0..300)
+        .map(|i| i as f32 * 0.05)
+        .map(|t| [t.cos() * t / 15.0, t.sin() * t / 15.0])
+        .collect();
     ddpm_data::viz::scatter_panels_svg(
         &dir.join("samples/step-000002000.svg"),
         "fakeroll at step 2000",
@@ -165,10 +167,14 @@ fn the_report_is_one_self_contained_page_with_every_part() {
     assert!(html.contains("<figcaption>step 2000 (latest)</figcaption>"));
     // The numbers: step, last loss, latest distance with its ratio to the data's, checkpoints.
     assert!(html.contains(">2000</div><div class=\"n\">finished<"));
-    assert!(html.contains(">4.100</div><div class=\"n\">at step 2000; data vs data 3.180 (1.29x)<"));
+    assert!(
+        html.contains(">4.100</div><div class=\"n\">at step 2000; data vs data 3.180 (1.29x)<")
+    );
     assert!(html.contains(">step 2000</div><div class=\"n\">2 kept, and best.safetensors<"));
     // The config, escaped, and the evaluation table.
-    assert!(html.contains("name = &quot;fakedigits&quot;") || html.contains("name = \"fakedigits\""));
+    assert!(
+        html.contains("name = &quot;fakedigits&quot;") || html.contains("name = \"fakedigits\"")
+    );
     assert!(html.contains("<td>ddim, 50 steps</td>"));
     // Rewriting gives the same bytes (no clock in the page) and leaves no temporary file.
     write_report(&dir).unwrap();
@@ -268,7 +274,11 @@ fn browser_check(report: &Path) -> serde_json::Value {
     std::fs::write(&page, html.replace("</body>", &format!("{CHECK}</body>"))).unwrap();
     let dom = headless(
         &page,
-        &["--virtual-time-budget=10000".into(), "--window-size=1280,2400".into(), "--dump-dom".into()],
+        &[
+            "--virtual-time-budget=10000".into(),
+            "--window-size=1280,2400".into(),
+            "--dump-dom".into(),
+        ],
     );
     let start = dom.find("<pre id=\"ddpm-check\">").expect("the check ran after load") + 21;
     let text = &dom[start..start + dom[start..].find("</pre>").unwrap()];
@@ -295,7 +305,10 @@ fn chromium_renders_every_plot_and_image_of_the_report() {
     }
     let plots = check["plots"].as_array().unwrap();
     let ids: Vec<&str> = plots.iter().map(|p| p["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["plot-loss", "plot-eval-digits_fd", "plot-grad-norm", "plot-lr", "plot-throughput"]);
+    assert_eq!(
+        ids,
+        ["plot-loss", "plot-eval-digits_fd", "plot-grad-norm", "plot-lr", "plot-throughput"]
+    );
     for (p, lines) in plots.iter().zip([5, 2, 1, 1, 1]) {
         assert!(p["w"].as_f64().unwrap() > 500.0 && p["h"].as_f64().unwrap() > 250.0, "{p}");
         assert_eq!(p["lines"].as_u64(), Some(lines), "{p}");
