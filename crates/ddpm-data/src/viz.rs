@@ -561,7 +561,7 @@ pub fn scatter_grid_svg(title: &str, rows: &[ScatterRow], min_limit: f64) -> Str
         let _ = write!(
             s,
             "<line x1=\"{lx}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{ARROW_COLOR}\" stroke-width=\"1.5\"/>\
-             <text x=\"{}\" y=\"{}\">reverse drift \u{3bc}_\u{3b8}(x_t, t) \u{2212} x_t, scaled per panel</text>",
+             <text x=\"{}\" y=\"{}\">reverse drift \u{3bc}\u{3b8}(x_t, t) \u{2212} x_t, scaled per panel</text>",
             h - 16.0,
             lx + 14.0,
             h - 16.0,
