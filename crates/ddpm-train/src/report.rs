@@ -486,7 +486,7 @@ mod tests {
         assert_eq!(display_width(662, 340), 331);
         assert_eq!(display_width(266, 680), 532);
         assert_eq!(display_width(100, 680), 400);
-        assert_eq!(display_width(2000, 680), 500);
+        assert_eq!(display_width(2000, 680), 666);
     }
 
     #[test]
