@@ -1,7 +1,8 @@
 //! The environment: a virtual environment holding PyTorch (our libtorch) and the reference
 //! packages, shared between checkouts through a per-user cache keyed by the hash of
 //! `scripts/requirements.txt` and the Python version, and the checkout's `.ddpm/` directory
-//! that links to it (`.cargo/config.toml` points LIBTORCH and DDPM_PYTHON there).
+//! that links to it (`.cargo/config.toml` points LIBTORCH and DDPM_PYTHON there); and
+//! Chromium, the browser the run-report test renders with (Debian's `chromium` package).
 
 use std::fs;
 use std::io::Write;
@@ -147,7 +148,68 @@ pub fn ensure() -> Result<Env, String> {
     }
     let env = Env { root, home, venv, python, libtorch };
     export_digits(&env)?;
+    ensure_chromium();
     Ok(env)
+}
+
+/// The command that installs the browser the report test renders with.
+pub const CHROMIUM_INSTALL: &str = "apt-get install -y chromium";
+
+/// Chromium for the report test: `$DDPM_CHROMIUM`, else the first of `chromium`,
+/// `chromium-browser`, `google-chrome-stable`, `google-chrome` on PATH (the test searches the
+/// same way).
+pub fn find_chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DDPM_CHROMIUM").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome"]
+        .iter()
+        .find_map(|name| find_on_path(name))
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Installs Debian's `chromium` when it is missing and we may (root, with apt-get); otherwise
+/// names the command to run. Never an error: only the report test needs a browser, and it
+/// fails with the same command when there is none.
+fn ensure_chromium() {
+    if find_chromium().is_some() {
+        return;
+    }
+    if !(is_root() && find_on_path("apt-get").is_some()) {
+        eprintln!(
+            "xtask: Chromium is missing; the run-report test needs it: run `sudo {CHROMIUM_INSTALL}` \
+             (Debian/Ubuntu), or point DDPM_CHROMIUM at a Chromium or Chrome binary"
+        );
+        return;
+    }
+    eprintln!("xtask: installing Debian's chromium for the run-report test ({CHROMIUM_INSTALL})");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A fresh machine may have no package lists yet: update once and try again.
+    let installed = apt(&["install", "-y", "chromium"])
+        || (apt(&["update"]) && apt(&["install", "-y", "chromium"]));
+    if !installed || find_chromium().is_none() {
+        eprintln!(
+            "xtask: could not install chromium; the run-report test will fail until \
+             `{CHROMIUM_INSTALL}` succeeds"
+        );
+    }
 }
 
 fn install(

@@ -69,7 +69,8 @@ fn progressive_and_interpolation_grids_have_one_cell_per_sample_and_column() {
             .collect()
     };
     assert_ne!(cell(0, 0), cell(0, 4));
-    assert!(luma.pixels().any(|p| p[0] > 0));
+    // (Within the cell: the grey gutter alone would not be blank.)
+    assert!(cell(0, 4).iter().any(|&p| p > 0), "the finished sample is blank");
 
     let p = run("interpolate", &["--points", "4", "--pair", "0", "1", "--t", "30"]);
     assert_eq!(p, out.join("interpolation.png"));
@@ -113,12 +114,40 @@ fn swiss_roll_trajectories_are_an_svg_with_forward_and_reverse_panels() {
     ok(&o);
     let svg = std::fs::read_to_string(out.join("trajectories.svg")).unwrap();
     assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "not an SVG");
-    // 4 panels from t = T-1 down to t = 0, each with both processes.
-    for t in ["t = 99", "t = 0"] {
-        assert!(svg.contains(t), "missing panel {t}");
-    }
-    assert!(svg.contains("forward q(x_t | x0)") && svg.contains("reverse p(x_t)"), "no legend");
-    // Every panel draws both point clouds (all but the 1% beyond each panel's axis limit).
+    // Two rows (forward, reverse) of 4 panels each.
+    assert_eq!(svg.matches("<g class=\"panel\" data-row=\"0\"").count(), 4);
+    assert_eq!(svg.matches("<g class=\"panel\" data-row=\"1\"").count(), 4);
+    assert!(svg.contains(">forward<") && svg.contains(">reverse<"), "row labels");
+    assert!(
+        svg.contains("forward q(x_t | x_0)") && svg.contains("reverse p\u{3b8}(x_t)"),
+        "legend"
+    );
+    // The forward row's captions: t = 0 (the data), two panels evenly spaced in log-SNR
+    // where the roll dissolves, t = T = 100 (noise); t strictly increasing.
+    let captions: Vec<&str> = svg
+        .split("<g class=\"panel\" data-row=\"0\"")
+        .skip(1)
+        .map(|p| {
+            let t = &p[p.find("<text").unwrap()..];
+            &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()]
+        })
+        .collect();
+    assert_eq!(captions[0], "t = 0 (data)");
+    assert_eq!(captions[3], "t = 100 (noise)");
+    let ts: Vec<u64> = captions
+        .iter()
+        .map(|c| c[4..].split([' ', ',']).next().unwrap().parse().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] < w[1]), "{captions:?}");
+    let lambdas: Vec<f64> =
+        captions[1..3].iter().map(|c| c.rsplit(' ').next().unwrap().parse().unwrap()).collect();
+    // SNR Var(x0) from 100 down to 1 with Var(x0) ~ 0.2 of the roll: lambda ~ 6.2 and 1.6
+    // (on the grid of integer t: lambda_1 = 6.9, lambda_2 = 5.8).
+    assert!((lambdas[0] - 6.2).abs() < 0.6 && (lambdas[1] - 1.6).abs() < 0.6, "{captions:?}");
+    // Drift arrows in the reverse row (not on the samples panel).
+    let arrows = svg.matches("<g class=\"arrow\"").count();
+    assert!((300..=3 * 15 * 15).contains(&arrows), "{arrows} arrows");
+    // Every panel draws its point cloud (all but the 1% beyond each column's axis limit).
     for color in ["#7f7f7f", "#d62728"] {
         let drawn = svg.matches(&format!("r=\"1\" fill=\"{color}\"")).count();
         assert!((4 * 300 * 95 / 100..=4 * 300).contains(&drawn), "{color}: {drawn} points drawn");

@@ -5,7 +5,7 @@ use crate::error::{Result, io};
 use ddpm_run::RunDir;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// One line of `metrics.jsonl`.
@@ -21,6 +21,42 @@ pub struct MetricsLine {
     pub lr: f64,
     pub images_per_s: f64,
     pub elapsed_s: f64,
+}
+
+/// Every line of a `metrics.jsonl` (none when the file does not exist), for readers such as
+/// the run report. JSON has no NaN: serde_json writes an empty t-quartile's NaN as `null`,
+/// which reads back here as NaN (a strict `MetricsLine` parse would drop the whole line).
+/// A torn last line from a crash is skipped.
+pub fn read_metrics(path: &Path) -> std::io::Result<Vec<MetricsLine>> {
+    #[derive(Deserialize)]
+    struct Lenient {
+        step: u64,
+        loss: Option<f64>,
+        loss_by_t_quartile: [Option<f64>; 4],
+        grad_norm: Option<f64>,
+        lr: Option<f64>,
+        images_per_s: Option<f64>,
+        elapsed_s: Option<f64>,
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Lenient>(l).ok())
+        .map(|l| MetricsLine {
+            step: l.step,
+            loss: nan(l.loss),
+            loss_by_t_quartile: l.loss_by_t_quartile.map(nan),
+            grad_norm: nan(l.grad_norm),
+            lr: nan(l.lr),
+            images_per_s: nan(l.images_per_s),
+            elapsed_s: nan(l.elapsed_s),
+        })
+        .collect())
 }
 
 /// Device-side sums over the current interval.
@@ -128,12 +164,8 @@ impl MetricsLog {
     /// written after its checkpoint).
     pub fn open(run: &RunDir, step: u64) -> Result<Self> {
         let path = run.metrics_path();
-        let lines: Vec<MetricsLine> = std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|l: &MetricsLine| l.step <= step)
-            .collect();
+        let mut lines = read_metrics(&path).map_err(io(&path))?;
+        lines.retain(|l| l.step <= step);
         let mut text = String::new();
         for l in &lines {
             text.push_str(&serde_json::to_string(l).expect("serialises"));
@@ -171,5 +203,35 @@ impl MetricsLog {
             ],
             true,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_t_quartile_survives_the_round_trip_through_json() {
+        let line = MetricsLine {
+            step: 7,
+            loss: 0.5,
+            loss_by_t_quartile: [0.9, f64::NAN, 0.3, 0.1],
+            grad_norm: 1.0,
+            lr: 1e-4,
+            images_per_s: 100.0,
+            elapsed_s: 3.0,
+        };
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(text.contains("null"), "{text}");
+        let dir = ddpm_testkit::temp_dir("metrics-read");
+        let path = dir.join("metrics.jsonl");
+        std::fs::write(&path, format!("{text}\n{text}\n{{\"step\":9,\"lo")).unwrap();
+        let back = read_metrics(&path).unwrap();
+        assert_eq!(back.len(), 2);
+        assert!(back[0].loss_by_t_quartile[1].is_nan());
+        assert_eq!(back[0].loss_by_t_quartile[3], 0.1);
+        assert_eq!((back[1].step, back[1].loss), (7, 0.5));
+        assert!(read_metrics(&dir.join("none.jsonl")).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
