@@ -6,8 +6,9 @@
 //! Differences from DDP, on purpose: DDP fills buckets in reverse parameter order and launches
 //! each all-reduce from an autograd hook as soon as its bucket is ready, overlapping
 //! communication with the rest of the backward pass; we all-reduce after `backward()` returns
-//! (no overlap), so parameter order is as good as any. DDP pre-divides by the world size while
-//! copying into the bucket; we divide the sum once afterwards (bit-identical for 2 ranks).
+//! (no overlap), so parameter order is as good as any. DDP multiplies by 1 / world size while
+//! copying into the bucket; we divide the sum while copying it back (the same number of passes
+//! over memory; bit-identical for 2 ranks).
 
 use crate::error::{DistError, Result};
 use crate::group::Dist;
@@ -53,8 +54,9 @@ pub(crate) fn plan(tensors: &[Tensor], cap_bytes: usize) -> Vec<BucketPlan> {
 
 /// Averages gradients over ranks (DDP's reducer without the overlap): built once from the
 /// parameters, it owns one flat buffer per bucket on the parameters' device and dtype, and each
-/// [`GradReducer::all_reduce_mean`] does one pack kernel, one all-reduce, one division and one
-/// `_foreach_copy_` per bucket, with no host read.
+/// [`GradReducer::all_reduce_mean`] does, per bucket, one pack kernel, one all-reduce, and one
+/// pass that divides by the world size while copying back, with no host read; the packing and
+/// unpacking of one bucket overlap the all-reduces of the others.
 #[derive(Debug)]
 pub struct GradReducer {
     buckets: Vec<Bucket>,
@@ -126,16 +128,20 @@ impl GradReducer {
             grads.push(g);
         }
         let world = dist.world_size() as f64;
+        let members = |b: &Bucket| -> Vec<Tensor> {
+            b.members.iter().map(|&i| grads[i].shallow_clone()).collect()
+        };
         tch::no_grad(|| {
+            // Pack and start every bucket, then finish them in order: packing bucket k + 1 and
+            // unpacking bucket k overlap the all-reduces still running on the backend's threads.
+            let mut started = Vec::with_capacity(self.buckets.len());
             for bucket in &self.buckets {
-                let members: Vec<Tensor> =
-                    bucket.members.iter().map(|&i| grads[i].shallow_clone()).collect();
-                ddpm_shim::dist::flat_pack(&bucket.flat, &members)?;
-                dist.collective("all_reduce", |pg| {
-                    pg.all_reduce_sum(std::slice::from_ref(&bucket.flat))
-                })?;
-                let _ = bucket.flat.shallow_clone().f_div_scalar_(world)?;
-                ddpm_shim::dist::flat_unpack(&bucket.flat, &members)?;
+                ddpm_shim::dist::flat_pack(&bucket.flat, &members(bucket))?;
+                started.push(dist.start_all_reduce(&bucket.flat)?);
+            }
+            for (bucket, s) in self.buckets.iter().zip(started) {
+                dist.finish(s)?;
+                ddpm_shim::dist::flat_unpack_div(&bucket.flat, &members(bucket), world)?;
             }
             Ok(())
         })

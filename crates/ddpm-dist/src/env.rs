@@ -367,6 +367,9 @@ mod tests {
         ("TORCHELASTIC_USE_AGENT_STORE", "True"),
     ];
 
+    /// Edits of TORCHRUN_2: ("VAR", Some(value)) sets, ("VAR", None) removes.
+    type Changes<'a> = &'a [(&'a str, Option<&'a str>)];
+
     /// TORCHRUN_2 with `changes` applied: ("VAR", Some(value)) sets, ("VAR", None) removes.
     fn torchrun_with(changes: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> =
@@ -412,8 +415,9 @@ mod tests {
 
     #[test]
     fn good_environments() {
-        // (changes to TORCHRUN_2, expected (rank, world, local rank, local world, agent store))
-        let cases: &[(&[(&str, Option<&str>)], (usize, usize, usize, usize, Option<bool>))] = &[
+        // (rank, world size, local rank, local world size, agent store if a rendezvous)
+        type Expected = (usize, usize, usize, usize, Option<bool>);
+        let cases: &[(Changes, Expected)] = &[
             (&[], (1, 2, 1, 2, Some(true))),
             (&[("TORCHELASTIC_USE_AGENT_STORE", Some("False"))], (1, 2, 1, 2, Some(false))),
             (&[("TORCHELASTIC_USE_AGENT_STORE", None)], (1, 2, 1, 2, Some(false))),
@@ -451,7 +455,7 @@ mod tests {
     fn bad_environments_are_one_line_errors_naming_the_variable() {
         let launch = "launch with torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK, \
                       LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT";
-        let cases: &[(&[(&str, Option<&str>)], String)] = &[
+        let cases: &[(Changes, String)] = &[
             (&[("RANK", None)], format!("RANK is not set, but WORLD_SIZE=2 is: {launch}")),
             (&[("WORLD_SIZE", None)], format!("WORLD_SIZE is not set, but RANK=1 is: {launch}")),
             (

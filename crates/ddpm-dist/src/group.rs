@@ -16,7 +16,7 @@
 use crate::env::DistEnv;
 use crate::error::{DistError, Result};
 use ddpm_shim::ShimError;
-use ddpm_shim::dist::{Backend, ProcessGroup, Store};
+use ddpm_shim::dist::{Backend, PendingWork, ProcessGroup, Store};
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -224,13 +224,47 @@ impl Dist {
         op: &'static str,
         f: impl FnOnce(&ProcessGroup) -> std::result::Result<(), ShimError>,
     ) -> Result<()> {
-        let Some(group) = &self.group else { return Ok(()) };
+        let Some((group, seq)) = self.begin(op)? else { return Ok(()) };
+        f(&group.pg).map_err(|source| self.fail(group, op, seq, source))
+    }
+
+    /// Starts an all-reduce (sum) of `t` in place, to be finished by [`Dist::finish`]; meanwhile
+    /// the caller may prepare the next one (the backend runs them in order).
+    pub(crate) fn start_all_reduce(&self, t: &Tensor) -> Result<Started> {
+        let op = "all_reduce";
+        let Some((group, seq)) = self.begin(op)? else {
+            return Ok(Started { work: None, seq: 0, op });
+        };
+        let work = group
+            .pg
+            .all_reduce_sum_start(std::slice::from_ref(t))
+            .map_err(|source| self.fail(group, op, seq, source))?;
+        Ok(Started { work: Some(work), seq, op })
+    }
+
+    /// Waits for a collective from [`Dist::start_all_reduce`].
+    pub(crate) fn finish(&self, started: Started) -> Result<()> {
+        let (Some(work), Some(group)) = (started.work, &self.group) else { return Ok(()) };
+        work.wait().map_err(|source| self.fail(group, started.op, started.seq, source))
+    }
+
+    /// The group and the number of the next collective, or why it is refused.
+    fn begin(&self, op: &'static str) -> Result<Option<(&Group, u64)>> {
+        let Some(group) = &self.group else { return Ok(None) };
         if let Some(first) = self.failed.borrow().as_ref() {
             return Err(DistError::Failed { op, first: first.clone() });
         }
         let seq = self.seq.get();
         self.seq.set(seq + 1);
-        let Err(source) = f(&group.pg) else { return Ok(()) };
+        Ok(Some((group, seq)))
+    }
+
+    /// The error of collective `seq`, diagnosed; later collectives are refused with it.
+    fn fail(&self, group: &Group, op: &'static str, seq: u64, source: ShimError) -> DistError {
+        if let Some(first) = self.failed.borrow().as_ref() {
+            // A later collective of a pipeline failing after the first: the first says it all.
+            return DistError::Failed { op, first: first.clone() };
+        }
         let diagnosis = self.diagnose(group, seq);
         let err = DistError::Collective {
             op,
@@ -241,7 +275,7 @@ impl Dist {
             source,
         };
         *self.failed.borrow_mut() = Some(err.to_string());
-        Err(err)
+        err
     }
 
     /// Which ranks are gone after collective `seq` failed here: each survivor writes
@@ -287,6 +321,14 @@ impl Dist {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A collective in flight (see [`Dist::start_all_reduce`]); `None` work for a single process.
+#[derive(Debug)]
+pub(crate) struct Started {
+    work: Option<PendingWork>,
+    seq: u64,
+    op: &'static str,
 }
 
 /// Rank `rank`'s share of `n` items among `world_size` (see [`Dist::shard`]).

@@ -57,6 +57,11 @@ struct Group {
   millis timeout;
 };
 
+struct Pending {
+  c10::intrusive_ptr<c10d::Work> work;
+  millis timeout;
+};
+
 std::vector<at::Tensor> tensor_list(tensor *ts, int n) {
   std::vector<at::Tensor> v;
   v.reserve(n);
@@ -217,6 +222,37 @@ char *ddpm_pg_allreduce_sum(void *g, tensor *ts, int n) {
   })
 }
 
+// The start of ddpm_pg_allreduce_sum: *out is the pending c10d::Work, to be waited for with
+// ddpm_work_wait (while it runs on the backend's threads or stream, the caller can pack the next
+// bucket, as DDP overlaps its bucket all-reduces with the backward pass) and freed with
+// ddpm_work_free.
+char *ddpm_pg_allreduce_sum_start(void *g, tensor *ts, int n, void **out) {
+  DIST_GUARD({
+    auto *grp = static_cast<Group *>(g);
+    auto v = tensor_list(ts, n);
+    c10::intrusive_ptr<c10d::Work> work;
+    if (n == 1) {
+      c10d::AllreduceOptions opts;
+      opts.timeout = grp->timeout;
+      work = grp->backend->allreduce(v, opts);
+    } else {
+      c10d::AllreduceCoalescedOptions opts;
+      opts.timeout = grp->timeout;
+      work = grp->backend->allreduce_coalesced(v, opts);
+    }
+    *out = new Pending{work, grp->timeout};
+  })
+}
+
+char *ddpm_work_wait(void *w) {
+  DIST_GUARD({
+    auto *p = static_cast<Pending *>(w);
+    p->work->wait(p->timeout);
+  })
+}
+
+void ddpm_work_free(void *w) { delete static_cast<Pending *>(w); }
+
 // Rank `root`'s values into `t` on every rank.
 char *ddpm_pg_broadcast(void *g, tensor t, int root) {
   DIST_GUARD({
@@ -260,8 +296,9 @@ char *ddpm_flat_pack(tensor flat, tensor *ts, int n) {
 }
 
 // ts[i] <- the i-th slice of flat, shaped like ts[i]: the reverse of ddpm_flat_pack, as one
-// _foreach_copy_.
-char *ddpm_flat_unpack(tensor flat, tensor *ts, int n) {
+// _foreach_copy_; with divisor != 1, ts[i] <- slice / divisor instead (DDP's averaging of a
+// reduced bucket), fused into the same pass over memory on the CPU.
+char *ddpm_flat_unpack(tensor flat, tensor *ts, int n, double divisor) {
   DIST_GUARD({
     auto dst = tensor_list(ts, n);
     std::vector<at::Tensor> src;
@@ -273,7 +310,15 @@ char *ddpm_flat_unpack(tensor flat, tensor *ts, int n) {
     }
     TORCH_CHECK(offset == flat->numel(), "flat buffer holds ", flat->numel(),
                 " elements but the tensors hold ", offset);
-    at::_foreach_copy_(dst, src, /*non_blocking=*/false);
+    if (divisor != 1.0 && flat->is_cpu()) {
+      // On the CPU memory passes cost and per-op dispatch (~1 us) does not.
+      auto d = at::scalar_tensor(divisor, flat->options());
+      for (int i = 0; i < n; i++) at::div_out(dst[i], src[i], d);
+    } else {
+      // On a GPU kernel launches cost and bandwidth does not: two launches in all.
+      if (divisor != 1.0) flat->div_(divisor);
+      at::_foreach_copy_(dst, src, /*non_blocking=*/false);
+    }
   })
 }
 

@@ -63,6 +63,14 @@ unsafe extern "C" {
     ) -> *mut c_char;
     fn ddpm_pg_free(g: *mut c_void);
     fn ddpm_pg_allreduce_sum(g: *mut c_void, ts: *const *const C_tensor, n: c_int) -> *mut c_char;
+    fn ddpm_pg_allreduce_sum_start(
+        g: *mut c_void,
+        ts: *const *const C_tensor,
+        n: c_int,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+    fn ddpm_work_wait(w: *mut c_void) -> *mut c_char;
+    fn ddpm_work_free(w: *mut c_void);
     fn ddpm_pg_broadcast(g: *mut c_void, t: *const C_tensor, root: c_int) -> *mut c_char;
     fn ddpm_pg_allgather(
         g: *mut c_void,
@@ -71,8 +79,12 @@ unsafe extern "C" {
     ) -> *mut c_char;
     fn ddpm_pg_barrier(g: *mut c_void) -> *mut c_char;
     fn ddpm_flat_pack(flat: *const C_tensor, ts: *const *const C_tensor, n: c_int) -> *mut c_char;
-    fn ddpm_flat_unpack(flat: *const C_tensor, ts: *const *const C_tensor, n: c_int)
-    -> *mut c_char;
+    fn ddpm_flat_unpack(
+        flat: *const C_tensor,
+        ts: *const *const C_tensor,
+        n: c_int,
+        divisor: f64,
+    ) -> *mut c_char;
 }
 
 fn cstr(what: &str, s: &str) -> Result<CString, ShimError> {
@@ -300,6 +312,17 @@ impl ProcessGroup {
         check(unsafe { ddpm_pg_allreduce_sum(self.raw, p.as_ptr(), p.len() as c_int) })
     }
 
+    /// Starts [`ProcessGroup::all_reduce_sum`] and returns at once; the sums are in place once
+    /// [`PendingWork::wait`] returns. Collectives still run in the order they were started.
+    pub fn all_reduce_sum_start(&self, tensors: &[Tensor]) -> Result<PendingWork, ShimError> {
+        let p = ptrs(tensors);
+        let mut raw = std::ptr::null_mut();
+        check(unsafe {
+            ddpm_pg_allreduce_sum_start(self.raw, p.as_ptr(), p.len() as c_int, &mut raw)
+        })?;
+        Ok(PendingWork { raw })
+    }
+
     /// Copies rank `root`'s `tensor` into `tensor` on every rank.
     pub fn broadcast(&self, tensor: &Tensor, root: usize) -> Result<(), ShimError> {
         check(unsafe { ddpm_pg_broadcast(self.raw, tensor.as_ptr(), root as c_int) })
@@ -322,6 +345,28 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// A started collective (`c10d::Work`). Dropping it without waiting leaves the collective
+/// running to completion in the backend.
+#[derive(Debug)]
+pub struct PendingWork {
+    raw: *mut c_void,
+}
+
+unsafe impl Send for PendingWork {}
+
+impl PendingWork {
+    /// Blocks until the collective completes, fails, or outlives the group's timeout.
+    pub fn wait(self) -> Result<(), ShimError> {
+        check(unsafe { ddpm_work_wait(self.raw) })
+    }
+}
+
+impl Drop for PendingWork {
+    fn drop(&mut self) {
+        unsafe { ddpm_work_free(self.raw) }
+    }
+}
+
 /// `flat <- cat([t.flatten() for t in tensors])` in one kernel; the sizes must add up to
 /// `flat`'s and the dtypes agree.
 pub fn flat_pack(flat: &Tensor, tensors: &[Tensor]) -> Result<(), ShimError> {
@@ -332,8 +377,14 @@ pub fn flat_pack(flat: &Tensor, tensors: &[Tensor]) -> Result<(), ShimError> {
 /// The reverse of [`flat_pack`]: each tensor receives its slice of `flat`, in one
 /// `_foreach_copy_`.
 pub fn flat_unpack(flat: &Tensor, tensors: &[Tensor]) -> Result<(), ShimError> {
+    flat_unpack_div(flat, tensors, 1.0)
+}
+
+/// [`flat_unpack`] with each slice divided by `divisor` on the way (one pass over memory):
+/// the averaging step after a bucket's sum over ranks.
+pub fn flat_unpack_div(flat: &Tensor, tensors: &[Tensor], divisor: f64) -> Result<(), ShimError> {
     let p = ptrs(tensors);
-    check(unsafe { ddpm_flat_unpack(flat.as_ptr(), p.as_ptr(), p.len() as c_int) })
+    check(unsafe { ddpm_flat_unpack(flat.as_ptr(), p.as_ptr(), p.len() as c_int, divisor) })
 }
 
 #[cfg(test)]
@@ -371,6 +422,8 @@ mod tests {
         let b = Tensor::from_slice(&[4.0f32]);
         pg.all_reduce_sum(&[a.shallow_clone(), b.shallow_clone()]).unwrap();
         pg.all_reduce_sum(std::slice::from_ref(&a)).unwrap();
+        let pending = pg.all_reduce_sum_start(std::slice::from_ref(&b)).unwrap();
+        pending.wait().unwrap();
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 2.0, 3.0]);
         assert_eq!(Vec::<f32>::try_from(&b).unwrap(), vec![4.0]);
         pg.broadcast(&a, 0).unwrap();
@@ -413,6 +466,9 @@ mod tests {
             vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
         );
         assert_eq!(Vec::<f32>::try_from(&ts[2]).unwrap(), vec![40.0, 60.0]);
+        flat_unpack_div(&flat, &ts, 4.0).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&ts[2]).unwrap(), vec![10.0, 15.0]);
+        assert_eq!(ts[0].size(), vec![2, 3]);
         let short = Tensor::zeros([4], (Kind::Float, Device::Cpu));
         assert!(flat_unpack(&short, &ts).is_err(), "sizes must add up");
     }

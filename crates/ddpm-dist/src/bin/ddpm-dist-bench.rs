@@ -7,7 +7,8 @@
 //!
 //! `allreduce` times [`GradReducer::all_reduce_mean`] over the gradients of the CIFAR-10 UNet
 //! (35,746,307 f32, DDP's 25 MiB buckets) and prints, on rank 0, one JSON line with seconds per
-//! step and the algorithm bandwidth (gradient bytes / time). `check` is the launcher check:
+//! step (median), the algorithm bandwidth (gradient bytes / time), and the c10d all-reduce alone
+//! over buffers of the bucket sizes (`c10d_seconds_per_step`, without packing and unpacking). `check` is the launcher check:
 //! every rank reads the launcher's variables, joins the group, all-reduces and broadcasts known
 //! values, verifies them and prints one JSON line; `--fail-rank R --fail-attempt A` makes rank R
 //! exit with status 3 in restart A, to exercise `torchrun --max-restarts`.
@@ -100,6 +101,21 @@ fn allreduce(dist: &Dist, threads: i32, steps: usize, warmup: usize, bucket_mb: 
         reducer.all_reduce_mean(dist, &params)?;
         times.push(t.elapsed().as_secs_f64());
     }
+    // The collective alone, over buffers of the same sizes: what pack and unpack add to it.
+    let flats: Vec<Tensor> = reducer
+        .bucket_numels()
+        .iter()
+        .map(|&n| Tensor::ones([n], (Kind::Float, Device::Cpu)))
+        .collect();
+    let mut c10d_times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let t = Instant::now();
+        for f in &flats {
+            dist.all_reduce_sum(std::slice::from_ref(f))?;
+        }
+        c10d_times.push(t.elapsed().as_secs_f64());
+    }
+    c10d_times.sort_by(f64::total_cmp);
     let want = (dist.world_size() + 1) as f64 / 2.0;
     let got = params[0].grad().flatten(0, -1).double_value(&[0]);
     ensure!(got == want, "averaged gradient is {got}, expected {want}");
@@ -121,6 +137,7 @@ fn allreduce(dist: &Dist, threads: i32, steps: usize, warmup: usize, bucket_mb: 
             "seconds_per_step": median,
             "mean_seconds_per_step": mean,
             "gb_per_s": bytes as f64 / median / 1e9,
+            "c10d_seconds_per_step": c10d_times[steps / 2],
             "broadcast_seconds": broadcast_seconds,
         });
         println!("{out}");
