@@ -22,6 +22,7 @@
 #include <vector>
 
 #ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -182,10 +183,13 @@ int ddpm_pg_has_nccl() {
 
 // c10d::ProcessGroupNCCL over the store, bound to cuda:device_index and connected eagerly (as
 // torch.distributed.init_process_group(device_id=...) does), so a failing peer shows at start.
+// cuda:device_index becomes the calling thread's current device (torch.cuda.set_device), so
+// that this rank creates no CUDA context on GPU 0.
 char *ddpm_pg_nccl(void *s, int rank, int size, long long timeout_ms, int device_index,
                    void **out) {
 #ifdef USE_C10D_NCCL
   DIST_GUARD({
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = millis(timeout_ms);
     auto store = static_cast<Store *>(s)->store;
