@@ -80,11 +80,7 @@ impl Dist {
     /// `Device::Cuda(i)` (use [`DistEnv::cuda_device`]). Blocks until every rank has joined or
     /// `options.timeout` has passed. A single-process `env` gives [`Dist::single`].
     pub fn init(env: &DistEnv, device: Device, options: DistOptions) -> Result<Self> {
-        let backend = match device {
-            Device::Cpu => Backend::Gloo,
-            Device::Cuda(_) => Backend::Nccl,
-            other => return Err(DistError::Device { device: format!("{other:?}") }),
-        };
+        let backend = backend_for(device)?;
         let Some(rdzv) = env.rendezvous.as_ref().filter(|_| env.is_distributed()) else {
             return Ok(Self { env: env.clone(), options, ..Self::single(device) });
         };
@@ -323,6 +319,15 @@ impl Dist {
     }
 }
 
+/// The backend torch.distributed uses for a device type: Gloo for CPU tensors, NCCL for CUDA.
+pub fn backend_for(device: Device) -> Result<Backend> {
+    match device {
+        Device::Cpu => Ok(Backend::Gloo),
+        Device::Cuda(_) => Ok(Backend::Nccl),
+        other => Err(DistError::Device { device: format!("{other:?}") }),
+    }
+}
+
 /// A collective in flight (see [`Dist::start_all_reduce`]); `None` work for a single process.
 #[derive(Debug)]
 pub(crate) struct Started {
@@ -375,6 +380,8 @@ mod tests {
 
     #[test]
     fn only_cpu_and_cuda_devices_have_a_backend() {
+        assert_eq!(backend_for(Device::Cpu).unwrap(), Backend::Gloo);
+        assert_eq!(backend_for(Device::Cuda(1)).unwrap(), Backend::Nccl);
         let e = Dist::init(&DistEnv::single(), Device::Mps, DistOptions::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
