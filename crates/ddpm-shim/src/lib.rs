@@ -4,6 +4,9 @@
 //! libtorch headers: the autocast dtype (tch's `autocast` casts to fp16 only, we want bf16),
 //! torch's fused Adam kernel, `_foreach_*` ops (EMA and gradient norm in a few launches), and
 //! CUDA graphs. Every call is exception-safe: C++ errors come back as [`ShimError`].
+//! [`dist`] wraps libtorch's c10d (TCPStore, Gloo and NCCL process groups).
+
+pub mod dist;
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use tch::{Device, Kind, Tensor};
