@@ -6,6 +6,9 @@
 //! | `checkpoints/ckpt-<step>.safetensors` | training ([`crate::checkpoint`]) |
 //! | `metrics.jsonl`, `loss.svg` | training, at each logging interval |
 //! | `samples/step-<step>.png` (`.svg` for 2-D data), `samples.png` | training previews |
+//! | `eval.jsonl`, `checkpoints/best.safetensors` | evaluation during training |
+//! | `tb/events.out.tfevents.*` | TensorBoard event files |
+//! | `report.html` | the run report |
 //! | `samples/<sampler>-<steps>-seed<seed>/` | `ddpm-sample` jobs |
 //! | `fid/<sampler>-<steps>-n<n>-seed<seed>/` | `ddpm-eval fid` (samples and `fid.json`) |
 //!
@@ -166,6 +169,45 @@ impl RunDir {
     /// The newest preview, copied to the run's top level: `samples.<ext>`.
     pub fn latest_preview_path(&self, ext: &str) -> PathBuf {
         self.root.join(format!("samples.{ext}"))
+    }
+
+    /// Previews written so far, by step: `samples/step-<step>.png` or `.svg`.
+    pub fn previews(&self) -> Vec<(u64, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.samples_dir()) else { return vec![] };
+        let mut v: Vec<(u64, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                let name = path.file_name()?.to_str()?;
+                let (stem, ext) = name.rsplit_once('.')?;
+                if !matches!(ext, "png" | "svg") {
+                    return None;
+                }
+                Some((stem.strip_prefix("step-")?.parse().ok()?, path))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The metric measured during training, one JSON line per evaluation and metric.
+    pub fn eval_log_path(&self) -> PathBuf {
+        self.root.join("eval.jsonl")
+    }
+
+    /// The checkpoint with the best evaluation so far (not a resume point).
+    pub fn best_checkpoint_path(&self) -> PathBuf {
+        self.checkpoints_dir().join("best.safetensors")
+    }
+
+    /// TensorBoard's event files (`tensorboard --logdir runs` shows every run).
+    pub fn tensorboard_dir(&self) -> PathBuf {
+        self.root.join("tb")
+    }
+
+    /// The run report, one self-contained HTML file.
+    pub fn report_path(&self) -> PathBuf {
+        self.root.join("report.html")
     }
 
     /// The output folder of a sampling job named `job` (see `SampleRequest::job_name`).

@@ -6,15 +6,12 @@
 //! streaming the parts, `grid.png` (or `samples.svg` for 2-D data) is drawn, and the parts go.
 //! `manifest.json` records the job so that a different job never mixes into the same folder.
 
+use crate::batch::BatchSampler;
 use crate::error::{Result, SampleError, io};
-use crate::graph::{GraphMode, GraphedModel};
-use crate::guidance::GuidedModel;
-use crate::noise::ImageNoise;
-use crate::samplers::{self, SamplerOptions};
-use ddpm_core::rng::SplitMix64;
+use crate::graph::GraphMode;
+use crate::samplers::SamplerOptions;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_io::npy;
-use ddpm_nets::placement::debug_check_placement;
 use ddpm_run::LoadedModel;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -30,6 +27,8 @@ pub enum Labels {
     Class(i64),
     /// A class per image, drawn from the image's own seed.
     Random,
+    /// Image i gets class i mod K: every class in turn (preview grids).
+    Cycle,
 }
 
 /// What defines a job's output: two runs with the same manifest produce the same files.
@@ -163,15 +162,15 @@ pub fn run(
         ddpm_io::write_atomic(&manifest_path, text.as_bytes()).map_err(io(&manifest_path))?;
     }
     let diffusion = TensorDiffusion::from_config(&model.diffusion, device)?;
-    debug_check_placement(&diffusion, "sampler schedule", device);
-    let guided = GuidedModel::new(&model.net, manifest.sampler.guidance_scale, job.bf16);
-    // One network call for the whole job: per batch only its inputs change.
-    let mut graph = match job.graph {
-        Some(mode) => {
-            Some(GraphedModel::new(mode, Box::new(move |x, t, y| guided.output(x, t, y)))?)
-        }
-        None => None,
-    };
+    let mut sampler = BatchSampler::new(
+        &model.net,
+        &diffusion,
+        manifest.sampler.clone(),
+        manifest.seed,
+        manifest.labels.clone(),
+        job.bf16,
+        job.graph,
+    )?;
     let shape = manifest.sample_shape.clone();
     let b = manifest.batch_size.max(1);
     let mut parts = Vec::new();
@@ -187,44 +186,9 @@ pub fn run(
             continue;
         }
         let indices: Vec<u64> = (0..count as u64).map(|i| global_first + i).collect();
-        let mut noise = ImageNoise::new(manifest.seed, &indices, &shape, device);
-        let first_draw = noise.draw();
-        let x_t = match noise_x_t {
-            Some(all) => all.narrow(0, first as i64, count as i64).to_device(device),
-            None => first_draw,
-        };
-        let labels = match (&manifest.labels, model.net.num_classes()) {
-            (_, None) | (Labels::None, _) => None,
-            (Labels::Class(c), Some(_)) => {
-                Some(Tensor::full([count as i64], *c, (Kind::Int64, device)))
-            }
-            (Labels::Random, Some(k)) => {
-                let ys: Vec<i64> = indices
-                    .iter()
-                    .map(|&i| {
-                        SplitMix64::derived(manifest.seed, &[u64::MAX, i]).below(k as u64) as i64
-                    })
-                    .collect();
-                Some(Tensor::from_slice(&ys).to_device(device))
-            }
-        };
-        debug_check_placement(&noise, "sampler noise", device);
-        let mut net = |x: &Tensor, t: &Tensor| match graph.as_mut() {
-            Some(g) => g.call(x, t, labels.as_ref()).expect("graph replay"),
-            None => guided.output(x, t, labels.as_ref()),
-        };
-        let x0 = samplers::sample(
-            &manifest.sampler,
-            &diffusion,
-            &mut net,
-            x_t,
-            &mut noise,
-            &mut |_| {},
-        )?;
-        if let Some(g) = &graph {
-            debug_check_placement(g, "graph inputs", device);
-        }
-        let x0 = x0.clamp(-1.0, 1.0).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let x_t = noise_x_t.map(|all| all.narrow(0, first as i64, count as i64));
+        let x0 = sampler.sample(&indices, x_t)?;
+        let x0 = x0.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
         let values = Vec::<f32>::try_from(x0.flatten(0, -1)).unwrap();
         if job.pngs && shape.len() == 3 {
             let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);

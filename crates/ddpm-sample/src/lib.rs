@@ -5,6 +5,7 @@
 //! per-image noise streams so that sharded jobs reproduce single jobs; streamed, resumable
 //! output (`samples.npz`, `grid.png`, PNGs); and the paper's figures.
 
+pub mod batch;
 pub mod error;
 pub mod figure_request;
 pub mod figures;

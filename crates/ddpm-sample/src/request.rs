@@ -76,8 +76,7 @@ impl SamplerArgs {
         opts.skip = self.skip;
         opts.time_steps = self.time_steps;
         opts.guidance_scale = self.guidance;
-        opts.clip_x0 =
-            self.clip.unwrap_or(matches!(self.sampler, SamplerKind::Ddpm | SamplerKind::Ddim));
+        opts.clip_x0 = self.clip.unwrap_or(self.sampler.clips_by_default());
         opts.variance = match self.variance.as_deref() {
             None => None,
             Some("fixed_small") => Some(ModelVar::FixedSmall),

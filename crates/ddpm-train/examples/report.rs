@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     for dir in dirs {
-        match ddpm_train::write_report(std::path::Path::new(&dir)) {
+        match ddpm_train::write_report(&ddpm_run::RunDir::new(&dir)) {
             Ok(path) => println!("{}", path.display()),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -7,6 +7,7 @@
 use ddpm_core::DiffusionConfig;
 use ddpm_data::DataConfig;
 use ddpm_nets::ModelConfig;
+use ddpm_sample::SamplerKind;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -21,6 +22,17 @@ pub enum Precision {
     Bf16,
 }
 
+/// The learning rate after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `lr` from the end of warm-up on: the paper's.
+    #[default]
+    Constant,
+    /// Half a cosine from `lr` at the end of warm-up to 0 at `train.total_steps`.
+    Cosine,
+}
+
 /// `[optim]`: Adam, warm-up, clipping, batch size and EMA.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +40,8 @@ pub struct OptimConfig {
     pub lr: f64,
     /// Linear warm-up: lr_s = lr min(1, s / warmup_steps).
     pub warmup_steps: u64,
+    /// After warm-up: constant (the paper's) or cosine decay to 0 at the last step.
+    pub lr_schedule: LrSchedule,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -49,6 +63,7 @@ impl Default for OptimConfig {
         Self {
             lr: 2e-4,
             warmup_steps: 5000,
+            lr_schedule: LrSchedule::Constant,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -71,8 +86,31 @@ pub struct TrainConfig {
     /// Preview sample grid from the EMA model every this many steps (0: only at the end).
     pub sample_every: u64,
     pub sample_count: usize,
-    /// Respaced ancestral steps of the preview sampler.
+    /// The preview's sampler: a fast one by default, so previews cost seconds, not minutes.
+    pub sample_sampler: SamplerKind,
+    /// Network evaluations of the preview sampler (as `ddpm-sample --steps`).
     pub sample_steps: usize,
+    /// Run the run's metric (the digits classifier distance, sliced W2 for 2-D data, FID for
+    /// image sets) on the EMA weights every this many steps and at the end; 0: never. Values
+    /// go to `eval.jsonl`, TensorBoard and the report, and the best checkpoint by the metric is
+    /// kept as `checkpoints/best.safetensors`.
+    pub eval_every: u64,
+    /// Samples per evaluation (0: the metric's usual count: half the digits, 2,000 points,
+    /// 50,000 images).
+    pub eval_samples: usize,
+    pub eval_sampler: SamplerKind,
+    /// Network evaluations of the evaluation sampler.
+    pub eval_steps: usize,
+    /// FID reference for image sets: a statistics .npz, an image folder or a data set (default:
+    /// the run's data). Needs the converted Inception weights (`cargo xtask convert-inception`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_ref: Option<String>,
+    /// Converted Inception weights for FID during training (default:
+    /// `$DDPM_HOME/inception/pt_inception-2015-12-05.safetensors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_inception: Option<std::path::PathBuf>,
+    /// Images per sampling batch during evaluation.
+    pub eval_batch_size: usize,
     pub checkpoint_every: u64,
     pub checkpoint_minutes: f64,
     pub keep_checkpoints: usize,
@@ -98,7 +136,15 @@ impl Default for TrainConfig {
             log_every: 100,
             sample_every: 10_000,
             sample_count: 64,
-            sample_steps: 100,
+            sample_sampler: SamplerKind::DpmSolverPp,
+            sample_steps: 20,
+            eval_every: 0,
+            eval_samples: 0,
+            eval_sampler: SamplerKind::DpmSolverPp,
+            eval_steps: 20,
+            eval_ref: None,
+            eval_inception: None,
+            eval_batch_size: 256,
             checkpoint_every: 10_000,
             checkpoint_minutes: 30.0,
             keep_checkpoints: 3,
@@ -207,11 +253,21 @@ impl RunConfig {
                 "log_every and checkpoint_every must be at least 1".into(),
             );
         }
-        if t.sample_steps == 0 || t.sample_steps > self.diffusion.steps {
-            return err(
-                "train.sample_steps",
-                format!("must be in 1..={} (T), got {}", self.diffusion.steps, t.sample_steps),
-            );
+        for (key, steps) in
+            [("train.sample_steps", t.sample_steps), ("train.eval_steps", t.eval_steps)]
+        {
+            if steps == 0 || steps > self.diffusion.steps {
+                return err(
+                    key,
+                    format!("must be in 1..={} (T), got {steps}", self.diffusion.steps),
+                );
+            }
+        }
+        if t.sample_count == 0 {
+            return err("train.sample_count", "must be at least 1".into());
+        }
+        if t.eval_batch_size == 0 {
+            return err("train.eval_batch_size", "must be at least 1".into());
         }
         if t.keep_checkpoints == 0 {
             return err("train.keep_checkpoints", "must keep at least 1".into());

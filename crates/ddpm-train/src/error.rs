@@ -12,6 +12,10 @@ pub enum TrainError {
     Net(#[from] ddpm_nets::NetError),
     #[error(transparent)]
     Run(#[from] ddpm_run::RunError),
+    #[error(transparent)]
+    Sample(#[from] ddpm_sample::SampleError),
+    #[error(transparent)]
+    Eval(#[from] ddpm_eval::EvalError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     /// The data set does not fit the network.

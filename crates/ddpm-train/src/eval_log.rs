@@ -18,9 +18,6 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The file name of the evaluation log inside a run directory.
-pub const EVAL_FILE: &str = "eval.jsonl";
-
 /// One line of `eval.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalLine {
@@ -96,8 +93,8 @@ pub struct EvalLog {
 impl EvalLog {
     /// Opens the log of a run, keeping the lines up to `step` (a resumed run drops what it
     /// logged after its checkpoint); rewrites the file atomically when it drops any.
-    pub fn open(run_dir: &Path, step: u64) -> std::io::Result<Self> {
-        let path = run_dir.join(EVAL_FILE);
+    pub fn open(run: &ddpm_run::RunDir, step: u64) -> std::io::Result<Self> {
+        let path = run.eval_log_path();
         let all = read_evals(&path)?;
         let n = all.len();
         let lines: Vec<EvalLine> = all.into_iter().filter(|l| l.step <= step).collect();
@@ -107,7 +104,7 @@ impl EvalLog {
                 text.push_str(&serde_json::to_string(l).expect("eval lines serialise"));
                 text.push('\n');
             }
-            ddpm_data::viz::write_atomic(&path, text.as_bytes())?;
+            ddpm_io::write_atomic(&path, text.as_bytes())?;
         }
         Ok(Self { path, lines })
     }
@@ -162,7 +159,7 @@ mod tests {
     #[test]
     fn open_drops_lines_past_the_resumed_step_and_best_follows_the_direction() {
         let dir = ddpm_testkit::temp_dir("eval-log");
-        let mut log = EvalLog::open(&dir, 0).unwrap();
+        let mut log = EvalLog::open(&ddpm_run::RunDir::new(&dir), 0).unwrap();
         for (s, v) in [(500, 5.0), (1000, 4.0), (1500, 4.5)] {
             log.append(EvalLine::new(s, "digits_fd", v)).unwrap();
         }
@@ -187,7 +184,7 @@ mod tests {
         assert!(log.is_best(&higher));
         assert!(!log.is_best(&EvalLine::new(2000, "digits_fd", f64::NAN)));
         // Resuming from step 1000 drops the later lines and the torn one.
-        let log = EvalLog::open(&dir, 1000).unwrap();
+        let log = EvalLog::open(&ddpm_run::RunDir::new(&dir), 1000).unwrap();
         assert_eq!(log.lines().len(), 2);
         assert_eq!(read_evals(&log.path).unwrap(), log.lines());
         assert!(std::fs::read_to_string(&log.path).unwrap().ends_with("}\n"));

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod error;
 pub mod eval_log;
+pub mod evaluate;
 pub mod import;
 pub mod launch;
 pub mod metrics;
@@ -22,7 +23,7 @@ pub mod step;
 pub mod tensorboard;
 pub mod trainer;
 
-pub use config::{OptimConfig, Precision, RunConfig, TrainConfig};
+pub use config::{LrSchedule, OptimConfig, Precision, RunConfig, TrainConfig};
 pub use error::{Result, TrainError};
 pub use eval_log::{EvalLine, EvalLog};
 pub use progress::{LogProgress, Progress};

@@ -6,6 +6,7 @@
 //! `_fused_adam_` kernel and `_foreach_*` ops through `ddpm-shim`) that needs a handful of
 //! launches instead of several per parameter tensor. Neither reads anything back to the host.
 
+use crate::config::{LrSchedule, OptimConfig};
 use ddpm_nets::placement::Placed;
 use ddpm_run::{AdamMoments, CheckpointFile};
 use tch::nn::VarStore;
@@ -14,6 +15,21 @@ use tch::{Kind, Tensor};
 /// lr_s = lr min(1, s / warmup): the official code's warm-up, s the 0-based update index.
 pub fn warmup_lr(lr: f64, warmup_steps: u64, step: u64) -> f64 {
     if warmup_steps == 0 { lr } else { lr * (step as f64 / warmup_steps as f64).min(1.0) }
+}
+
+/// The learning rate of update `step` (0-based) of a run of `total` updates: the warm-up, then
+/// the configured schedule (constant, or half a cosine from lr down to 0 at `total`).
+pub fn learning_rate(o: &OptimConfig, total: u64, step: u64) -> f64 {
+    let warm = warmup_lr(o.lr, o.warmup_steps, step);
+    match o.lr_schedule {
+        LrSchedule::Constant => warm,
+        LrSchedule::Cosine if step < o.warmup_steps || total <= o.warmup_steps => warm,
+        LrSchedule::Cosine => {
+            let progress =
+                ((step - o.warmup_steps) as f64 / (total - o.warmup_steps) as f64).min(1.0);
+            o.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -242,6 +258,23 @@ mod tests {
             assert_eq!(s.device(), p.device());
             assert_eq!(s.size(), Vec::<i64>::new());
         }
+    }
+
+    #[test]
+    fn cosine_decays_from_lr_after_warmup_to_zero_at_the_end() {
+        let o = OptimConfig {
+            lr: 1e-3,
+            warmup_steps: 100,
+            lr_schedule: LrSchedule::Cosine,
+            ..OptimConfig::default()
+        };
+        assert_eq!(learning_rate(&o, 1100, 50), 5e-4);
+        assert_eq!(learning_rate(&o, 1100, 100), 1e-3);
+        assert!((learning_rate(&o, 1100, 600) - 5e-4).abs() < 1e-15);
+        assert!(learning_rate(&o, 1100, 1099) < 1e-7);
+        assert_eq!(learning_rate(&o, 1100, 5000), 0.0);
+        let c = OptimConfig { lr_schedule: LrSchedule::Constant, ..o };
+        assert_eq!(learning_rate(&c, 1100, 1099), 1e-3);
     }
 
     #[test]

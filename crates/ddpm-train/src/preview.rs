@@ -1,21 +1,41 @@
-//! Preview samples during training: a grid from the EMA model with the respaced ancestral
-//! sampler (Algorithm 2 over `train.sample_steps` steps) and fixed noise, so that previews of
-//! successive steps are comparable. `samples/step-<step>.png` (2-D data: `.svg`, the samples
-//! over the data), copied to the run's `samples.png`/`samples.svg`.
+//! Preview samples during training: a grid from the EMA model with the configured sampler
+//! (`train.sample_sampler`, DPM-Solver++ with 20 network evaluations by default) and fixed
+//! noise, so that previews of successive steps are comparable; conditional models show every
+//! class in turn. `samples/step-<step>.png` (2-D data: `.svg`, the samples over the data),
+//! copied to the run's `samples.png`/`samples.svg`.
 
-use crate::config::{ConfigError, RunConfig};
-use crate::error::{Result, TrainError, io};
-use ddpm_core::rng::SplitMix64;
+use crate::config::RunConfig;
+use crate::error::{Result, io};
+use ddpm_core::rng::derive_seed;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_data::Dataset;
 use ddpm_nets::Denoiser;
 use ddpm_run::RunDir;
+use ddpm_sample::batch::BatchSampler;
+use ddpm_sample::job::Labels;
+use ddpm_sample::samplers::SamplerOptions;
 use std::path::PathBuf;
-use tch::{Device, Kind, Tensor};
+use tch::Kind;
 
 const STREAM_PREVIEW: u64 = 3;
 
-/// Draws the preview of step `step` from `net` (the EMA network) and returns its path.
+/// A preview written to disk; `png` holds the grid's bytes for image data.
+#[derive(Debug)]
+pub struct Preview {
+    pub path: PathBuf,
+    pub png: Option<Vec<u8>>,
+}
+
+/// The preview sampler's options: `train.sample_sampler` over `train.sample_steps`.
+pub fn preview_sampler(config: &RunConfig) -> SamplerOptions {
+    let kind = config.train.sample_sampler;
+    let mut opts = SamplerOptions::new(kind, config.diffusion.steps);
+    opts.steps = config.train.sample_steps;
+    opts.clip_x0 = kind.clips_by_default();
+    opts
+}
+
+/// Draws the preview of step `step` from `net` (the EMA network).
 pub fn write_preview(
     config: &RunConfig,
     run: &RunDir,
@@ -23,42 +43,25 @@ pub fn write_preview(
     diffusion: &TensorDiffusion,
     data: &Dataset,
     step: u64,
-) -> Result<PathBuf> {
-    let n = config.train.sample_count as i64;
-    let process = diffusion
-        .respaced_str(&config.train.sample_steps.to_string())
-        .map_err(|e| TrainError::Config(ConfigError(format!("train.sample_steps: {e}"))))?;
+) -> Result<Preview> {
+    let n = config.train.sample_count;
+    let opts = preview_sampler(config);
+    let seed = derive_seed(config.seed, &[STREAM_PREVIEW]);
+    let mut sampler =
+        BatchSampler::new(net, diffusion, opts.clone(), seed, Labels::Cycle, false, None)?;
+    let x0 = sampler.sample_n(n, n, &mut |_| {})?;
+    let values = Vec::<f32>::try_from(x0.to_kind(Kind::Float).flatten(0, -1)).expect("f32");
     let shape = net.sample_shape();
-    let mut full = vec![n];
-    full.extend(&shape);
-    let device = diffusion.device;
-    let _rng = ddpm_nets::torch_rng_lock();
-    tch::manual_seed(SplitMix64::derived(config.seed, &[STREAM_PREVIEW]).next_u64() as i64);
-    let x_t = Tensor::randn(full.as_slice(), (Kind::Float, device));
-    let y = net.num_classes().map(|k| {
-        let labels: Vec<i64> = (0..n).map(|i| i % k as i64).collect();
-        Tensor::from_slice(&labels).to_device(device)
-    });
-    let mut model =
-        |x: &Tensor, t: &Tensor| net.forward_t(x, t, y.as_ref(), false).to_kind(Kind::Float);
-    let x0 = process.p_sample_loop(
-        &mut model,
-        x_t,
-        &mut |_| Tensor::randn(full.as_slice(), (Kind::Float, device)),
-        true,
-        &mut |_, _| {},
-    );
-    let x0 = x0.clamp(-1.0, 1.0).to_device(Device::Cpu);
-    let values = Vec::<f32>::try_from(x0.flatten(0, -1)).expect("f32 samples");
-    let (path, ext) = match shape.len() {
+    let (path, ext, png) = match shape.len() {
         3 => {
             let (ch, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
             let p = run.preview_path(step, "png");
             let nrow = (n as f64).sqrt().ceil() as usize;
             let scale = (64 / h.max(1)).max(1);
-            ddpm_data::viz::save_image_grid(&p, &values, [n as usize, ch, h, w], nrow, scale, 2)
+            let png = ddpm_data::viz::image_grid_png(&values, [n, ch, h, w], nrow, scale, 2)
                 .map_err(io(&p))?;
-            (p, "png")
+            ddpm_io::write_atomic(&p, &png).map_err(io(&p))?;
+            (p, "png", Some(png))
         }
         _ => {
             let p = run.preview_path(step, "svg");
@@ -68,7 +71,7 @@ pub fn write_preview(
                 &p,
                 &format!("{} at step {step}", config.name),
                 &[(
-                    format!("EMA samples, {} steps", config.train.sample_steps),
+                    format!("EMA samples, {} {}", config.train.sample_sampler.name(), opts.steps),
                     vec![
                         ("data".into(), points, "#999999".into()),
                         ("samples".into(), samples, "#d62728".into()),
@@ -77,11 +80,11 @@ pub fn write_preview(
                 1.0,
             )
             .map_err(io(&p))?;
-            (p, "svg")
+            (p, "svg", None)
         }
     };
     let latest = run.latest_preview_path(ext);
     let bytes = std::fs::read(&path).map_err(io(&path))?;
     ddpm_io::write_atomic(&latest, &bytes).map_err(io(&latest))?;
-    Ok(path)
+    Ok(Preview { path, png })
 }

@@ -14,15 +14,14 @@
 //! The page is deterministic (no clock in it): the same run directory gives the same bytes.
 
 use crate::config::RunConfig;
-use crate::eval_log::{EVAL_FILE, EvalLine, best_by_metric, read_evals};
+use crate::eval_log::{EvalLine, best_by_metric, read_evals};
 use crate::metrics::{MetricsLine, read_metrics};
 use base64::Engine as _;
 use ddpm_data::viz::{LinePlot, Series, esc, write_atomic};
+use ddpm_run::RunDir;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The report's file name inside a run directory.
-pub const REPORT_FILE: &str = "report.html";
 /// At most this many sample grids are embedded: the latest and earlier ones evenly spread.
 pub const MAX_GRIDS: usize = 8;
 
@@ -46,23 +45,8 @@ pub struct SampleGrid {
 }
 
 /// The preview grids `samples/step-<step>.{png,svg}`, by step.
-pub fn sample_grids(run_dir: &Path) -> Vec<SampleGrid> {
-    let Ok(entries) = std::fs::read_dir(run_dir.join("samples")) else { return Vec::new() };
-    let mut grids: Vec<SampleGrid> = entries
-        .flatten()
-        .filter_map(|e| {
-            let path = e.path();
-            let name = path.file_name()?.to_str()?;
-            let (stem, ext) = name.rsplit_once('.')?;
-            if !matches!(ext, "png" | "svg") {
-                return None;
-            }
-            let step = stem.strip_prefix("step-")?.parse().ok()?;
-            Some(SampleGrid { step, path })
-        })
-        .collect();
-    grids.sort_by_key(|g| g.step);
-    grids
+pub fn sample_grids(run: &RunDir) -> Vec<SampleGrid> {
+    run.previews().into_iter().map(|(step, path)| SampleGrid { step, path }).collect()
 }
 
 /// At most `k` of `n` indices, evenly spread, always keeping the last.
@@ -75,33 +59,10 @@ fn spread(n: usize, k: usize) -> Vec<usize> {
     idx
 }
 
-/// Step numbers of `checkpoints/ckpt-<step>.safetensors`, and whether `best.safetensors` exists.
-fn checkpoints(run_dir: &Path) -> (Vec<u64>, bool) {
-    let dir = run_dir.join("checkpoints");
-    let mut steps: Vec<u64> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("ckpt-")?.strip_suffix(".safetensors")?.parse().ok()
-        })
-        .collect();
-    steps.sort_unstable();
-    (steps, dir.join("best.safetensors").exists())
-}
-
-/// "1h02m", "3m20s", "45s".
-fn duration(seconds: f64) -> String {
-    if !seconds.is_finite() {
-        return "?".into();
-    }
-    let s = seconds.round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
+/// Step numbers of the run's checkpoints, and whether a best checkpoint exists.
+fn checkpoints(run: &RunDir) -> (Vec<u64>, bool) {
+    let steps = run.list_checkpoints().into_iter().map(|(s, _)| s).collect();
+    (steps, run.best_checkpoint_path().exists())
 }
 
 /// Four significant digits, scientific when small or large.
@@ -220,9 +181,10 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e2e2e2;pa
 th{background:#fafafa}td:first-child,th:first-child{text-align:left}";
 
 /// The report of the run in `run_dir`, as HTML.
-pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
-    let config_path = run_dir.join("config.toml");
-    let metrics_path = run_dir.join("metrics.jsonl");
+pub fn render_report(run: &RunDir) -> Result<String, ReportError> {
+    let run_dir = &run.root;
+    let config_path = run.config_path();
+    let metrics_path = run.metrics_path();
     let config_text = match std::fs::read_to_string(&config_path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -232,7 +194,7 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
     if config_text.is_none() && lines.is_empty() {
         return Err(ReportError::NotARun(run_dir.to_path_buf()));
     }
-    let eval_path = run_dir.join(EVAL_FILE);
+    let eval_path = run.eval_log_path();
     let evals = read_evals(&eval_path).map_err(io(&eval_path))?;
     let config = config_text.as_ref().map(|_| RunConfig::load(&config_path));
     let dir_name =
@@ -303,7 +265,7 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
         card(
             &mut h,
             "time",
-            duration(l.elapsed_s),
+            ddpm_cli::fmt_duration(l.elapsed_s),
             format!(
                 "{} img/s (median)",
                 num(median(lines.iter().map(|l| l.images_per_s).collect()))
@@ -331,7 +293,7 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
         }
         card(&mut h, &e.metric, num(e.value), note);
     }
-    let (ckpts, has_best) = checkpoints(run_dir);
+    let (ckpts, has_best) = checkpoints(run);
     if let Some(c) = ckpts.last() {
         card(
             &mut h,
@@ -351,7 +313,7 @@ pub fn render_report(run_dir: &Path) -> Result<String, ReportError> {
     h.push_str("</div></section>");
 
     // Sample grids.
-    let grids = sample_grids(run_dir);
+    let grids = sample_grids(run);
     let _ = write!(h, "<section id=\"samples\"><h2>Samples (EMA weights)</h2>");
     if grids.is_empty() {
         h.push_str("<p>No sample grid yet.</p>");
@@ -460,9 +422,9 @@ fn step_gap(lines: &[MetricsLine]) -> u64 {
 
 /// (Re)writes `run_dir/report.html` atomically and returns its path. Cheap (it reads the logs
 /// and at most [`MAX_GRIDS`] sample grids): call it at every logging and sampling interval.
-pub fn write_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
-    let html = render_report(run_dir)?;
-    let path = run_dir.join(REPORT_FILE);
+pub fn write_report(run: &RunDir) -> Result<PathBuf, ReportError> {
+    let html = render_report(run)?;
+    let path = run.report_path();
     write_atomic(&path, html.as_bytes()).map_err(io(&path))?;
     Ok(path)
 }
@@ -496,15 +458,16 @@ mod tests {
         assert_eq!(num(0.0123456), "0.01235");
         assert_eq!(num(2e-4), "2.000e-4");
         assert_eq!(num(f64::NAN), "–");
-        assert_eq!(duration(200.0), "3m20s");
+        assert_eq!(ddpm_cli::fmt_duration(200.0), "3m20s");
     }
 
     #[test]
     fn a_directory_without_a_run_is_an_error_naming_it() {
         let dir = ddpm_testkit::temp_dir("report-empty");
-        let e = write_report(&dir).unwrap_err();
+        let run = RunDir::new(&dir);
+        let e = write_report(&run).unwrap_err();
         assert!(e.to_string().contains("not a run directory"), "{e}");
-        assert!(!dir.join(REPORT_FILE).exists());
+        assert!(!run.report_path().exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,9 +27,6 @@ use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The subdirectory of a run directory that holds its event files.
-pub const TB_DIR: &str = "tb";
-
 /// `tensorboard.Event` (event.proto).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {
@@ -198,9 +195,9 @@ impl TbWriter {
         Ok(w)
     }
 
-    /// Opens a writer in `<run_dir>/tb/` (see [`TbWriter::create`]).
-    pub fn for_run(run_dir: &Path, resumed_from: u64) -> Result<Self, TbError> {
-        Self::create(&run_dir.join(TB_DIR), resumed_from)
+    /// Opens a writer in the run's `tb/` (see [`TbWriter::create`]).
+    pub fn for_run(run: &ddpm_run::RunDir, resumed_from: u64) -> Result<Self, TbError> {
+        Self::create(&run.tensorboard_dir(), resumed_from)
     }
 
     pub fn path(&self) -> &Path {

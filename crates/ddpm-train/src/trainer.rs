@@ -16,10 +16,13 @@
 
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError, io};
+use crate::eval_log::{EvalLine, EvalLog};
+use crate::evaluate::Evaluator;
 use crate::metrics::{Accumulator, MetricsLog};
-use crate::optim::warmup_lr;
+use crate::optim::learning_rate;
 use crate::progress::Progress;
 use crate::step::{StepInput, StepOutput, TrainStep};
+use crate::tensorboard::TbWriter;
 use ddpm_core::rng::{SplitMix64, derive_seed};
 use ddpm_core::{TimestepSampler, TimestepSamplerKind};
 use ddpm_data::{Dataset, Loader, LoaderOptions, LoaderState};
@@ -59,6 +62,11 @@ pub struct Trainer {
     loader: Loader,
     loader_state: LoaderState,
     last_good_checkpoint: Option<u64>,
+    /// The run's metric during training (`train.eval_every`).
+    evaluator: Option<Evaluator>,
+    /// Rank 0's logs beside metrics.jsonl: TensorBoard and eval.jsonl.
+    tb: Option<TbWriter>,
+    evals: Option<EvalLog>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -132,6 +140,7 @@ impl Trainer {
         check_fit(&dataset, &config.model, &config.data.dataset)?;
         let dataset = Arc::new(dataset);
         let model = TrainStep::new(&config, device)?;
+        let evaluator = Evaluator::for_run(&config, device)?;
         let timestep_sampler = TimestepSampler::new(
             config.diffusion.timestep_sampler,
             model.diffusion.num_timesteps(),
@@ -162,12 +171,26 @@ impl Trainer {
             timestep_sampler,
             dataset,
             last_good_checkpoint: None,
+            evaluator,
+            tb: None,
+            evals: None,
         };
         trainer.resume()?;
         if rank == 0 {
-            let dir = trainer.run.checkpoints_dir();
+            let run = &trainer.run;
+            let dir = run.checkpoints_dir();
             std::fs::create_dir_all(&dir).map_err(io(dir))?;
-            trainer.run.write_config(&trainer.config.to_toml())?;
+            run.write_config(&trainer.config.to_toml())?;
+            // A resumed run drops what its logs hold beyond the checkpoint.
+            trainer.evals =
+                Some(EvalLog::open(run, trainer.step).map_err(io(run.eval_log_path()))?);
+            trainer.tb = match TbWriter::for_run(run, trainer.step) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("no TensorBoard events for this run: {e}");
+                    None
+                }
+            };
         }
         Ok(trainer)
     }
@@ -221,18 +244,22 @@ impl Trainer {
         if self.rank != 0 {
             return Ok(path);
         }
-        let meta = CheckpointMeta {
+        let m = &self.model;
+        Checkpoint::write(&path, &m.vs, &m.ema_vs, Some(m.adam.moments()), &self.meta())?;
+        self.last_good_checkpoint = Some(self.step);
+        self.run.prune_checkpoints(self.config.train.keep_checkpoints);
+        Ok(path)
+    }
+
+    /// What a checkpoint of the current state records besides tensors.
+    fn meta(&self) -> CheckpointMeta {
+        CheckpointMeta {
             step: self.step,
             loader: self.loader_state,
             timestep_sampler: Some(self.timestep_sampler.clone()),
             config: Some(self.config.to_toml()),
             source: None,
-        };
-        let m = &self.model;
-        Checkpoint::write(&path, &m.vs, &m.ema_vs, Some(m.adam.moments()), &meta)?;
-        self.last_good_checkpoint = Some(self.step);
-        self.run.prune_checkpoints(self.config.train.keep_checkpoints);
-        Ok(path)
+        }
     }
 
     /// Draws step `self.step`'s batch and timesteps and takes one [`TrainStep`]; returns its
@@ -261,7 +288,7 @@ impl Trainer {
         let t = Tensor::from_slice(&ts.iter().map(|&t| t as i64).collect::<Vec<_>>())
             .to_device(self.device);
         let w = Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(self.device);
-        let lr = warmup_lr(self.config.optim.lr, self.config.optim.warmup_steps, self.step);
+        let lr = learning_rate(&self.config.optim, self.config.train.total_steps, self.step);
         let input = StepInput { x0: &x0, t: &t, weights: Some(&w), y: y.as_ref() };
         let out = self.model.run(&input, derive_seed(seed, &[STREAM_TORCH, rank, self.step]), lr);
         if self.timestep_sampler.kind == TimestepSamplerKind::LossSecondMoment {
@@ -303,7 +330,7 @@ impl Trainer {
             let at_end = step == total;
             if step.is_multiple_of(log_every) || at_end {
                 self.stop_if_not_finite(&acc, None)?;
-                let lr = warmup_lr(self.config.optim.lr, self.config.optim.warmup_steps, step - 1);
+                let lr = learning_rate(&self.config.optim, total, step - 1);
                 let line = acc.take(
                     step,
                     lr,
@@ -323,7 +350,13 @@ impl Trainer {
                     ddpm_cli::fmt_duration(remaining)
                 ));
                 if self.rank == 0 {
+                    if let Some(tb) = &mut self.tb
+                        && let Err(e) = tb.add_metrics(&line)
+                    {
+                        tracing::warn!("TensorBoard: {e}");
+                    }
                     metrics.append(line)?;
+                    self.refresh_report();
                 }
             } else {
                 progress.advance(step, None);
@@ -338,8 +371,24 @@ impl Trainer {
                 progress.line(&format!("checkpoint {}", path.display()));
             }
             if (sample_every > 0 && step.is_multiple_of(sample_every)) || at_end {
-                let path = self.preview()?;
-                progress.line(&format!("samples {}", path.display()));
+                progress.line(&format!(
+                    "sampling the preview: {} images, {} {} steps",
+                    self.config.train.sample_count,
+                    self.config.train.sample_sampler.name(),
+                    self.config.train.sample_steps
+                ));
+                let preview = self.preview()?;
+                if let (Some(tb), Some(png)) = (&mut self.tb, &preview.png)
+                    && let Err(e) = tb.add_image_png("samples", step, png)
+                {
+                    tracing::warn!("TensorBoard: {e}");
+                }
+                progress.line(&format!("samples {}", preview.path.display()));
+                self.refresh_report();
+            }
+            let eval_every = self.config.train.eval_every;
+            if eval_every > 0 && (step.is_multiple_of(eval_every) || at_end) {
+                self.evaluate(progress)?;
             }
             if interrupted && !at_end {
                 progress.finish();
@@ -347,7 +396,54 @@ impl Trainer {
             }
         }
         progress.finish();
+        self.refresh_report();
         Ok(Outcome::Finished { step: self.step })
+    }
+
+    /// Measures the EMA weights with the run's metric (rank 0), logs the values, and keeps the
+    /// best checkpoint by the first metric as `checkpoints/best.safetensors`.
+    fn evaluate(&mut self, progress: &mut dyn Progress) -> Result<()> {
+        let Some(evaluator) = &self.evaluator else { return Ok(()) };
+        if self.rank != 0 {
+            return Ok(());
+        }
+        progress.line(&format!("evaluating the EMA weights: {}", evaluator.describe()));
+        let lines = evaluator.evaluate(&self.model.ema_net, &self.model.diffusion, self.step)?;
+        let Some(first) = lines.first().cloned() else { return Ok(()) };
+        let best = self.evals.as_ref().is_some_and(|log| log.is_best(&first));
+        for line in &lines {
+            if let Some(log) = &mut self.evals {
+                log.append(line.clone()).map_err(io(self.run.eval_log_path()))?;
+            }
+            if let Some(tb) = &mut self.tb
+                && let Err(e) = tb.add_eval(line)
+            {
+                tracing::warn!("TensorBoard: {e}");
+            }
+            progress.line(&eval_summary(line));
+        }
+        if best {
+            let path = self.run.best_checkpoint_path();
+            let m = &self.model;
+            Checkpoint::write(&path, &m.vs, &m.ema_vs, Some(m.adam.moments()), &self.meta())?;
+            progress.line(&format!("best {} so far: {}", first.metric, path.display()));
+        }
+        self.refresh_report();
+        Ok(())
+    }
+
+    /// The evaluations logged so far (rank 0).
+    pub fn evaluations(&self) -> &[EvalLine] {
+        self.evals.as_ref().map(|l| l.lines()).unwrap_or_default()
+    }
+
+    /// Rewrites `report.html` (rank 0); a failure is a warning, never the end of training.
+    fn refresh_report(&self) {
+        if self.rank == 0
+            && let Err(e) = crate::report::write_report(&self.run)
+        {
+            tracing::warn!("report: {e}");
+        }
     }
 
     /// The run stops, naming the step, at a non-finite loss or gradient norm; with `weights_at`,
@@ -366,7 +462,7 @@ impl Trainer {
     }
 
     /// The preview of the current step from the EMA model (see [`crate::preview`]).
-    pub fn preview(&self) -> Result<PathBuf> {
+    pub fn preview(&self) -> Result<crate::preview::Preview> {
         crate::preview::write_preview(
             &self.config,
             &self.run,
@@ -381,4 +477,14 @@ impl Trainer {
     pub fn var_stores(&self) -> (&tch::nn::VarStore, &tch::nn::VarStore) {
         (&self.model.vs, &self.model.ema_vs)
     }
+}
+
+/// "digits_fd 3.912 (data halves 3.180, 1.23x) in 41.2 s".
+fn eval_summary(l: &EvalLine) -> String {
+    let base = l
+        .baseline
+        .map(|b| format!(" (data vs data {b:.4}, {:.2}x)", l.value / b))
+        .unwrap_or_default();
+    let secs = l.seconds.map(|s| format!(" in {s:.1} s")).unwrap_or_default();
+    format!("step {} {} {:.4}{base}{secs}", l.step, l.metric, l.value)
 }

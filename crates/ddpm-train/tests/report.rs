@@ -125,7 +125,7 @@ fn data_uris(html: &str) -> Vec<(String, Vec<u8>)> {
 fn the_report_is_one_self_contained_page_with_every_part() {
     let root = ddpm_testkit::temp_dir("report-content");
     let dir = fake_image_run(&root);
-    let path = write_report(&dir).unwrap();
+    let path = write_report(&ddpm_run::RunDir::new(&dir)).unwrap();
     assert_eq!(path, dir.join("report.html"));
     let html = std::fs::read_to_string(&path).unwrap();
     // Self-contained: no script, nothing fetched.
@@ -177,7 +177,7 @@ fn the_report_is_one_self_contained_page_with_every_part() {
     );
     assert!(html.contains("<td>ddim, 50 steps</td>"));
     // Rewriting gives the same bytes (no clock in the page) and leaves no temporary file.
-    write_report(&dir).unwrap();
+    write_report(&ddpm_run::RunDir::new(&dir)).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), html);
     let stray: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -188,7 +188,8 @@ fn the_report_is_one_self_contained_page_with_every_part() {
 
     // A 2-D run embeds its SVG previews, and an empty evaluation plot says so.
     let roll = fake_points_run(&root);
-    let html = std::fs::read_to_string(write_report(&roll).unwrap()).unwrap();
+    let html =
+        std::fs::read_to_string(write_report(&ddpm_run::RunDir::new(&roll)).unwrap()).unwrap();
     let uris = data_uris(&html);
     assert_eq!(uris.len(), 1);
     assert_eq!(uris[0].0, "image/svg+xml");
@@ -291,7 +292,7 @@ fn browser_check(report: &Path) -> serde_json::Value {
 fn chromium_renders_every_plot_and_image_of_the_report() {
     let root = ddpm_testkit::temp_dir("report-browser");
     let dir = fake_image_run(&root);
-    let report = write_report(&dir).unwrap();
+    let report = write_report(&ddpm_run::RunDir::new(&dir)).unwrap();
     let check = browser_check(&report);
     let imgs = check["imgs"].as_array().unwrap();
     assert_eq!(imgs.len(), GRID_STEPS.len(), "{check}");
@@ -346,7 +347,7 @@ fn chromium_renders_every_plot_and_image_of_the_report() {
 
     // A 2-D run's SVG previews decode as images too.
     let roll = fake_points_run(&root);
-    let check = browser_check(&write_report(&roll).unwrap());
+    let check = browser_check(&write_report(&ddpm_run::RunDir::new(&roll)).unwrap());
     let imgs = check["imgs"].as_array().unwrap();
     assert_eq!(imgs.len(), 1);
     assert_eq!(imgs[0]["complete"], true);

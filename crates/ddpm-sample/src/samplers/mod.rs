@@ -49,6 +49,13 @@ impl SamplerKind {
         }
     }
 
+    /// Whether x0 predictions are clipped to [-1, 1] unless asked otherwise: yes for the
+    /// ancestral and DDIM samplers (as improved-diffusion and diffusers do), no for the ODE
+    /// solvers (whose data prediction would then leave the ODE).
+    pub fn clips_by_default(self) -> bool {
+        matches!(self, Self::Ddpm | Self::Ddim)
+    }
+
     /// The usual number of steps: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++, 18 for Heun
     /// (35 network evaluations).
     pub fn default_steps(self, t: usize) -> usize {

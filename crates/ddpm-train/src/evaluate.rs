@@ -1,0 +1,140 @@
+//! Evaluation during training (`train.eval_every`): the run's own metric on the EMA weights,
+//! measured as `ddpm-eval fid` measures it ([`ddpm_eval::protocol`]) on samples drawn in
+//! memory with the configured sampler — the digits classifier distance for the digits, the
+//! sliced Wasserstein distance for 2-D data, FID and IS for image sets (with Inception weights
+//! and a reference). Each evaluation becomes lines of `eval.jsonl`.
+
+use crate::config::RunConfig;
+use crate::error::{Result, TrainError};
+use crate::eval_log::EvalLine;
+use ddpm_core::rng::derive_seed;
+use ddpm_core::tensor::TensorDiffusion;
+use ddpm_eval::inception::default_weights_path;
+use ddpm_eval::protocol::{self, EvalOptions, FidReport, Measure, Protocol};
+use ddpm_nets::Denoiser;
+use ddpm_sample::batch::BatchSampler;
+use ddpm_sample::job::Labels;
+use ddpm_sample::samplers::SamplerOptions;
+use std::time::Instant;
+
+const STREAM_EVAL: u64 = 5;
+/// Images per Inception batch.
+const INCEPTION_BATCH: usize = 50;
+
+/// What an evaluation measures and with which sampler, fixed for the run.
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    pub measure: Measure,
+    pub samples: usize,
+    pub sampler: SamplerOptions,
+    pub options: EvalOptions,
+    batch: usize,
+    seed: u64,
+}
+
+impl Evaluator {
+    /// The run's evaluator, or None when `train.eval_every` is 0. Everything the metric needs
+    /// (Inception weights and a reference for image sets) is checked now, not at the first
+    /// evaluation hours later.
+    pub fn for_run(config: &RunConfig, device: tch::Device) -> Result<Option<Self>> {
+        let t = &config.train;
+        if t.eval_every == 0 {
+            return Ok(None);
+        }
+        let measure = Measure::for_data(&config.data);
+        let reference = t.eval_ref.clone().or_else(|| {
+            Some(match &config.data.path {
+                Some(p) => p.display().to_string(),
+                None => config.data.dataset.clone(),
+            })
+        });
+        let inception = t.eval_inception.clone().unwrap_or_else(default_weights_path);
+        if measure == Measure::Inception && !inception.exists() {
+            return Err(TrainError::Config(crate::config::ConfigError(format!(
+                "train.eval_every: FID during training needs the Inception weights at {} (`cargo xtask convert-inception`), or set eval_every = 0",
+                inception.display()
+            ))));
+        }
+        let samples = if t.eval_samples > 0 { t.eval_samples } else { measure.default_num()? };
+        let mut sampler = SamplerOptions::new(t.eval_sampler, config.diffusion.steps);
+        sampler.steps = t.eval_steps;
+        sampler.clip_x0 = t.eval_sampler.clips_by_default();
+        Ok(Some(Self {
+            measure,
+            samples,
+            sampler,
+            options: EvalOptions { device, inception, reference, batch_size: INCEPTION_BATCH },
+            batch: t.eval_batch_size,
+            seed: derive_seed(config.seed, &[STREAM_EVAL]),
+        }))
+    }
+
+    /// A short description for log lines.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} samples, {} {} steps",
+            self.samples,
+            self.sampler.kind.name(),
+            self.sampler.steps
+        )
+    }
+
+    /// Samples from `net` (the EMA network) and measures them; one line per metric.
+    pub fn evaluate(
+        &self,
+        net: &Denoiser,
+        diffusion: &TensorDiffusion,
+        step: u64,
+    ) -> Result<Vec<EvalLine>> {
+        let started = Instant::now();
+        let labels = if net.num_classes().is_some() { Labels::Random } else { Labels::None };
+        let mut sampler = BatchSampler::new(
+            net,
+            diffusion,
+            self.sampler.clone(),
+            self.seed,
+            labels,
+            false,
+            None,
+        )?;
+        let x0 = sampler.sample_n(self.samples, self.batch, &mut |_| {})?;
+        // Images are measured in [0, 1], as pytorch-fid takes them; points as they are.
+        let samples = if x0.dim() == 4 { (x0 + 1.0) / 2.0 } else { x0 };
+        let report = protocol::evaluate(
+            &samples,
+            &self.measure,
+            &self.options,
+            Protocol::default(),
+            &mut |_, _| {},
+        )?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(self.lines(&report, step, seconds))
+    }
+
+    fn lines(&self, r: &FidReport, step: u64, seconds: f64) -> Vec<EvalLine> {
+        let line = |metric: &str, value: f64, baseline: Option<f64>| EvalLine {
+            baseline,
+            samples: Some(self.samples),
+            sampler: Some(self.sampler.kind.name().to_string()),
+            sampler_steps: Some(self.sampler.steps),
+            seconds: Some(seconds),
+            ..EvalLine::new(step, metric, value)
+        };
+        let mut v = Vec::new();
+        if let Some(p) = &r.points {
+            v.push(line(
+                "sliced_w2",
+                p.sliced_wasserstein,
+                Some(p.sliced_wasserstein_data_vs_data),
+            ));
+        }
+        if let Some(d) = &r.digits {
+            v.push(line("digits_fd", d.fd, Some(d.data_halves)));
+        }
+        if let Some(m) = &r.inception {
+            v.push(line("fid", m.fid, None));
+            v.push(EvalLine { higher_is_better: true, ..line("inception_score", m.is_mean, None) });
+        }
+        v
+    }
+}
