@@ -144,11 +144,17 @@ impl Reference {
 /// What [`compute_metrics`] measured; a field is `None` when its metric was not selected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricValues {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fid: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub is_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub is_std: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sfid: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub precision: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recall: Option<f64>,
 }
 

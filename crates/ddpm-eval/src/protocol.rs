@@ -13,8 +13,7 @@
 
 use crate::digits_classifier::DigitsClassifier;
 use crate::error::{EvalError, Result};
-use crate::features::inception_features;
-use crate::inception_score::inception_score;
+use crate::metrics::{MetricValues, Metrics, Reference, compute_metrics, reference_from_images};
 use crate::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
 use ddpm_data::{DataConfig, Dataset};
 use serde::Serialize;
@@ -101,6 +100,9 @@ pub struct Protocol {
     pub inception: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inception_sha256: Option<String>,
+    /// The Inception metrics asked for (`--metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,14 +136,6 @@ pub struct PointsDistance {
     pub sliced_wasserstein_data_vs_data: f64,
 }
 
-/// FID and IS through Inception.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct InceptionMetrics {
-    pub fid: f64,
-    pub is_mean: f64,
-    pub is_std: f64,
-}
-
 /// Everything `ddpm-eval fid` measured (`fid.json`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FidReport {
@@ -150,8 +144,9 @@ pub struct FidReport {
     pub digits: Option<DigitsDistance>,
     #[serde(flatten)]
     pub points: Option<PointsDistance>,
+    /// FID, IS, sFID, precision and recall, as selected (`--metrics`).
     #[serde(flatten)]
-    pub inception: Option<InceptionMetrics>,
+    pub inception: Option<MetricValues>,
     /// Why Inception metrics are absent, when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inception_skipped: Option<String>,
@@ -182,10 +177,20 @@ impl FidReport {
         if let Some(m) = &self.inception {
             let n = self.protocol.n;
             let r = self.protocol.reference.as_deref().unwrap_or("?");
-            v.push(format!(
-                "FID {:.4}  IS {:.3} +- {:.3}  ({n} samples vs {r})",
-                m.fid, m.is_mean, m.is_std
-            ));
+            let mut parts = Vec::new();
+            if let Some(f) = m.fid {
+                parts.push(format!("FID {f:.4}"));
+            }
+            if let (Some(mean), Some(std)) = (m.is_mean, m.is_std) {
+                parts.push(format!("IS {mean:.3} +- {std:.3}"));
+            }
+            if let Some(f) = m.sfid {
+                parts.push(format!("sFID {f:.4}"));
+            }
+            if let (Some(p), Some(rc)) = (m.precision, m.recall) {
+                parts.push(format!("precision {p:.4}  recall {rc:.4}"));
+            }
+            v.push(format!("{}  ({n} samples vs {r})", parts.join("  ")));
             if n < 50_000 {
                 v.push(format!(
                     "note: {n} samples; published FIDs use 50,000 (FID is biased upwards at smaller n)"
@@ -257,29 +262,36 @@ pub fn digits_distance(samples: &Tensor, device: Device) -> Result<DigitsDistanc
     })
 }
 
-/// Reference statistics: a statistics `.npz` as given, or those of a data set or image folder,
+/// The reference side of the selected metrics: a statistics `.npz` as given (with a features
+/// file for precision/recall), or the statistics (and features) of a data set or image folder,
 /// computed once and cached under `$DDPM_HOME/fid-stats/` by a hash of what they were computed
-/// from and of the Inception weights. Returns (stats, description, SHA-256 of the file).
-pub fn reference_stats(
+/// from and of the Inception weights (recomputed when the cache lacks what `metrics` need).
+/// Returns (reference, description, SHA-256 of the statistics file).
+pub fn reference(
     spec: &str,
+    features: Option<&Path>,
+    metrics: Metrics,
     net: &FidInception,
     weights_sha: &str,
     batch: usize,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Stats, String, String)> {
+) -> Result<(Reference, String, String)> {
     let path = Path::new(spec);
     if path.extension().is_some_and(|e| e == "npz") {
-        let stats = Stats::load(path)?;
-        if stats.dim() != 2048 {
+        let r = Reference::load(Some(path), features)?;
+        if let Some(s) = &r.stats
+            && s.dim() != 2048
+        {
             return Err(EvalError::Stats {
                 path: path.into(),
                 reason: format!(
                     "statistics of {} features; FID uses the 2048-d pool features",
-                    stats.dim()
+                    s.dim()
                 ),
             });
         }
-        return Ok((stats, spec.to_string(), sha256_file(path)?));
+        r.check(metrics)?;
+        return Ok((r, spec.to_string(), sha256_file(path)?));
     }
     let canonical =
         std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_default();
@@ -291,18 +303,25 @@ pub fn reference_stats(
             .map(|b| format!("{b:02x}"))
             .collect()
     };
-    let cache = ddpm_io::ddpm_home().join("fid-stats").join(format!("{key}.npz"));
-    let desc = format!("{spec} (cached {})", cache.display());
-    if cache.exists() {
-        return Ok((Stats::load(&cache)?, desc, sha256_file(&cache)?));
+    let dir = ddpm_io::ddpm_home().join("fid-stats");
+    let (stats_path, features_path) =
+        (dir.join(format!("{key}.npz")), dir.join(format!("{key}-features.npz")));
+    let desc = format!("{spec} (cached {})", stats_path.display());
+    if stats_path.exists() {
+        let cached_features = features_path.exists().then_some(features_path.as_path());
+        let r = Reference::load(Some(&stats_path), cached_features)?;
+        if r.check(metrics).is_ok() {
+            return Ok((r, desc, sha256_file(&stats_path)?));
+        }
     }
     let imgs = load_images(spec)?;
     let n = imgs.size()[0] as usize;
     tracing::info!("reference statistics of {spec}: {n} images through Inception");
-    let f = inception_features(net, &imgs, batch, &mut |d| progress(d, n));
-    let stats = Stats::from_features(&f.pool3)?;
-    stats.save(&cache)?;
-    Ok((stats, desc, sha256_file(&cache)?))
+    // Everything the cache may be asked for later in the same pass: spatial statistics too.
+    let all = Metrics { sfid: true, ..metrics };
+    let r = reference_from_images(net, &imgs, batch, all, &mut |d| progress(d, n))?;
+    r.save(&stats_path, metrics.pr.then_some(features_path.as_path()))?;
+    Ok((r, desc, sha256_file(&stats_path)?))
 }
 
 /// Images in [0, 1] from an `.npz`/`.npy` of samples, an image folder, or a data set.
@@ -323,38 +342,50 @@ pub fn load_images(spec: &str) -> Result<Tensor> {
     }
 }
 
-/// FID and IS of `samples` ([N, C, H, W] in [0, 1]) against reference statistics; fills the
-/// Inception part of `protocol`.
+/// The selected Inception metrics of `samples` ([N, C, H, W] in [0, 1]) against the reference;
+/// fills the Inception part of `protocol`.
 pub fn inception_metrics(
     samples: &Tensor,
     net: &FidInception,
-    weights: &Path,
-    reference: &str,
-    batch: usize,
+    opts: &EvalOptions,
+    reference_spec: &str,
     protocol: &mut Protocol,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<InceptionMetrics> {
-    let weights_sha = sha256_file(weights)?;
-    let (ref_stats, ref_desc, ref_sha) =
-        reference_stats(reference, net, &weights_sha, batch, progress)?;
+) -> Result<MetricValues> {
+    let channels = samples.size().get(1).copied().unwrap_or(0);
+    if channels != 1 && channels != 3 {
+        return Err(EvalError::Samples(format!(
+            "samples with {channels} channels: Inception takes RGB (3) or grey (1, repeated to RGB as pytorch-fid does)"
+        )));
+    }
+    let weights_sha = sha256_file(&opts.inception)?;
+    let (r, ref_desc, ref_sha) = reference(
+        reference_spec,
+        opts.ref_features.as_deref(),
+        opts.metrics,
+        net,
+        &weights_sha,
+        opts.batch_size,
+        progress,
+    )?;
     let n = samples.size()[0] as usize;
-    tracing::info!("Inception features of {n} samples");
+    tracing::info!("Inception features of {n} samples ({})", opts.metrics);
     let started = std::time::Instant::now();
-    let f = inception_features(net, samples, batch, &mut |d| progress(d, n));
+    let (values, _) =
+        compute_metrics(net, samples, opts.batch_size, &r, opts.metrics, &mut |d| progress(d, n))?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    let fid = frechet_distance(&Stats::from_features(&f.pool3)?, &ref_stats)?;
-    let (is_mean, is_std) = inception_score(&f.logits, 10);
     protocol.reference = Some(ref_desc);
     protocol.ref_sha256 = Some(ref_sha);
-    protocol.inception = Some(weights.display().to_string());
+    protocol.inception = Some(opts.inception.display().to_string());
     protocol.inception_sha256 = Some(weights_sha);
+    protocol.metrics = Some(opts.metrics.to_string());
     protocol.features = Some(
-        "pool3, 2048-d; bilinear resize to 299 (align_corners=false); float samples, not re-quantised"
+        "pool3, 2048-d (FID, IS, precision/recall k=3); Mixed_6d.branch1x1[:7] 17x17, 2023-d (sFID); bilinear resize to 299 (align_corners=false); float samples, not re-quantised"
             .into(),
     );
-    protocol.is_splits = Some(10);
+    protocol.is_splits = opts.metrics.is.then_some(10);
     protocol.inception_images_per_s = Some(rate);
-    Ok(InceptionMetrics { fid, is_mean, is_std })
+    Ok(values)
 }
 
 /// Samples from a `samples.npz` (array `samples`): images [N, C, H, W] in [-1, 1] become [0, 1]
@@ -377,6 +408,10 @@ pub struct EvalOptions {
     pub reference: Option<String>,
     /// Images per Inception batch.
     pub batch_size: usize,
+    /// The Inception metrics to compute.
+    pub metrics: Metrics,
+    /// The reference's pool3 features (precision/recall with a statistics `.npz` reference).
+    pub ref_features: Option<PathBuf>,
 }
 
 /// Measures `samples` as `measure` says, into a report carrying `protocol`.
@@ -413,15 +448,8 @@ pub fn evaluate(
             "--ref: give reference statistics (.npz), an image folder or a data set".into(),
         )
     })?;
-    report.inception = Some(inception_metrics(
-        samples,
-        &net,
-        &opts.inception,
-        reference,
-        opts.batch_size,
-        &mut protocol,
-        progress,
-    )?);
+    report.inception =
+        Some(inception_metrics(samples, &net, opts, reference, &mut protocol, progress)?);
     report.protocol = protocol;
     Ok(report)
 }

@@ -63,7 +63,14 @@ impl Evaluator {
             measure,
             samples,
             sampler,
-            options: EvalOptions { device, inception, reference, batch_size: INCEPTION_BATCH },
+            options: EvalOptions {
+                device,
+                inception,
+                reference,
+                batch_size: INCEPTION_BATCH,
+                metrics: ddpm_eval::Metrics::default(),
+                ref_features: None,
+            },
             batch: t.eval_batch_size,
             seed: derive_seed(config.seed, &[STREAM_EVAL]),
         }))
@@ -132,8 +139,12 @@ impl Evaluator {
             v.push(line("digits_fd", d.fd, Some(d.data_halves)));
         }
         if let Some(m) = &r.inception {
-            v.push(line("fid", m.fid, None));
-            v.push(EvalLine { higher_is_better: true, ..line("inception_score", m.is_mean, None) });
+            if let Some(fid) = m.fid {
+                v.push(line("fid", fid, None));
+            }
+            if let Some(is) = m.is_mean {
+                v.push(EvalLine { higher_is_better: true, ..line("inception_score", is, None) });
+            }
         }
         v
     }

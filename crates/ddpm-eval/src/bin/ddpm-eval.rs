@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ddpm_data::{DataConfig, Dataset};
 use ddpm_eval::inception::default_weights_path;
+use ddpm_eval::metrics::{Metrics, reference_from_images};
 use ddpm_eval::protocol::{self, EvalOptions, Measure, Protocol};
-use ddpm_eval::{FidInception, images, sha256_file};
+use ddpm_eval::{FidInception, images};
 use ddpm_run::{DEFAULT_RUNS_DIR, open_model};
 use ddpm_sample::job::{self, JobOptions, Labels};
 use ddpm_sample::{SampleRequest, SamplerArgs};
@@ -75,6 +76,13 @@ struct FidArgs {
     /// Reference: a statistics .npz, an image folder, or a data set (default: the run's data).
     #[arg(long = "ref")]
     reference: Option<String>,
+    /// Inception metrics, comma-separated: fid, is, sfid, pr (precision/recall, k = 3).
+    #[arg(long, default_value = "fid,is")]
+    metrics: String,
+    /// The reference's pool3 features (.npz from `fid-stats --features`), for pr with a
+    /// statistics .npz as --ref.
+    #[arg(long)]
+    ref_features: Option<PathBuf>,
     /// Number of samples (default: 50,000, the standard protocol; for the digits the size of
     /// the data half the classifier distance compares with; 2,000 points for 2-D data).
     #[arg(short = 'n', long)]
@@ -101,8 +109,13 @@ struct StatsArgs {
     /// A data set name (digits, ...), a CIFAR-10/MNIST directory, or an image folder.
     #[arg(long)]
     data: String,
+    /// The statistics file: pytorch-fid's mu and sigma, plus sFID's mu_s and sigma_s.
     #[arg(long)]
     out: PathBuf,
+    /// Also store the pool3 features (float16, 2048 x 2 bytes per image: 205 MB for 50,000)
+    /// that precision/recall need as the reference side.
+    #[arg(long)]
+    features: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,6 +203,8 @@ fn fid(a: FidArgs) -> Result<()> {
         inception: a.common.inception(),
         reference,
         batch_size: a.common.batch_size,
+        metrics: a.metrics.parse()?,
+        ref_features: a.ref_features.clone(),
     };
     let report = protocol::evaluate(&samples, &measure, &opts, protocol, &mut progress)?;
     pb.finish_and_clear();
@@ -209,13 +224,19 @@ fn fid_stats(a: StatsArgs) -> Result<()> {
     let dev = a.common.device()?;
     let weights = a.common.inception();
     let net = FidInception::load(&weights, dev)?;
-    let sha = sha256_file(&weights)?;
+    let images = protocol::load_images(&a.data)?;
+    let metrics = Metrics { fid: true, is: false, sfid: true, pr: a.features.is_some() };
     let (pb, mut progress) = bar_progress("images");
-    let (stats, desc, _) =
-        protocol::reference_stats(&a.data, &net, &sha, a.common.batch_size, &mut progress)?;
+    let n = images.size()[0] as usize;
+    let r = reference_from_images(&net, &images, a.common.batch_size, metrics, &mut |d| {
+        progress(d, n)
+    })?;
     pb.finish_and_clear();
-    stats.save(&a.out)?;
-    println!("{} ({desc})", a.out.display());
+    r.save(&a.out, a.features.as_deref())?;
+    println!("{} ({n} images of {})", a.out.display(), a.data);
+    if let Some(f) = &a.features {
+        println!("{}", f.display());
+    }
     Ok(())
 }
 
