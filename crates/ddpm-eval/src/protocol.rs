@@ -299,7 +299,8 @@ pub fn reference_stats(
     let imgs = load_images(spec)?;
     let n = imgs.size()[0] as usize;
     tracing::info!("reference statistics of {spec}: {n} images through Inception");
-    let f = inception_features(net, &imgs, batch, &mut |d| progress(d, n));
+    images::check_images(&imgs, spec)?;
+    let f = inception_features(net, &imgs, batch, &mut |d| progress(d, n))?;
     let stats = Stats::from_features(&f.pool3)?;
     stats.save(&cache)?;
     Ok((stats, desc, sha256_file(&cache)?))
@@ -340,7 +341,7 @@ pub fn inception_metrics(
     let n = samples.size()[0] as usize;
     tracing::info!("Inception features of {n} samples");
     let started = std::time::Instant::now();
-    let f = inception_features(net, samples, batch, &mut |d| progress(d, n));
+    let f = inception_features(net, samples, batch, &mut |d| progress(d, n))?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let fid = frechet_distance(&Stats::from_features(&f.pool3)?, &ref_stats)?;
     let (is_mean, is_std) = inception_score(&f.logits, 10);

@@ -5,6 +5,7 @@
 //! per-image noise streams so that sharded jobs reproduce single jobs; streamed, resumable
 //! output (`samples.npz`, `grid.png`, PNGs); and the paper's figures.
 
+pub mod config;
 pub mod error;
 pub mod figure_request;
 pub mod figures;
@@ -15,6 +16,7 @@ pub mod noise;
 pub mod request;
 pub mod samplers;
 
+pub use config::SamplingConfig;
 pub use error::{Result, SampleError};
 pub use request::{SampleRequest, SamplerArgs};
-pub use samplers::{SamplerKind, SamplerOptions, Skip, TimeSteps};
+pub use samplers::{ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};
