@@ -139,19 +139,28 @@ impl TensorFile {
         Ok(Tensor::f_from_data_size(bytes, &shape, kind)?)
     }
 
+    /// The stored bytes of tensor `name` (little-endian, C order), as the file holds them.
+    pub fn raw(&self, name: &str) -> Option<&[u8]> {
+        let info = self.tensors.get(name)?;
+        Some(&self.mmap[self.data_start + info.start..self.data_start + info.end])
+    }
+
     /// Names under `prefix` with the prefix removed.
     pub fn names_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.tensors.keys().filter_map(move |k| k.strip_prefix(prefix))
     }
 }
 
-struct Bytes {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// A tensor as a safetensors file stores it: dtype, shape and little-endian bytes in C order.
+#[derive(Debug, Clone)]
+pub struct TensorBytes {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
 }
 
-impl View for &Bytes {
+impl View for &TensorBytes {
     fn dtype(&self) -> Dtype {
         self.dtype
     }
@@ -166,7 +175,7 @@ impl View for &Bytes {
     }
 }
 
-fn to_bytes(t: &Tensor) -> Result<Bytes> {
+fn to_bytes(name: &str, t: &Tensor) -> Result<TensorBytes> {
     let t = t.to_device(Device::Cpu).contiguous();
     let dtype = dtype_of(t.kind()).ok_or_else(|| {
         file_err(Path::new("<tensor>"), format!("cannot store kind {:?}", t.kind()))
@@ -174,7 +183,17 @@ fn to_bytes(t: &Tensor) -> Result<Bytes> {
     let numel = t.numel();
     let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
     t.f_copy_data_u8(&mut data, numel)?;
-    Ok(Bytes { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+    Ok(TensorBytes {
+        name: name.to_owned(),
+        dtype,
+        shape: t.size().iter().map(|&d| d as usize).collect(),
+        data,
+    })
+}
+
+/// The tensors as the bytes [`write_tensor_bytes`] stores (copied to the CPU).
+pub fn tensor_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<TensorBytes>> {
+    tensors.iter().map(|(n, t)| to_bytes(n, t)).collect()
 }
 
 /// Writes `tensors` with `metadata` to `path` atomically (see [`ddpm_io::write_atomic_with`]:
@@ -184,10 +203,18 @@ pub fn write_tensors(
     tensors: &[(String, Tensor)],
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
+    write_tensor_bytes(path, &tensor_bytes(tensors)?, metadata)
+}
+
+/// Writes tensors already turned into bytes ([`tensor_bytes`]) with `metadata` to `path`
+/// atomically.
+pub fn write_tensor_bytes(
+    path: impl AsRef<Path>,
+    tensors: &[TensorBytes],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     let path = path.as_ref();
-    let bytes: Vec<(String, Bytes)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), to_bytes(t)?))).collect::<Result<_>>()?;
-    let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
+    let views: Vec<(&str, &TensorBytes)> = tensors.iter().map(|b| (b.name.as_str(), b)).collect();
     let meta = (!metadata.is_empty()).then(|| metadata.clone());
     ddpm_io::write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(views, meta, tmp).map_err(std::io::Error::other)

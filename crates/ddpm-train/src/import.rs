@@ -94,3 +94,32 @@ pub fn sampling_config(s: &SchedulerSampling) -> SamplingConfig {
         steps_offset: s.steps_offset,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_settings_become_the_runs_sampling_defaults() {
+        let s = SchedulerSampling::default();
+        assert_eq!(
+            sampling_config(&s),
+            SamplingConfig {
+                clip: None,
+                clip_convention: ClipConvention::Diffusers,
+                final_abar_one: true,
+                steps_offset: 0
+            }
+        );
+        let s = SchedulerSampling {
+            clip_sample: false,
+            threshold_clip: false,
+            set_alpha_to_one: false,
+            steps_offset: 1,
+        };
+        let c = sampling_config(&s);
+        assert_eq!((c.clip, c.final_abar_one, c.steps_offset), (Some(false), false, 1));
+        let s = SchedulerSampling { clip_sample: false, threshold_clip: true, ..s };
+        assert_eq!(sampling_config(&s).clip, Some(true));
+    }
+}
