@@ -23,7 +23,7 @@ use tch::{Device, Tensor};
 
 /// Seed of the random split of the digits into two halves (the file is grouped by writer, so
 /// its own halves differ in style).
-const DIGITS_SPLIT_SEED: u64 = 17;
+pub const DIGITS_SPLIT_SEED: u64 = 17;
 /// Directions and seed of the sliced Wasserstein distance.
 const SLICES: usize = 200;
 const SLICE_SEED: u64 = 0;
