@@ -280,3 +280,42 @@ fn default_output_folders_are_named_as_the_command_line_names_samplers() {
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), dir.display().to_string());
     }
 }
+
+/// A run's `[sampling]` table gives DDIM's defaults (an imported diffusers model's: diffusers'
+/// clipping convention, its final alpha and step offset) and the command line overrides them;
+/// the manifest records what was used. `--clip-convention` with a sampler that uses x0 alone is
+/// refused.
+#[test]
+fn the_runs_sampling_table_sets_defaults_that_flags_override() {
+    let runs = trained();
+    let config = runs.join("tiny/config.toml");
+    let mut table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let sampling = "clip_convention = \"diffusers\"\nfinal_abar_one = false\nsteps_offset = 1\n";
+    table.insert("sampling".into(), toml::Value::Table(toml::from_str(sampling).unwrap()));
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    let manifest = |out: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
+    };
+    let dir = temp_dir("sample-sampling-table");
+    let args = ["--sampler", "ddim", "--steps", "4", "-n", "1", "--no-png"];
+    let (a, b) = (dir.join("defaults"), dir.join("flags"));
+    ok(sample(&runs, &a, &args));
+    let m = manifest(&a)["sampler"].clone();
+    assert_eq!(
+        (&m["clip_convention"], &m["final_abar_one"], &m["steps_offset"], &m["clip_x0"]),
+        (&"diffusers".into(), &false.into(), &1.into(), &true.into()),
+        "{m}"
+    );
+    ok(sample(&runs, &b, &[&args[..], &["--clip-convention", "improved-diffusion"]].concat()));
+    assert_eq!(manifest(&b)["sampler"]["clip_convention"], "improved-diffusion");
+    // The other samplers keep their own settings whatever the table says.
+    let c = dir.join("heun");
+    ok(sample(&runs, &c, &["--sampler", "heun", "--steps", "2", "-n", "1", "--no-png"]));
+    assert_eq!(manifest(&c)["sampler"]["steps_offset"], 0);
+    fails(
+        &runs,
+        &["--sampler", "heun", "--clip-convention", "diffusers"],
+        "--clip-convention diffusers applies to ddim only",
+    );
+}

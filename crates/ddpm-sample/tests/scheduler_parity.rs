@@ -50,9 +50,21 @@ impl Case {
     }
 }
 
-/// Runs our sampler on the case; returns the trajectory (x after each step), the model outputs
-/// it was given, x_T, the fresh noises, and how many steps clipped some x0 prediction.
-fn ours(c: &Case) -> (Vec<Vec<f64>>, Vec<Tensor>, Tensor, Vec<Vec<f64>>, usize) {
+/// What our sampler did on a case.
+struct Ours {
+    /// x after each step.
+    trajectory: Vec<Vec<f64>>,
+    /// The model outputs it was given, in order.
+    outputs: Vec<Tensor>,
+    x_t: Tensor,
+    /// The fresh noise of each step.
+    noises: Vec<Vec<f64>>,
+    /// How many steps' x0 prediction left [-1, 1] somewhere.
+    clipped_steps: usize,
+}
+
+/// Runs our sampler on the case.
+fn ours(c: &Case) -> Ours {
     let config = DiffusionConfig {
         steps: c.t,
         schedule: c.schedule,
@@ -101,7 +113,7 @@ fn ours(c: &Case) -> (Vec<Vec<f64>>, Vec<Tensor>, Tensor, Vec<Vec<f64>>, usize) 
             .unwrap();
     trajectory.push(flat(&x0));
     assert_eq!(outputs.len(), n_evals);
-    (trajectory, outputs, x_t, noises, clipped_steps)
+    Ours { trajectory, outputs, x_t, noises, clipped_steps }
 }
 
 /// Our trajectories against diffusers' schedulers fed the same outputs and noise (one Python
@@ -111,7 +123,7 @@ fn check_all(cases: &[Case]) -> Vec<(Vec<Vec<f64>>, usize)> {
     let mut inputs = Vec::new();
     let mut results = Vec::new();
     for c in cases {
-        let (trajectory, outputs, x_t, noises, clipped_steps) = ours(c);
+        let Ours { trajectory, outputs, x_t, noises, clipped_steps } = ours(c);
         let beta = match c.schedule {
             ScheduleName::Cosine => "squaredcos_cap_v2",
             _ => "linear",

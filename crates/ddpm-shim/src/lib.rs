@@ -355,7 +355,7 @@ mod tests {
         let x = Tensor::zeros([4], (Kind::Float, device));
         let y = Tensor::zeros([4], (Kind::Float, device));
         // A run outside the capture first, as torch.cuda.graphs' warm-up does.
-        let _ = y.shallow_clone().copy_(&(&x * 2.0 + 1.0));
+        y.shallow_clone().copy_(&(&x * 2.0 + 1.0));
         let _ = y.shallow_clone().zero_();
         let mut graph = CudaGraph::new().unwrap();
         graph.capture(|| y.shallow_clone().copy_(&(&x * 2.0 + 1.0))).unwrap();
