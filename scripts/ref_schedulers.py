@@ -1,11 +1,19 @@
 """diffusers' schedulers as step-for-step oracles for ddpm-sample.
 
-Usage: ref_schedulers.py INPUT.json -> JSON {"timesteps": [...], "samples": [[...], ...]}
+Usage: ref_schedulers.py INPUT.json -> JSON {"timesteps": [...], "samples": [[...], ...]}, or a
+list of such objects for a list of inputs (one interpreter start for many cases).
 Input: {"sampler": "ddpm"|"ddim"|"dpmpp", "T": int, "beta_schedule": "linear"|"squaredcos_cap_v2",
         "steps": int, "timesteps": [optional custom descending list, ddpm only],
         "variance_type": "fixed_small"|"fixed_large", "eta": float, "clip": bool,
+        "clip_convention": "improved-diffusion"|"diffusers" (ddim; default improved-diffusion),
+        "set_alpha_to_one": bool (ddim; default true), "steps_offset": int (ddim; default 0),
         "shape": [...], "x_T": [...], "model_outputs": [[...] per step], "noises": [[...] per step]}
 The i-th step gets model_outputs[i] as the network output and noises[i] as its fresh noise.
+"clip" is DDPMScheduler's and DDIMScheduler's clip_sample, and DPMSolverMultistepScheduler's
+thresholding with sample_max_value 1.0 (dynamic thresholding whose s is clamped to [1, 1], which
+is clipping to [-1, 1]). For DDIM, "clip_convention" picks step()'s use_clipped_model_output:
+True re-derives eps from the clipped x0 (improved-diffusion), False keeps the model's eps
+(DDIMPipeline's default).
 """
 import json
 import sys
@@ -19,6 +27,13 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 def main():
     inp = json.load(open(sys.argv[1]))
+    if isinstance(inp, list):
+        print(json.dumps([run(case) for case in inp]))
+    else:
+        print(json.dumps(run(inp)))
+
+
+def run(inp):
     shape = inp["shape"]
     t64 = lambda v: torch.tensor(v, dtype=torch.float64).reshape(shape)
     sample = t64(inp["x_T"])
@@ -33,12 +48,16 @@ def main():
         else:
             s.set_timesteps(inp["steps"])
     elif kind == "ddim":
-        s = DDIMScheduler(**common, clip_sample=inp["clip"], set_alpha_to_one=True, steps_offset=0)
+        s = DDIMScheduler(**common, clip_sample=inp["clip"],
+                          set_alpha_to_one=inp.get("set_alpha_to_one", True),
+                          steps_offset=inp.get("steps_offset", 0), timestep_spacing="leading")
+        use_clipped = inp.get("clip_convention", "improved-diffusion") == "improved-diffusion"
         s.set_timesteps(inp["steps"])
     else:
         s = DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
                                         solver_type="midpoint", lower_order_final=True,
-                                        final_sigmas_type="zero", timestep_spacing="linspace")
+                                        final_sigmas_type="zero", timestep_spacing="linspace",
+                                        thresholding=inp["clip"], sample_max_value=1.0)
         s.set_timesteps(inp["steps"])
     # Rebuild the schedule in f64 (diffusers keeps f32 arrays) so that the comparison measures
     # the update rules, not f32 rounding; the betas are diffusers' own definitions.
@@ -48,6 +67,8 @@ def main():
     s.betas = betas
     s.alphas = 1.0 - betas
     s.alphas_cumprod = torch.cumprod(s.alphas, dim=0)
+    if kind == "ddim" and not inp.get("set_alpha_to_one", True):
+        s.final_alpha_cumprod = s.alphas_cumprod[0]
     if kind == "dpmpp":
         # Recompute the sigma tables from the f64 alphas.
         ac = s.alphas_cumprod
@@ -67,12 +88,12 @@ def main():
             sample = s.step(outs[i], t, sample).prev_sample
         elif kind == "ddim":
             z = noises[i] if i < len(noises) else None
-            sample = s.step(outs[i], t, sample, eta=inp["eta"], use_clipped_model_output=True,
+            sample = s.step(outs[i], t, sample, eta=inp["eta"], use_clipped_model_output=use_clipped,
                             variance_noise=z).prev_sample
         else:
             sample = s.step(outs[i], t, sample).prev_sample
         samples.append(sample.reshape(-1).tolist())
-    print(json.dumps({"timesteps": [int(t) for t in s.timesteps], "samples": samples}))
+    return {"timesteps": [int(t) for t in s.timesteps], "samples": samples}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """diffusers' UNet2DModel as the oracle for ddpm-nets' UNet.
 
   ref_unet.py make DIR [--preset small|cifar10] [--classes N] [--head-dim D] [--old-keys] [--seed S]
+                      [--out-scale K]
       builds a UNet2DModel with random weights (PyTorch's init, then every tensor perturbed so
-      norms and biases are exercised), saves it with save_pretrained (config.json +
+      norms and biases are exercised; --out-scale multiplies conv_out by K, an off-scale model
+      whose x0 predictions leave [-1, 1]), saves it with save_pretrained (config.json +
       diffusion_pytorch_model.safetensors) and a DDPM scheduler config beside it, and writes
       DIR/io.safetensors with inputs x, t (and y) and diffusers' output `out`.
   ref_unet.py keys [--preset cifar10]
@@ -51,6 +53,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=3)
     p.add_argument("--timesteps", type=int, default=1000)
+    p.add_argument("--out-scale", type=float, default=1.0)
     a = p.parse_args()
     torch.manual_seed(a.seed)
     model = UNet2DModel(**config(a.preset, a.classes, a.head_dim)).eval()
@@ -62,6 +65,8 @@ def main():
     with torch.no_grad():
         for prm in model.parameters():
             prm.add_(0.05 * torch.randn_like(prm))
+        model.conv_out.weight.mul_(a.out_scale)
+        model.conv_out.bias.mul_(a.out_scale)
     model.save_pretrained(a.dir, safe_serialization=True)
     DDPMScheduler(num_train_timesteps=a.timesteps, beta_schedule="linear", variance_type="fixed_large").save_pretrained(
         os.path.join(a.dir, "scheduler"))

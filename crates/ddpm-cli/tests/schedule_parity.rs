@@ -160,6 +160,25 @@ fn bad_arguments_exit_2_naming_the_argument() {
     }
 }
 
+/// Every count argument of `ddpm-schedule` given 0 (T, and the step counts inside --respace)
+/// is a one-line error naming the argument, exit code 2.
+#[test]
+fn every_count_argument_of_0_is_refused() {
+    for (args, needle) in [
+        (&["--steps", "0"][..], "--steps: the number of diffusion steps must be at least 1, got 0"),
+        (&["--respace", "0"][..], "--respace: bad timestep spacing \"0\": keeps no steps"),
+        (&["--respace", "ddim0"][..], "--respace: bad timestep spacing \"ddim0\""),
+        (&["--respace", "0,0"][..], "--respace"),
+        (&["--schedule", "custom", "--betas", ""][..], "--betas"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ddpm-schedule")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "one line for {args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn config_file_is_read_and_its_errors_are_named() {
     let dir = ddpm_testkit::temp_dir("schedule-config");

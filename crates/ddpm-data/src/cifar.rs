@@ -56,6 +56,7 @@ pub fn load(dir: &Path, split: &str) -> Result<ImageSet> {
     let files = files(dir, split)?;
     let mut pixels = Vec::with_capacity(files.len() * 10_000 * (RECORD - 1));
     let mut labels = Vec::with_capacity(files.len() * 10_000);
+    let mut first: Option<(PathBuf, usize)> = None;
     for path in files {
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         if bytes.is_empty() || bytes.len() % RECORD != 0 {
@@ -64,6 +65,23 @@ pub fn load(dir: &Path, split: &str) -> Result<ImageSet> {
                 size: bytes.len() as u64,
                 expected: RECORD as u64,
             });
+        }
+        // The format holds no count: a file cut at a record boundary is only seen as shorter
+        // than its siblings (the release's batches all hold 10,000 records).
+        let records = bytes.len() / RECORD;
+        match &first {
+            None => first = Some((path.clone(), records)),
+            Some((p, n)) if *n != records => {
+                return Err(DataError::Corrupt {
+                    path,
+                    reason: format!(
+                        "{records} records, but {} holds {n}: the batches of a split are all \
+                         the same size (10,000 in the release); is one cut short?",
+                        p.display()
+                    ),
+                });
+            }
+            _ => {}
         }
         for rec in bytes.chunks_exact(RECORD) {
             if rec[0] > 9 {

@@ -64,7 +64,12 @@ fn header(bytes: &[u8], path: &Path, dims: usize) -> Result<Vec<usize>> {
     let d: Vec<usize> = (0..dims)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
         .collect();
-    let need = 4 + 4 * dims + d.iter().product::<usize>();
+    // Sizes are u32 each: their product can overflow, which must read as "too large", not wrap.
+    let need = d
+        .iter()
+        .try_fold(1usize, |a, &x| a.checked_mul(x))
+        .and_then(|n| n.checked_add(4 + 4 * dims))
+        .ok_or_else(|| bad(format!("IDX sizes {d:?} are too large")))?;
     if bytes.len() < need {
         return Err(DataError::TooShort {
             path: path.into(),
@@ -107,6 +112,14 @@ pub fn load(dir: &Path, split: &str, image_size: Option<usize>) -> Result<ImageS
         });
     }
     let (n, h, w) = (d[0], d[1], d[2]);
+    // MNIST and its drop-in relatives (Fashion-MNIST, KMNIST, EMNIST) are 28x28: other sizes
+    // in the header are damage, which would otherwise be read as images of the wrong shape.
+    if (h, w) != (28, 28) {
+        return Err(DataError::Corrupt {
+            path: ip,
+            reason: format!("MNIST images are 28x28, but the IDX header says {h}x{w}"),
+        });
+    }
     let labels: Vec<u32> = lb[8..8 + n].iter().map(|&x| x as u32).collect();
     if let Some(bad) = labels.iter().find(|&&x| x > 9) {
         return Err(DataError::Corrupt { path: lp, reason: format!("label {bad} is not a digit") });

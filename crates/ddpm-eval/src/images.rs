@@ -15,6 +15,7 @@ pub fn from_npz(path: &Path) -> Result<Tensor> {
             path.display()
         )));
     }
+    check_channels(shape[1] as i64, &path.display().to_string())?;
     let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     Ok((Tensor::from_slice(&values).view(shape.as_slice()) + 1.0) / 2.0)
 }
@@ -94,10 +95,64 @@ pub fn from_dataset(set: &ddpm_data::ImageSet) -> Tensor {
     t.to_kind(Kind::Float) / set.max_value as f64
 }
 
-/// Grayscale images replicated to RGB, as pytorch-fid's loader does (`convert("RGB")`).
-pub fn to_rgb(images: &Tensor) -> Tensor {
-    match images.size()[1] {
+/// Inception takes RGB images; grayscale ones are replicated to RGB as pytorch-fid's loader
+/// does (`convert("RGB")`). Any other channel count (RGBA, two-channel) is an error naming
+/// `origin` rather than a shape panic inside the network.
+pub fn check_channels(channels: i64, origin: &str) -> Result<()> {
+    match channels {
+        1 | 3 => Ok(()),
+        c => Err(EvalError::Samples(format!(
+            "{origin}: images with {c} channels; Inception takes 3 (RGB) or 1 (grey, replicated \
+             to RGB as pytorch-fid does)"
+        ))),
+    }
+}
+
+/// Whether `images` are N x C x H x W with a channel count Inception takes.
+pub fn check_images(images: &Tensor, origin: &str) -> Result<()> {
+    if images.dim() != 4 {
+        return Err(EvalError::Samples(format!(
+            "{origin}: images must be N x C x H x W, got shape {:?}",
+            images.size()
+        )));
+    }
+    check_channels(images.size()[1], origin)
+}
+
+/// Images [N, C, H, W] as Inception's RGB input (see [`check_channels`]).
+pub fn to_rgb(images: &Tensor, origin: &str) -> Result<Tensor> {
+    check_images(images, origin)?;
+    Ok(match images.size()[1] {
         1 => images.expand([-1, 3, -1, -1], false).contiguous(),
         _ => images.shallow_clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Regression: four-channel samples reached Inception's first convolution and panicked.
+    #[test]
+    fn grey_becomes_rgb_and_other_channel_counts_are_named_errors() {
+        let dir = ddpm_testkit::temp_dir("eval-channels");
+        let grey = Tensor::rand([2, 1, 5, 5], (Kind::Float, Device::Cpu));
+        let rgb = to_rgb(&grey, "g").unwrap();
+        assert_eq!(rgb.size(), vec![2, 3, 5, 5]);
+        assert!(rgb.narrow(1, 2, 1).equal(&grey) && rgb.narrow(1, 0, 1).equal(&grey));
+        for c in [2usize, 4] {
+            let p = dir.join(format!("c{c}.npz"));
+            let v = vec![0.5f32; 2 * c * 9];
+            ddpm_io::npy::write_npz(&p, &[("samples", &[2, c, 3, 3][..], &v[..])], false).unwrap();
+            let e = from_npz(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("c{c}.npz")) && e.contains(&format!("{c} channels")),
+                "{e}"
+            );
+            assert_eq!(e.lines().count(), 1);
+            let t = Tensor::zeros([1, c as i64, 3, 3], (Kind::Float, Device::Cpu));
+            assert!(to_rgb(&t, "x").unwrap_err().to_string().contains("x: images with"));
+        }
     }
 }

@@ -222,7 +222,7 @@ pub fn compute_metrics(
     // Fail before the (long) Inception pass when the reference cannot serve the selection.
     reference.check(metrics)?;
     let features =
-        inception_features_with_spatial(net, samples, batch, metrics.needs_spatial(), progress);
+        inception_features_with_spatial(net, samples, batch, metrics.needs_spatial(), progress)?;
     let values = metrics_from_features(
         &features,
         reference,
@@ -243,7 +243,7 @@ pub fn reference_from_images(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Reference> {
     let features =
-        inception_features_with_spatial(net, images, batch, metrics.needs_spatial(), progress);
+        inception_features_with_spatial(net, images, batch, metrics.needs_spatial(), progress)?;
     Reference::from_features(features, metrics)
 }
 

@@ -22,7 +22,7 @@ use tch::{Device, Tensor};
 
 /// Seed of the random split of the digits into two halves (the file is grouped by writer, so
 /// its own halves differ in style).
-const DIGITS_SPLIT_SEED: u64 = 17;
+pub const DIGITS_SPLIT_SEED: u64 = 17;
 /// Directions and seed of the sliced Wasserstein distance.
 const SLICES: usize = 200;
 const SLICE_SEED: u64 = 0;
@@ -317,6 +317,7 @@ pub fn reference(
     let imgs = load_images(spec)?;
     let n = imgs.size()[0] as usize;
     tracing::info!("reference statistics of {spec}: {n} images through Inception");
+    images::check_images(&imgs, spec)?;
     // Everything the cache may be asked for later in the same pass: spatial statistics too.
     let all = Metrics { sfid: true, ..metrics };
     let r = reference_from_images(net, &imgs, batch, all, &mut |d| progress(d, n))?;
@@ -352,12 +353,7 @@ pub fn inception_metrics(
     protocol: &mut Protocol,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<MetricValues> {
-    let channels = samples.size().get(1).copied().unwrap_or(0);
-    if channels != 1 && channels != 3 {
-        return Err(EvalError::Samples(format!(
-            "samples with {channels} channels: Inception takes RGB (3) or grey (1, repeated to RGB as pytorch-fid does)"
-        )));
-    }
+    images::check_images(samples, "samples")?;
     let weights_sha = sha256_file(&opts.inception)?;
     let (r, ref_desc, ref_sha) = reference(
         reference_spec,

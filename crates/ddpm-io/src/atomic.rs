@@ -13,6 +13,25 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Temporary files in `dir` left by other processes' interrupted atomic writes (a process
+/// killed mid-write cannot remove its own): `.<name>.tmp-<pid>` with a pid other than ours.
+/// Only a directory's single writer may remove them.
+pub fn stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    let ours = std::process::id().to_string();
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with('.')
+                && name.rsplit_once(".tmp-").is_some_and(|(_, pid)| {
+                    pid != ours && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+                })
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Replaces `path` with `bytes` atomically (creating parent directories).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_with(path, |tmp| std::fs::write(tmp, bytes))
@@ -63,6 +82,21 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["a.txt".to_string()]);
+    }
+
+    #[test]
+    fn stale_temporaries_are_other_processes_leftovers_only() {
+        let d = dir("stale");
+        for name in [".a.tmp-1", ".b.safetensors.tmp-999999", "c.tmp-5", ".d.tmp-x", "e"] {
+            std::fs::write(d.join(name), b"").unwrap();
+        }
+        std::fs::write(temp_path(&d.join("ours")), b"").unwrap();
+        let mut stale: Vec<String> = stale_temporaries(&d)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        stale.sort();
+        assert_eq!(stale, vec![".a.tmp-1", ".b.safetensors.tmp-999999"]);
     }
 
     #[test]

@@ -10,6 +10,6 @@ pub mod atomic;
 pub mod home;
 pub mod npy;
 
-pub use atomic::{write_atomic, write_atomic_with};
+pub use atomic::{stale_temporaries, write_atomic, write_atomic_with};
 pub use home::ddpm_home;
 pub use npy::{Array, NpyError};

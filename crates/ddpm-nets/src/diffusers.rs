@@ -107,7 +107,20 @@ pub fn unet_config(config_json: &Path) -> Result<UNetConfig> {
     }
     let widths: Vec<usize> = serde_json::from_value(v["block_out_channels"].clone())
         .map_err(|_| cfg_err(p, "block_out_channels must be a list of integers"))?;
-    let ch = widths[0];
+    let ch = match widths.first() {
+        None => {
+            return Err(cfg_err(p, "block_out_channels is empty; expected one width per level"));
+        }
+        Some(_) if widths.contains(&0) => {
+            return Err(cfg_err(
+                p,
+                format!(
+                    "block_out_channels {widths:?} holds a zero width; widths must be positive"
+                ),
+            ));
+        }
+        Some(&ch) => ch,
+    };
     if widths.iter().any(|w| w % ch != 0) {
         return Err(cfg_err(
             p,
@@ -227,6 +240,97 @@ pub fn diffusion_config(scheduler_json: &Path) -> Result<DiffusionConfig> {
     Ok(c)
 }
 
+/// What a diffusers scheduler config says about sampling, with diffusers' defaults for the keys
+/// it lacks (a DDPMScheduler config read as `DDIMScheduler.from_config` reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerSampling {
+    /// `clip_sample` (default true): DDPM and DDIM clip x0 to [-1, 1].
+    pub clip_sample: bool,
+    /// `thresholding` with `sample_max_value` 1.0: every scheduler, DPM-Solver++ included,
+    /// clips x0 to [-1, 1] (dynamic thresholding's s = clamp(quantile, 1, 1) = 1).
+    pub threshold_clip: bool,
+    /// `set_alpha_to_one` (default true): DDIM's last step goes to abar = 1, else to abar_0.
+    pub set_alpha_to_one: bool,
+    /// `steps_offset` (default 0), added to DDIM's "leading" steps.
+    pub steps_offset: usize,
+}
+
+impl Default for SchedulerSampling {
+    fn default() -> Self {
+        Self { clip_sample: true, threshold_clip: false, set_alpha_to_one: true, steps_offset: 0 }
+    }
+}
+
+/// The sampling settings of a diffusers scheduler config: `clip_sample`, `clip_sample_range`,
+/// `set_alpha_to_one`, `steps_offset`, `timestep_spacing` and `thresholding`. What we do not
+/// implement is an error naming the key: a clip range other than 1 (our data lie in [-1, 1]),
+/// a spacing other than "leading" (evenly strided steps, improved-diffusion's `ddimN`), and
+/// dynamic thresholding with `sample_max_value` above 1.
+pub fn scheduler_sampling(scheduler_json: &Path) -> Result<SchedulerSampling> {
+    let v = read_json(scheduler_json)?;
+    let p = scheduler_json;
+    let d = SchedulerSampling::default();
+    let get_bool = |k: &str, default: bool| -> Result<bool> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => x.as_bool().ok_or_else(|| cfg_err(p, format!("{k} must be true or false"))),
+        }
+    };
+    let get_f64 = |k: &str, default: f64| -> Result<f64> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => x.as_f64().ok_or_else(|| cfg_err(p, format!("{k} must be a number"))),
+        }
+    };
+    let thresholding = get_bool("thresholding", false)?;
+    let clip_sample = get_bool("clip_sample", d.clip_sample)?;
+    if thresholding {
+        let max = get_f64("sample_max_value", 1.0)?;
+        if max != 1.0 {
+            return Err(cfg_err(
+                p,
+                format!(
+                    "thresholding with sample_max_value = {max} (dynamic thresholding) is not \
+                     supported; only sample_max_value = 1.0, which is clipping to [-1, 1]"
+                ),
+            ));
+        }
+    } else if clip_sample {
+        let range = get_f64("clip_sample_range", 1.0)?;
+        if range != 1.0 {
+            return Err(cfg_err(
+                p,
+                format!("clip_sample_range = {range} is not supported (only 1.0: data in [-1, 1])"),
+            ));
+        }
+    }
+    match v.get("timestep_spacing").and_then(Value::as_str).unwrap_or("leading") {
+        "leading" => {}
+        other => {
+            return Err(cfg_err(
+                p,
+                format!(
+                    "timestep_spacing = {other:?} is not supported (only \"leading\": evenly \
+                     strided steps, improved-diffusion's ddimN)"
+                ),
+            ));
+        }
+    }
+    let steps_offset = match v.get("steps_offset") {
+        None | Some(Value::Null) => 0,
+        Some(x) => {
+            x.as_u64().ok_or_else(|| cfg_err(p, "steps_offset must be a non-negative integer"))?
+                as usize
+        }
+    };
+    Ok(SchedulerSampling {
+        clip_sample,
+        threshold_clip: thresholding,
+        set_alpha_to_one: get_bool("set_alpha_to_one", d.set_alpha_to_one)?,
+        steps_offset,
+    })
+}
+
 /// The files of a diffusers model folder: the UNet's config and weights, and the scheduler config if any.
 #[derive(Debug)]
 pub struct DiffusersFolder {
@@ -313,6 +417,70 @@ pub fn load_weights(vs: &VarStore, weights: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write_json(name: &str, text: &str) -> PathBuf {
+        let dir = ddpm_testkit::temp_dir(name);
+        let p = dir.join("config.json");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const UNET: &str = r#"{"_class_name": "UNet2DModel", "sample_size": 16,
+        "block_out_channels": WIDTHS, "down_block_types": ["DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D"], "norm_num_groups": 8}"#;
+
+    /// Regression: an empty list indexed `widths[0]` and a zero width divided by zero; both
+    /// panicked instead of naming the file and the field.
+    #[test]
+    fn empty_or_zero_block_out_channels_are_errors_naming_the_file() {
+        for widths in ["[]", "[0, 32]", "[32, 0]"] {
+            let p = write_json("unet-widths", &UNET.replace("WIDTHS", widths));
+            let e = std::panic::catch_unwind(|| unet_config(&p))
+                .unwrap_or_else(|_| panic!("{widths}: panicked"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("config.json") && e.contains("block_out_channels"), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let p = write_json("unet-widths-ok", &UNET.replace("WIDTHS", "[16, 32]"));
+        assert_eq!(unet_config(&p).unwrap().ch_mult, vec![1, 2]);
+    }
+
+    #[test]
+    fn scheduler_sampling_keys_are_read_with_diffusers_defaults() {
+        let read = |text: &str| scheduler_sampling(&write_json("sched", text));
+        assert_eq!(read("{}").unwrap(), SchedulerSampling::default());
+        let s = read(
+            r#"{"clip_sample": false, "set_alpha_to_one": false, "steps_offset": 1,
+                "timestep_spacing": "leading"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            SchedulerSampling {
+                clip_sample: false,
+                threshold_clip: false,
+                set_alpha_to_one: false,
+                steps_offset: 1
+            }
+        );
+        let s = read(r#"{"thresholding": true, "sample_max_value": 1.0, "clip_sample": false}"#);
+        assert!(s.unwrap().threshold_clip);
+        // A range is irrelevant when nothing is clipped.
+        assert!(read(r#"{"clip_sample": false, "clip_sample_range": 2.0}"#).is_ok());
+        for (text, needle) in [
+            (r#"{"clip_sample_range": 1.5}"#, "clip_sample_range = 1.5"),
+            (r#"{"timestep_spacing": "trailing"}"#, "timestep_spacing = \"trailing\""),
+            (r#"{"timestep_spacing": "linspace"}"#, "timestep_spacing = \"linspace\""),
+            (r#"{"thresholding": true, "sample_max_value": 1.5}"#, "sample_max_value = 1.5"),
+            (r#"{"steps_offset": -1}"#, "steps_offset"),
+            (r#"{"clip_sample": "yes"}"#, "clip_sample"),
+        ] {
+            let e = read(text).unwrap_err().to_string();
+            assert!(e.contains("config.json") && e.contains(needle), "{text}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
 
     #[test]
     fn old_attention_names_are_mapped() {

@@ -5,8 +5,7 @@
 //! ([`ddpm_io::write_atomic_with`]), so a crash mid-write leaves the previous file intact.
 
 use crate::error::{NetError, Result};
-use safetensors::{Dtype, View};
-use std::borrow::Cow;
+use safetensors::Dtype;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -139,34 +138,28 @@ impl TensorFile {
         Ok(Tensor::f_from_data_size(bytes, &shape, kind)?)
     }
 
+    /// The stored bytes of tensor `name` (little-endian, C order), as the file holds them.
+    pub fn raw(&self, name: &str) -> Option<&[u8]> {
+        let info = self.tensors.get(name)?;
+        Some(&self.mmap[self.data_start + info.start..self.data_start + info.end])
+    }
+
     /// Names under `prefix` with the prefix removed.
     pub fn names_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.tensors.keys().filter_map(move |k| k.strip_prefix(prefix))
     }
 }
 
-struct Bytes {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// A tensor as a safetensors file stores it: dtype, shape and little-endian bytes in C order.
+#[derive(Debug, Clone)]
+pub struct TensorBytes {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
 }
 
-impl View for &Bytes {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
-fn to_bytes(t: &Tensor) -> Result<Bytes> {
+fn to_bytes(name: &str, t: &Tensor) -> Result<TensorBytes> {
     let t = t.to_device(Device::Cpu).contiguous();
     let dtype = dtype_of(t.kind()).ok_or_else(|| {
         file_err(Path::new("<tensor>"), format!("cannot store kind {:?}", t.kind()))
@@ -174,7 +167,17 @@ fn to_bytes(t: &Tensor) -> Result<Bytes> {
     let numel = t.numel();
     let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
     t.f_copy_data_u8(&mut data, numel)?;
-    Ok(Bytes { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+    Ok(TensorBytes {
+        name: name.to_owned(),
+        dtype,
+        shape: t.size().iter().map(|&d| d as usize).collect(),
+        data,
+    })
+}
+
+/// The tensors as the bytes [`write_tensor_bytes`] stores (copied to the CPU).
+pub fn tensor_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<TensorBytes>> {
+    tensors.iter().map(|(n, t)| to_bytes(n, t)).collect()
 }
 
 /// Writes `tensors` with `metadata` to `path` atomically (see [`ddpm_io::write_atomic_with`]:
@@ -184,13 +187,64 @@ pub fn write_tensors(
     tensors: &[(String, Tensor)],
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
+    write_tensor_bytes(path, &tensor_bytes(tensors)?, metadata)
+}
+
+/// Writes tensors already turned into bytes ([`tensor_bytes`]) with `metadata` to `path`
+/// atomically, streamed into [`ddpm_io::write_atomic_with`]'s temporary file.
+///
+/// The safetensors layout is written here rather than by `safetensors::serialize_to_file`,
+/// which (0.8) writes a temporary file of its own, with a random name and mode 0600, and
+/// renames it over the path it is given: a kill mid-write then left debris that no listing
+/// recognised, and a fault injected at our temporary path was renamed away. Tensors go in
+/// safetensors' own order (larger dtypes first, then by name, so each stays aligned) after a
+/// JSON header padded with spaces to a multiple of 8 bytes.
+pub fn write_tensor_bytes(
+    path: impl AsRef<Path>,
+    tensors: &[TensorBytes],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    use std::io::Write;
     let path = path.as_ref();
-    let bytes: Vec<(String, Bytes)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), to_bytes(t)?))).collect::<Result<_>>()?;
-    let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
-    let meta = (!metadata.is_empty()).then(|| metadata.clone());
+    let mut order: Vec<&TensorBytes> = tensors.iter().collect();
+    order.sort_by(|a, b| b.dtype.bitsize().cmp(&a.dtype.bitsize()).then(a.name.cmp(&b.name)));
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let m: BTreeMap<&String, &String> = metadata.iter().collect();
+        header.insert("__metadata__".into(), serde_json::json!(m));
+    }
+    let mut offset = 0usize;
+    for t in &order {
+        let numel: usize = t.shape.iter().product();
+        if t.data.len() != numel * t.dtype.bitsize() / 8 {
+            return Err(file_err(
+                path,
+                format!("tensor {}: bytes disagree with its shape", t.name),
+            ));
+        }
+        let entry = serde_json::json!({
+            "dtype": t.dtype,
+            "shape": t.shape,
+            "data_offsets": [offset, offset + t.data.len()],
+        });
+        if t.name == "__metadata__" || header.insert(t.name.clone(), entry).is_some() {
+            return Err(file_err(
+                path,
+                format!("tensor name {:?} given twice or reserved", t.name),
+            ));
+        }
+        offset += t.data.len();
+    }
+    let mut text = serde_json::to_vec(&header).expect("a JSON map serialises");
+    text.resize(text.len().div_ceil(8) * 8, b' ');
     ddpm_io::write_atomic_with(path, |tmp| {
-        safetensors::serialize_to_file(views, meta, tmp).map_err(std::io::Error::other)
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(tmp)?);
+        f.write_all(&(text.len() as u64).to_le_bytes())?;
+        f.write_all(&text)?;
+        for t in &order {
+            f.write_all(&t.data)?;
+        }
+        f.flush()
     })
     .map_err(|source| NetError::Io { path: path.into(), source })
 }
@@ -270,6 +324,44 @@ mod tests {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// Our writer's files are what the safetensors crate itself reads (its deserialize checks
+    /// the header, the offsets' contiguity and the buffer length), and it leaves nothing else
+    /// in the folder: no temporary file of another name, no 0600 mode.
+    #[test]
+    fn files_are_valid_safetensors_with_no_stray_temporaries() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = ddpm_testkit::temp_dir("tensorfile-format");
+        let path = dir.join("m.safetensors");
+        let a = Tensor::from_slice(&[1.5f32, -2.0, 3.25]).view([3, 1]);
+        let b = Tensor::from_slice(&[7.0f64, 8.0]);
+        let c = Tensor::from_slice(&[1u8, 2, 3, 4, 5]);
+        let meta = HashMap::from([("k".to_string(), "v \"quoted\"".to_string())]);
+        let tensors = [("b".into(), b), ("a".into(), a.shallow_clone()), ("c".into(), c)];
+        write_tensors(&path, &tensors, &meta).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (n, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(n % 8, 0);
+        assert_eq!(m.metadata().as_ref().unwrap()["k"], "v \"quoted\"");
+        let view = st.tensor("a").unwrap();
+        assert_eq!((view.dtype(), view.shape()), (Dtype::F32, &[3usize, 1][..]));
+        let back: Vec<f32> =
+            view.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(back, vec![1.5, -2.0, 3.25]);
+        // f64 first (alignment), then f32, then u8.
+        let starts: Vec<usize> =
+            ["b", "a", "c"].iter().map(|k| m.info(k).unwrap().data_offsets.0).collect();
+        assert_eq!(starts, vec![0, 16, 28]);
+        assert!(TensorFile::open(&path).unwrap().tensor("a").unwrap().equal(&a));
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["m.safetensors".to_string()]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_ne!(mode, 0o600, "written with tempfile's private mode");
     }
 
     #[test]

@@ -8,21 +8,36 @@
 //!
 //! and string metadata: `format`, `step` (updates taken), `loader` (the data stream's state,
 //! JSON), `timestep_sampler` (its state, JSON; empty when it has none), `config` (the run
-//! config, TOML), and `source` for imported weights. Everything needed to resume exactly.
-//! Files are written atomically; [`Checkpoint::open`] validates the file and its metadata
-//! before anything is read from it.
+//! config, TOML), `source` for imported weights, and `checksum`. Everything needed to resume
+//! exactly. Files are written atomically; [`Checkpoint::open`] validates the file, its checksum
+//! and its metadata before anything is read from it.
+//!
+//! # Checksum (format v2)
+//! `checksum` is `crc32c:<8 hex digits>`, the CRC32C (Castagnoli) of everything else the file
+//! holds, in an order that does not depend on safetensors' layout: each metadata entry but
+//! `checksum` itself, by key, then each tensor by name with its dtype, its shape and its bytes,
+//! every string and byte run preceded by its length as a little-endian u64. A flipped byte
+//! anywhere in the data, in a tensor's name, shape or offsets, or in a metadata value is
+//! detected (the safetensors header itself is checked against the file's length on opening).
+//! Version 1 files (`ddpm-rs-checkpoint-v1`, written before the checksum existed) are still read,
+//! unverified; a version 2 file without a checksum is refused as damaged.
 
 use crate::error::{Result, RunError};
 use ddpm_core::TimestepSampler;
 use ddpm_data::LoaderState;
-use ddpm_nets::tensorfile::{TensorFile, load_varstore, named_variables, write_tensors};
+use ddpm_nets::tensorfile::{
+    TensorBytes, TensorFile, load_varstore, named_variables, tensor_bytes, write_tensor_bytes,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 use tch::nn::VarStore;
 
-/// The `format` metadata of our checkpoints.
-pub const FORMAT: &str = "ddpm-rs-checkpoint-v1";
+/// The `format` metadata of the checkpoints we write (with a checksum).
+pub const FORMAT: &str = "ddpm-rs-checkpoint-v2";
+
+/// The format before checksums, still read.
+pub const FORMAT_V1: &str = "ddpm-rs-checkpoint-v1";
 
 /// Key prefixes of the tensors.
 pub mod keys {
@@ -40,6 +55,51 @@ mod meta {
     pub const TIMESTEP_SAMPLER: &str = "timestep_sampler";
     pub const CONFIG: &str = "config";
     pub const SOURCE: &str = "source";
+    pub const CHECKSUM: &str = "checksum";
+}
+
+/// CRC32C of a checkpoint's metadata (but `checksum`) and tensors: see the module doc.
+fn checksum<'a>(
+    metadata: &HashMap<String, String>,
+    tensors: impl Iterator<Item = (&'a str, String, &'a [usize], &'a [u8])>,
+) -> String {
+    fn put(crc: u32, bytes: &[u8]) -> u32 {
+        let crc = crc32c::crc32c_append(crc, &(bytes.len() as u64).to_le_bytes());
+        crc32c::crc32c_append(crc, bytes)
+    }
+    let mut keys: Vec<&String> = metadata.keys().filter(|k| *k != meta::CHECKSUM).collect();
+    keys.sort();
+    let mut crc = 0;
+    for k in keys {
+        crc = put(put(crc, k.as_bytes()), metadata[k].as_bytes());
+    }
+    let mut tensors: Vec<_> = tensors.collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, dtype, shape, data) in tensors {
+        crc = put(put(crc, name.as_bytes()), dtype.as_bytes());
+        let dims: Vec<u8> = shape.iter().flat_map(|&d| (d as u64).to_le_bytes()).collect();
+        crc = put(put(crc, &dims), data);
+    }
+    format!("crc32c:{crc:08x}")
+}
+
+fn checksum_of_bytes(metadata: &HashMap<String, String>, tensors: &[TensorBytes]) -> String {
+    checksum(
+        metadata,
+        tensors
+            .iter()
+            .map(|t| (t.name.as_str(), format!("{:?}", t.dtype), &t.shape[..], &t.data[..])),
+    )
+}
+
+fn checksum_of_file(file: &TensorFile) -> String {
+    checksum(
+        &file.metadata,
+        file.tensors.iter().map(|(name, info)| {
+            let data = file.raw(name).expect("a listed tensor");
+            (name.as_str(), format!("{:?}", info.dtype), &info.shape[..], data)
+        }),
+    )
 }
 
 /// What a checkpoint records besides tensors.
@@ -131,17 +191,32 @@ impl Checkpoint {
         if let Some(s) = &meta.source {
             m.insert(meta::SOURCE.to_string(), s.clone());
         }
-        Ok(write_tensors(path, &tensors, &m)?)
+        let bytes = tensor_bytes(&tensors)?;
+        m.insert(meta::CHECKSUM.to_string(), checksum_of_bytes(&m, &bytes));
+        Ok(write_tensor_bytes(path, &bytes, &m)?)
     }
 
-    /// Opens and validates a checkpoint: a whole safetensors file of our format with readable
-    /// metadata. Errors name the file.
+    /// Opens and validates a checkpoint: a whole safetensors file of our format whose checksum
+    /// matches its contents (format v2; v1 files have none), with readable metadata. Errors
+    /// name the file.
     pub fn open(path: &Path) -> Result<CheckpointFile> {
         let file = TensorFile::open(path)?;
         let bad = |reason: String| RunError::Invalid { path: path.into(), reason };
         let get = |k: &str| file.metadata.get(k).map(String::as_str);
-        if get(meta::FORMAT) != Some(FORMAT) {
-            return Err(bad(format!("not a {FORMAT} checkpoint")));
+        match get(meta::FORMAT) {
+            Some(FORMAT) => {
+                let stored = get(meta::CHECKSUM).ok_or_else(|| {
+                    bad(format!("damaged: a {FORMAT} checkpoint without its checksum"))
+                })?;
+                let computed = checksum_of_file(&file);
+                if stored != computed {
+                    return Err(bad(format!(
+                        "damaged: checksum {stored} recorded, {computed} computed from the contents"
+                    )));
+                }
+            }
+            Some(FORMAT_V1) => {}
+            _ => return Err(bad(format!("not a {FORMAT} checkpoint"))),
         }
         let step = get(meta::STEP)
             .and_then(|s| s.parse().ok())
@@ -265,8 +340,78 @@ mod tests {
         let e = f.load_moments(&["buf".to_string()], &m, &v).unwrap_err().to_string();
         assert!(e.contains("adam.m/buf"), "{e}");
         let foreign = dir.join("f.safetensors");
-        write_tensors(&foreign, &named_variables(&model, ""), &HashMap::new()).unwrap();
+        ddpm_nets::tensorfile::write_tensors(
+            &foreign,
+            &named_variables(&model, ""),
+            &HashMap::new(),
+        )
+        .unwrap();
         let e = Checkpoint::open(&foreign).unwrap_err().to_string();
-        assert!(e.contains("f.safetensors") && e.contains("not a ddpm-rs-checkpoint-v1"), "{e}");
+        assert!(e.contains("f.safetensors") && e.contains("not a ddpm-rs-checkpoint-v2"), "{e}");
+    }
+
+    /// A checkpoint with one data byte flipped used to load as if whole: the format had no
+    /// checksum, and safetensors' header cannot tell. Every flipped byte of a tensor's data is
+    /// now refused by `open`, naming the file; so is a changed metadata value.
+    #[test]
+    fn a_flipped_data_or_metadata_byte_is_refused() {
+        let dir = ddpm_testkit::temp_dir("ckpt-checksum");
+        let path = dir.join("c.safetensors");
+        let meta = CheckpointMeta {
+            step: 12,
+            loader: LoaderState { epoch: 1, position: 4 },
+            timestep_sampler: None,
+            config: Some("name = \"x\"".into()),
+            source: None,
+        };
+        Checkpoint::write(&path, &store(1.0), &store(2.0), None, &meta).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let f = Checkpoint::open(&path).unwrap();
+        assert!(f.file.metadata[meta::CHECKSUM].starts_with("crc32c:"));
+        let data_start = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        assert!(data_start < good.len());
+        let damaged = dir.join("d.safetensors");
+        for i in data_start..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x10;
+            std::fs::write(&damaged, &b).unwrap();
+            let e = Checkpoint::open(&damaged).unwrap_err().to_string();
+            assert!(e.contains("d.safetensors") && e.contains("damaged: checksum"), "{i}: {e}");
+        }
+        // The step in the metadata: "12" -> "13".
+        let header = String::from_utf8_lossy(&good[8..data_start]).into_owned();
+        let at = 8 + header.find("\"step\":\"12\"").expect("step in the header") + 9;
+        let mut b = good.clone();
+        b[at] = b'3';
+        std::fs::write(&damaged, &b).unwrap();
+        let e = Checkpoint::open(&damaged).unwrap_err().to_string();
+        assert!(e.contains("damaged: checksum"), "{e}");
+    }
+
+    /// Files written before checksums (format v1) are still read.
+    #[test]
+    fn version_1_files_without_a_checksum_are_still_read() {
+        let dir = ddpm_testkit::temp_dir("ckpt-v1");
+        let path = dir.join("old.safetensors");
+        let model = store(3.0);
+        let mut tensors = named_variables(&model, keys::MODEL);
+        tensors.extend(named_variables(&model, keys::EMA));
+        let m = HashMap::from([
+            (meta::FORMAT.to_string(), FORMAT_V1.to_string()),
+            (meta::STEP.to_string(), "5".to_string()),
+            (meta::LOADER.to_string(), "{\"epoch\":0,\"position\":0}".to_string()),
+        ]);
+        ddpm_nets::tensorfile::write_tensors(&path, &tensors, &m).unwrap();
+        let f = Checkpoint::open(&path).unwrap();
+        assert_eq!(f.step(), 5);
+        let into = store(0.0);
+        f.load_weights(&into, true).unwrap();
+        assert_eq!(into.variables()["w"].double_value(&[0, 0]), 3.0);
+        // A v2 file stripped of its checksum is not taken for a v1 file.
+        let mut m2 = m.clone();
+        m2.insert(meta::FORMAT.to_string(), FORMAT.to_string());
+        ddpm_nets::tensorfile::write_tensors(&path, &tensors, &m2).unwrap();
+        let e = Checkpoint::open(&path).unwrap_err().to_string();
+        assert!(e.contains("without its checksum"), "{e}");
     }
 }

@@ -137,13 +137,18 @@ impl RunDir {
         None
     }
 
-    /// Removes all but the newest `keep` checkpoints.
+    /// Removes all but the newest `keep` checkpoints, and the temporary files that writers
+    /// killed mid-write left in the checkpoints folder (the trainer of a run is its only
+    /// writer; a crashed one leaves a checkpoint-sized file behind).
     pub fn prune_checkpoints(&self, keep: usize) {
         let all = self.list_checkpoints();
         if all.len() > keep {
             for (_, old) in &all[..all.len() - keep] {
                 let _ = std::fs::remove_file(old);
             }
+        }
+        for tmp in ddpm_io::stale_temporaries(&self.checkpoints_dir()) {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 

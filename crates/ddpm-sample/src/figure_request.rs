@@ -41,9 +41,29 @@ fn arg(msg: String) -> SampleError {
     SampleError::Arg(msg)
 }
 
+impl FigureRequest {
+    /// Checks the sizes before anything is sampled or written: a figure of no samples or of
+    /// fewer than two columns (its first and its last t) is refused, not drawn empty or silently
+    /// widened.
+    pub fn validate(&self) -> Result<()> {
+        if self.num == Some(0) {
+            return Err(arg("-n must be at least 1".into()));
+        }
+        if self.points < 2 {
+            return Err(arg(format!(
+                "--points must be at least 2 (the first and the last column), got {}",
+                self.points
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Draws the figure into `out` and returns its path.
 pub fn draw(r: &FigureRequest, model: &LoadedModel, run: &RunDir, out: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
+    r.validate()?;
+    // The output folder only once every argument has been checked.
+    let mkdir = || std::fs::create_dir_all(out).map_err(crate::error::io(out));
     let t = model.diffusion.steps;
     let shape = model.net.sample_shape();
     let data_config = || -> Result<DataConfig> {
@@ -63,6 +83,7 @@ pub fn draw(r: &FigureRequest, model: &LoadedModel, run: &RunDir, out: &Path) ->
             if steps == 0 || steps > t {
                 return Err(arg(format!("--steps must be in 1..=T = {t}, got {steps}")));
             }
+            mkdir()?;
             figures::progressive(model, r.seed, r.num.unwrap_or(4), steps, r.points, out)
         }
         Figure::Interpolate => {
@@ -91,6 +112,7 @@ pub fn draw(r: &FigureRequest, model: &LoadedModel, run: &RunDir, out: &Path) ->
                 return Err(arg(format!("--t must be below T = {t}, got {step}")));
             }
             let (a, b) = (img(r.pair[0]), img(r.pair[1]));
+            mkdir()?;
             figures::interpolate(model, r.seed, &a, &b, step, r.points, out)
         }
         Figure::Trajectories => {
@@ -101,6 +123,7 @@ pub fn draw(r: &FigureRequest, model: &LoadedModel, run: &RunDir, out: &Path) ->
             }
             let (data, _) = ddpm_data::load(&data_config()?)?;
             let pts = data.points_xy(usize::MAX);
+            mkdir()?;
             figures::trajectories(model, r.seed, &pts, r.num.unwrap_or(2000), r.points.min(6), out)
         }
     }

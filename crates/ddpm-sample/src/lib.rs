@@ -6,6 +6,7 @@
 //! output (`samples.npz`, `grid.png`, PNGs); and the paper's figures.
 
 pub mod batch;
+pub mod config;
 pub mod error;
 pub mod figure_request;
 pub mod figures;
@@ -16,6 +17,7 @@ pub mod noise;
 pub mod request;
 pub mod samplers;
 
+pub use config::SamplingConfig;
 pub use error::{Result, SampleError};
 pub use request::{SampleRequest, SamplerArgs};
-pub use samplers::{SamplerKind, SamplerOptions, Skip, TimeSteps};
+pub use samplers::{ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};

@@ -2,11 +2,12 @@
 //! `ddpm-eval fid`: the sampler's options from the command line (checked against the model),
 //! the class labels, the job's folder name and its manifest.
 
+use crate::config::SamplingConfig;
 use crate::error::{Result, SampleError};
 use crate::job::{Labels, Manifest};
-use crate::samplers::{SamplerKind, SamplerOptions, Skip, TimeSteps};
+use crate::samplers::{ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};
 use ddpm_core::ModelVar;
-use ddpm_run::LoadedModel;
+use ddpm_run::{LoadedModel, RunDir};
 use std::path::PathBuf;
 
 /// The model to sample from, as both binaries take it.
@@ -57,9 +58,15 @@ pub struct SamplerArgs {
     /// DDPM's variance instead of the model's: fixed_small or fixed_large.
     #[arg(long)]
     pub variance: Option<String>,
-    /// Clip predicted x0 to [-1, 1] (default: on for ddpm/ddim, off for the ODE solvers).
+    /// Clip predicted x0 to [-1, 1] (default: the run's [sampling] clip, else on for ddpm/ddim
+    /// and off for the ODE solvers).
     #[arg(long)]
     pub clip: Option<bool>,
+    /// DDIM with clipping: improved-diffusion re-derives eps from the clipped x0; diffusers
+    /// (DDIMScheduler.step, DDIMPipeline) keeps the model's eps. Default: the run's [sampling]
+    /// clip_convention (diffusers for imported diffusers models), else improved-diffusion.
+    #[arg(long, value_enum)]
+    pub clip_convention: Option<ClipConvention>,
     /// Classifier-free guidance scale w in diffusers' convention: eps_u + w (eps_c - eps_u),
     /// so 1 is unguided (Ho & Salimans' w is this minus 1). Needs --class or --random-classes.
     #[arg(long, default_value_t = 1.0)]
@@ -67,8 +74,19 @@ pub struct SamplerArgs {
 }
 
 impl SamplerArgs {
-    /// The sampler's options for `model`, checked; errors name the argument and echo the value.
-    pub fn options(&self, model: &LoadedModel) -> Result<SamplerOptions> {
+    /// The sampler's options for `model` of `run`: the run's `[sampling]` table as defaults,
+    /// the command line over them; checked, errors name the argument and echo the value.
+    pub fn options(&self, run: &RunDir, model: &LoadedModel) -> Result<SamplerOptions> {
+        let defaults: SamplingConfig = run.section("sampling")?;
+        self.options_with(&defaults, model)
+    }
+
+    /// [`SamplerArgs::options`] with the run's `[sampling]` defaults given.
+    pub fn options_with(
+        &self,
+        defaults: &SamplingConfig,
+        model: &LoadedModel,
+    ) -> Result<SamplerOptions> {
         let t = model.diffusion.steps;
         let mut opts = SamplerOptions::new(self.sampler, t);
         opts.steps = self.steps.unwrap_or(opts.steps);
@@ -76,7 +94,26 @@ impl SamplerArgs {
         opts.skip = self.skip;
         opts.time_steps = self.time_steps;
         opts.guidance_scale = self.guidance;
-        opts.clip_x0 = self.clip.unwrap_or(self.sampler.clips_by_default());
+        opts.clip_x0 = self
+            .clip
+            .or(defaults.clip)
+            .unwrap_or(self.sampler.clips_by_default());
+        if self.sampler == SamplerKind::Ddim {
+            opts.clip_convention = self.clip_convention.unwrap_or(defaults.clip_convention);
+            opts.final_abar_one = defaults.final_abar_one;
+            if self.skip == Skip::Uniform {
+                opts.steps_offset = defaults.steps_offset;
+            }
+        }
+        if let Some(c) = self.clip_convention
+            && self.sampler != SamplerKind::Ddim
+        {
+            return Err(arg(format!(
+                "--clip-convention {} applies to ddim only ({} uses the x0 prediction alone)",
+                c.name(),
+                self.sampler.name()
+            )));
+        }
         opts.variance = match self.variance.as_deref() {
             None => None,
             Some("fixed_small") => Some(ModelVar::FixedSmall),

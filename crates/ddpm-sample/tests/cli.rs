@@ -12,10 +12,19 @@ use std::sync::atomic::AtomicBool;
 
 /// A tiny model trained for a few steps; returns the runs directory (run "tiny").
 fn trained() -> PathBuf {
+    trained_as("tiny", |_| {})
+}
+
+/// `configs/<config>.toml` changed by `edit`, trained for 3 steps as run `config` (its name).
+fn trained_as(config: &str, edit: impl FnOnce(&mut ddpm_train::RunConfig)) -> PathBuf {
     let runs = temp_dir("sample-cli-runs");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{config}.toml"));
     let mut c = ddpm_train::RunConfig::load(&path).unwrap();
     c.train.total_steps = 3;
+    c.train.sample_every = 0;
+    c.name = config.into();
+    edit(&mut c);
     let mut t = ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu).unwrap();
     t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
     runs
@@ -115,8 +124,11 @@ fn an_interrupted_job_resumes_where_it_stopped() {
     assert!(r.is_err());
     assert!(cut.out.join("parts/part-000000000.npy").exists());
     assert!(!cut.out.join("samples.npz").exists());
-    let mut sampled_batches = 0;
-    job::run(&model, &manifest, &cut, None, &mut |_| sampled_batches += 1).unwrap();
+    // The resumed job samples only the two batches that were missing: images 2..6. Its
+    // progress starts at the 2 images already done (a part found is reported, not sampled).
+    let mut reports = Vec::new();
+    job::run(&model, &manifest, &cut, None, &mut |done| reports.push(done)).unwrap();
+    assert_eq!(reports, vec![2, 4, 6], "the finished batch was not skipped: {reports:?}");
     assert_eq!(samples(&whole.out), samples(&cut.out));
     // A different job into the same folder is refused.
     let mut other = manifest.clone();
@@ -157,4 +169,153 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     std::fs::write(run.config_path(), cfg.replace("ch = 16", "ch = 24")).unwrap();
     fails(&runs, &[], "shape");
     fails(&runs, &["--checkpoint", "nosuchrun"], "nosuchrun");
+}
+
+/// Every count or size argument of `ddpm-sample` given 0 is a one-line error naming it, with
+/// exit code 2, and nothing is written. Regression: `figures -n 0` drew an empty grid and
+/// `--points 0` was silently widened to 2 columns.
+#[test]
+fn every_count_or_size_argument_of_0_is_refused() {
+    let runs = trained();
+    let points = trained_as("swissroll", |_| {});
+    for (runs, args, needle) in [
+        (&runs, &["sample", "-n", "0"][..], "-n must be at least 1"),
+        (&runs, &["sample", "--batch-size", "0"][..], "--batch-size must be at least 1"),
+        (&runs, &["sample", "--steps", "0"][..], "--steps must be in 1..=T = 100, got 0"),
+        (&runs, &["figures", "progressive", "-n", "0"][..], "-n must be at least 1"),
+        (&runs, &["figures", "progressive", "--steps", "0"][..], "--steps must be in 1..=T"),
+        (&runs, &["figures", "progressive", "--points", "0"][..], "--points must be at least 2"),
+        (&runs, &["figures", "interpolate", "--points", "0"][..], "--points must be at least 2"),
+        (&points, &["figures", "trajectories", "-n", "0"][..], "-n must be at least 1"),
+        (&points, &["figures", "trajectories", "--points", "0"][..], "--points must be at least 2"),
+    ] {
+        let out = temp_dir("sample-zero").join("never");
+        let checkpoint = if runs == &points { "swissroll" } else { "tiny" };
+        let o = Command::new(env!("CARGO_BIN_EXE_ddpm-sample"))
+            .args(args)
+            .args(["--checkpoint", checkpoint, "--device", "cpu", "--runs-dir"])
+            .arg(runs)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} wrote into --out despite failing");
+    }
+}
+
+/// `--guidance` on a conditional model without labels to guide towards is refused (it used to
+/// sample unguided while the manifest recorded the scale); with `--class` it runs.
+#[test]
+fn guidance_without_labels_is_refused_on_a_conditional_model() {
+    let runs = trained_as("tiny", |c| {
+        if let ddpm_nets::ModelConfig::Unet(u) = &mut c.model {
+            u.num_classes = Some(10);
+        }
+    });
+    fails(&runs, &["--guidance", "3", "-n", "2"], "pass --class K or --random-classes");
+    let out = temp_dir("sample-guided").join("s");
+    ok(sample(&runs, &out, &["--guidance", "3", "--class", "4", "-n", "2", "--steps", "3"]));
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"guidance_scale\": 3.0") && manifest.contains("4"), "{manifest}");
+    let help = Command::new(env!("CARGO_BIN_EXE_ddpm-sample"))
+        .args(["sample", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("diffusers' convention") && help.contains("Ho & Salimans"), "{help}");
+}
+
+/// `--noise` takes an .npz's array `noise`, or its only array whatever its name (the help said
+/// so while the code required the name); the images equal those from the same x_T as `.npy`.
+#[test]
+fn noise_npz_takes_the_array_named_noise_or_the_only_array() {
+    let runs = trained();
+    let dir = temp_dir("sample-noise-npz");
+    let n = 2;
+    let x_t: Vec<f32> = (0..n * 64).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let shape = [n, 1, 8, 8];
+    let npy_file = dir.join("x.npy");
+    npy::write_npy(&npy_file, &shape, &x_t).unwrap();
+    let only = dir.join("only.npz");
+    npy::write_npz(&only, &[("x_T", &shape[..], &x_t[..])], false).unwrap();
+    let named = dir.join("named.npz");
+    let other = vec![0.0f32; x_t.len()];
+    npy::write_npz(&named, &[("a", &shape[..], &other[..]), ("noise", &shape[..], &x_t[..])], true)
+        .unwrap();
+    let two = dir.join("two.npz");
+    npy::write_npz(&two, &[("a", &shape[..], &other[..]), ("b", &shape[..], &x_t[..])], false)
+        .unwrap();
+    let mut results = Vec::new();
+    for file in [&npy_file, &only, &named] {
+        let out = dir.join(file.file_name().unwrap()).with_extension("out");
+        let args = ["--sampler", "ddim", "--steps", "3", "-n", "2", "--no-png", "--noise"];
+        ok(sample(&runs, &out, &[&args[..], &[file.to_str().unwrap()]].concat()));
+        results.push(samples(&out).1);
+    }
+    assert_eq!(results[0], results[1], "the only array of an .npz");
+    assert_eq!(results[0], results[2], "the array named noise");
+    // Several arrays and none named noise: the error names the file and what it holds.
+    fails(&runs, &["-n", "2", "--noise", two.to_str().unwrap()], "two.npz");
+}
+
+/// Output folders use the names the command line uses: `dpm-solver++-<steps>-seed<seed>`
+/// (they were `dpmsolverpp-...`).
+#[test]
+fn default_output_folders_are_named_as_the_command_line_names_samplers() {
+    let runs = trained();
+    for (sampler, folder) in [("dpm-solver++", "dpm-solver++-2-seed5"), ("ddim", "ddim-2-seed5")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_ddpm-sample"))
+            .args(["sample", "--checkpoint", "tiny", "--device", "cpu", "--runs-dir"])
+            .arg(&runs)
+            .args(["--sampler", sampler, "--steps", "2", "--seed", "5", "-n", "1", "--no-png"])
+            .output()
+            .unwrap();
+        ok(o.clone());
+        let dir = runs.join("tiny/samples").join(folder);
+        assert!(dir.join("samples.npz").exists(), "{sampler}: no {}", dir.display());
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), dir.display().to_string());
+    }
+}
+
+/// A run's `[sampling]` table gives DDIM's defaults (an imported diffusers model's: diffusers'
+/// clipping convention, its final alpha and step offset) and the command line overrides them;
+/// the manifest records what was used. `--clip-convention` with a sampler that uses x0 alone is
+/// refused.
+#[test]
+fn the_runs_sampling_table_sets_defaults_that_flags_override() {
+    let runs = trained();
+    let config = runs.join("tiny/config.toml");
+    let mut table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let sampling = "clip_convention = \"diffusers\"\nfinal_abar_one = false\nsteps_offset = 1\n";
+    table.insert("sampling".into(), toml::Value::Table(toml::from_str(sampling).unwrap()));
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    let manifest = |out: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
+    };
+    let dir = temp_dir("sample-sampling-table");
+    let args = ["--sampler", "ddim", "--steps", "4", "-n", "1", "--no-png"];
+    let (a, b) = (dir.join("defaults"), dir.join("flags"));
+    ok(sample(&runs, &a, &args));
+    let m = manifest(&a)["sampler"].clone();
+    assert_eq!(
+        (&m["clip_convention"], &m["final_abar_one"], &m["steps_offset"], &m["clip_x0"]),
+        (&"diffusers".into(), &false.into(), &1.into(), &true.into()),
+        "{m}"
+    );
+    ok(sample(&runs, &b, &[&args[..], &["--clip-convention", "improved-diffusion"]].concat()));
+    assert_eq!(manifest(&b)["sampler"]["clip_convention"], "improved-diffusion");
+    // The other samplers keep their own settings whatever the table says.
+    let c = dir.join("heun");
+    ok(sample(&runs, &c, &["--sampler", "heun", "--steps", "2", "-n", "1", "--no-png"]));
+    assert_eq!(manifest(&c)["sampler"]["steps_offset"], 0);
+    fails(
+        &runs,
+        &["--sampler", "heun", "--clip-convention", "diffusers"],
+        "--clip-convention diffusers applies to ddim only",
+    );
 }

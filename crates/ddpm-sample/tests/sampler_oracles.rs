@@ -218,7 +218,7 @@ fn vp_ve_conversions_match_k_diffusion_discrete_wrappers() {
             let x_ve = x.get(i as i64).unsqueeze(0);
             let x_vp = &x_ve * a.sqrt();
             let output = net(&x_vp, &Tensor::from_slice(&[t]));
-            let (_, x0) = eps_and_x0(td, &output, &x_vp, a, false);
+            let (_, x0) = eps_and_x0(td, &output, &x_vp, a, false, Default::default());
             let per = x0.numel();
             let d = rel_to_scale(&flat(&x0), &want[i * per..(i + 1) * per]);
             assert!(d < 1e-9, "{key} at grid t = {}: {d:e}", grid[i]);

@@ -5,7 +5,7 @@
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_core::{DiffusionConfig, ModelVar, ScheduleName};
 use ddpm_sample::noise::ImageNoise;
-use ddpm_sample::samplers::{self, SamplerKind, SamplerOptions, TimeSteps};
+use ddpm_sample::samplers::{self, ClipConvention, SamplerKind, SamplerOptions, TimeSteps};
 use ddpm_testkit::{f64s, run_json, temp_dir};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
@@ -24,9 +24,47 @@ struct Case {
     var: ModelVar,
     eta: f64,
     clip: bool,
+    convention: ClipConvention,
+    /// Model outputs scaled by 3/sqrt(1 - abar_t), so that the x0 prediction leaves [-1, 1] at
+    /// every step (a deliberately off-scale model); else N(0, 1.5^2).
+    off_scale: bool,
+    final_abar_one: bool,
+    steps_offset: usize,
 }
 
-fn check(c: &Case) {
+impl Case {
+    fn new(kind: SamplerKind, t: usize, steps: usize) -> Self {
+        Self {
+            kind,
+            t,
+            steps,
+            schedule: ScheduleName::Linear,
+            var: ModelVar::FixedLarge,
+            eta: 0.0,
+            clip: false,
+            convention: ClipConvention::ImprovedDiffusion,
+            off_scale: false,
+            final_abar_one: true,
+            steps_offset: 0,
+        }
+    }
+}
+
+/// What our sampler did on a case.
+struct Ours {
+    /// x after each step.
+    trajectory: Vec<Vec<f64>>,
+    /// The model outputs it was given, in order.
+    outputs: Vec<Tensor>,
+    x_t: Tensor,
+    /// The fresh noise of each step.
+    noises: Vec<Vec<f64>>,
+    /// How many steps' x0 prediction left [-1, 1] somewhere.
+    clipped_steps: usize,
+}
+
+/// Runs our sampler on the case.
+fn ours(c: &Case) -> Ours {
     let config = DiffusionConfig {
         steps: c.t,
         schedule: c.schedule,
@@ -38,11 +76,11 @@ fn check(c: &Case) {
     opts.steps = c.steps;
     opts.eta = c.eta;
     opts.clip_x0 = c.clip;
+    opts.clip_convention = c.convention;
+    opts.final_abar_one = c.final_abar_one;
+    opts.steps_offset = c.steps_offset;
     opts.time_steps = TimeSteps::Uniform;
     let n_evals = opts.network_evaluations();
-    tch::manual_seed(11);
-    let outputs: Vec<Tensor> =
-        (0..n_evals).map(|_| Tensor::randn(SHAPE, (Kind::Double, Device::Cpu)) * 1.5).collect();
     let per = [SHAPE[1], SHAPE[2], SHAPE[3]];
     // The noise stream as the sampler will see it: x_T first, then one draw per noisy step.
     let mut replay = ImageNoise::new(3, &[0, 1], &per, Device::Cpu);
@@ -51,131 +89,232 @@ fn check(c: &Case) {
     let mut noise = ImageNoise::new(3, &[0, 1], &per, Device::Cpu);
     let _ = noise.draw();
 
-    let mut calls = 0;
+    tch::manual_seed(11);
+    let mut outputs = Vec::new();
     let mut trajectory = Vec::new();
-    let mut model = |x: &Tensor, _t: &Tensor| {
-        if calls > 0 {
+    let mut clipped_steps = 0;
+    let mut model = |x: &Tensor, t: &Tensor| {
+        if !outputs.is_empty() {
             trajectory.push(flat(x));
         }
-        calls += 1;
-        outputs[calls - 1].shallow_clone()
+        // Rescaling is off: the network time is the step index.
+        let abar = samplers::abar_at(&process, t.double_value(&[0]));
+        let scale = if c.off_scale { 3.0 / (1.0 - abar).sqrt() } else { 1.5 };
+        let out = Tensor::randn(SHAPE, (Kind::Double, Device::Cpu)) * scale;
+        let x0 = (x.to_kind(Kind::Double) - &out * (1.0 - abar).sqrt()) / abar.sqrt();
+        if x0.abs().max().double_value(&[]) > 1.0 {
+            clipped_steps += 1;
+        }
+        outputs.push(out.shallow_clone());
+        out
     };
     let x0 =
         samplers::sample(&opts, &process, &mut model, x_t.shallow_clone(), &mut noise, &mut |_| {})
             .unwrap();
     trajectory.push(flat(&x0));
+    assert_eq!(outputs.len(), n_evals);
+    Ours { trajectory, outputs, x_t, noises, clipped_steps }
+}
 
-    let (sampler, beta) = match (c.kind, c.schedule) {
-        (k, ScheduleName::Cosine) => (k, "squaredcos_cap_v2"),
-        (k, _) => (k, "linear"),
-    };
-    let name = match sampler {
+/// Our trajectories against diffusers' schedulers fed the same outputs and noise (one Python
+/// run for all cases); returns, per case, ours and the number of steps whose x0 prediction left
+/// [-1, 1].
+fn check_all(cases: &[Case]) -> Vec<(Vec<Vec<f64>>, usize)> {
+    let mut inputs = Vec::new();
+    let mut results = Vec::new();
+    for c in cases {
+        let Ours { trajectory, outputs, x_t, noises, clipped_steps } = ours(c);
+        let beta = match c.schedule {
+            ScheduleName::Cosine => "squaredcos_cap_v2",
+            _ => "linear",
+        };
+        let ddpm_timesteps: Vec<usize> = if c.kind == SamplerKind::Ddpm {
+            let mut opts = SamplerOptions::new(c.kind, c.t);
+            opts.steps = c.steps;
+            let config = DiffusionConfig { steps: c.t, schedule: c.schedule, ..Default::default() };
+            let process = TensorDiffusion::from_config(&config, Device::Cpu).unwrap();
+            let walk = ddpm_sample::samplers::ddpm::walk(&opts, &process).unwrap();
+            walk.diffusion.timestep_map.iter().rev().copied().collect()
+        } else {
+            vec![]
+        };
+        inputs.push(json!({
+            "sampler": name(c), "T": c.t, "beta_schedule": beta, "steps": c.steps,
+            "timesteps": ddpm_timesteps,
+            "variance_type": if c.var == ModelVar::FixedSmall { "fixed_small" } else { "fixed_large" },
+            "eta": c.eta, "clip": c.clip, "clip_convention": c.convention.name(),
+            "set_alpha_to_one": c.final_abar_one, "steps_offset": c.steps_offset,
+            "shape": SHAPE, "x_T": flat(&x_t),
+            "model_outputs": outputs.iter().map(flat).collect::<Vec<_>>(),
+            "noises": noises,
+        }));
+        results.push((trajectory, clipped_steps));
+    }
+    let path = temp_dir("sched-parity").join("in.json");
+    std::fs::write(&path, serde_json::Value::Array(inputs).to_string()).unwrap();
+    let r = run_json("ref_schedulers.py", &[path.to_str().unwrap()]);
+    for ((c, (trajectory, _)), theirs) in cases.iter().zip(&results).zip(r.as_array().unwrap()) {
+        let name = name(c);
+        let theirs: Vec<Vec<f64>> =
+            theirs["samples"].as_array().unwrap().iter().map(f64s).collect();
+        assert_eq!(theirs.len(), trajectory.len(), "{name}: number of steps");
+        // DPMSolverMultistepScheduler.step casts the sample to f32 internally; the others stay
+        // f64. Random "model outputs" make x0 predictions large at high t, so compare relative
+        // to the trajectory's scale.
+        let tol = if name == "dpmpp" { 1e-6 } else { 1e-9 };
+        for (i, (a, b)) in trajectory.iter().zip(&theirs).enumerate() {
+            let d = rel_diff(a, b);
+            assert!(
+                d < tol,
+                "{name} T={} steps={} eta={} clip={} {:?}: step {i} differs by {d:e}",
+                c.t,
+                c.steps,
+                c.eta,
+                c.clip,
+                c.convention
+            );
+        }
+    }
+    results
+}
+
+fn name(c: &Case) -> &'static str {
+    match c.kind {
         SamplerKind::Ddpm => "ddpm",
         SamplerKind::Ddim => "ddim",
         _ => "dpmpp",
-    };
-    let ddpm_timesteps: Vec<usize> = if c.kind == SamplerKind::Ddpm {
-        let walk = ddpm_sample::samplers::ddpm::walk(&opts, &process).unwrap();
-        walk.diffusion.timestep_map.iter().rev().copied().collect()
-    } else {
-        vec![]
-    };
-    let input = json!({
-        "sampler": name, "T": c.t, "beta_schedule": beta, "steps": c.steps,
-        "timesteps": ddpm_timesteps,
-        "variance_type": if c.var == ModelVar::FixedSmall { "fixed_small" } else { "fixed_large" },
-        "eta": c.eta, "clip": c.clip, "shape": SHAPE, "x_T": flat(&x_t),
-        "model_outputs": outputs.iter().map(flat).collect::<Vec<_>>(),
-        "noises": noises,
-    });
-    let path = temp_dir("sched-parity").join("in.json");
-    std::fs::write(&path, input.to_string()).unwrap();
-    let r = run_json("ref_schedulers.py", &[path.to_str().unwrap()]);
-    let theirs: Vec<Vec<f64>> = r["samples"].as_array().unwrap().iter().map(f64s).collect();
-    assert_eq!(theirs.len(), trajectory.len(), "{name}: number of steps");
-    // DPMSolverMultistepScheduler.step casts the sample to f32 internally; the others stay f64.
-    // Random "model outputs" make x0 predictions large at high t, so compare relative to the
-    // trajectory's scale.
-    let tol = if name == "dpmpp" { 1e-6 } else { 1e-9 };
-    for (i, (a, b)) in trajectory.iter().zip(&theirs).enumerate() {
-        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale;
-        assert!(
-            d < tol,
-            "{name} T={} steps={} eta={}: step {i} differs by {d:e}",
-            c.t,
-            c.steps,
-            c.eta
-        );
     }
+}
+
+/// Largest absolute difference relative to the scale of `b` (at least 1).
+fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
 }
 
 #[test]
 #[ignore = "needs the Python venv: run `cargo xtask test`"]
 fn ddpm_matches_diffusers_ddpm_scheduler() {
+    let mut cases = Vec::new();
     for var in [ModelVar::FixedSmall, ModelVar::FixedLarge] {
-        let base = Case {
-            kind: SamplerKind::Ddpm,
-            t: 50,
-            steps: 50,
-            schedule: ScheduleName::Linear,
+        cases.push(Case { var, clip: true, ..Case::new(SamplerKind::Ddpm, 50, 50) });
+        cases.push(Case {
             var,
-            eta: 0.0,
             clip: true,
-        };
-        check(&base);
-        check(&Case { steps: 10, schedule: ScheduleName::Cosine, ..base });
+            schedule: ScheduleName::Cosine,
+            ..Case::new(SamplerKind::Ddpm, 50, 10)
+        });
+    }
+    check_all(&cases);
+}
+
+/// DDPMScheduler with `clip_sample`, on a model whose x0 prediction leaves [-1, 1] at every
+/// step: the posterior mean uses the clipped x0 on both sides.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn ddpm_with_clipping_at_every_step_matches_diffusers() {
+    let mut cases = Vec::new();
+    for var in [ModelVar::FixedSmall, ModelVar::FixedLarge] {
+        for steps in [50, 10] {
+            cases.push(Case {
+                var,
+                clip: true,
+                off_scale: true,
+                ..Case::new(SamplerKind::Ddpm, 50, steps)
+            });
+        }
+    }
+    for (c, (_, clipped)) in cases.iter().zip(check_all(&cases)) {
+        assert_eq!(clipped, c.steps, "clipping triggered at {clipped} of {} steps", c.steps);
     }
 }
 
 #[test]
 #[ignore = "needs the Python venv: run `cargo xtask test`"]
 fn ddim_matches_diffusers_ddim_scheduler() {
+    let mut cases = Vec::new();
     for eta in [0.0, 0.5, 1.0] {
         for clip in [false, true] {
-            check(&Case {
-                kind: SamplerKind::Ddim,
-                t: 1000,
-                steps: 20,
-                schedule: ScheduleName::Linear,
-                var: ModelVar::FixedLarge,
+            cases.push(Case { eta, clip, ..Case::new(SamplerKind::Ddim, 1000, 20) });
+        }
+    }
+    cases.push(Case { schedule: ScheduleName::Cosine, ..Case::new(SamplerKind::Ddim, 1000, 25) });
+    // diffusers' set_alpha_to_one = false (the last step goes to abar_0) and steps_offset = 1.
+    cases.push(Case {
+        final_abar_one: false,
+        steps_offset: 1,
+        ..Case::new(SamplerKind::Ddim, 1000, 20)
+    });
+    check_all(&cases);
+}
+
+/// Regression: with clipping active our DDIM followed improved-diffusion (eps re-derived from
+/// the clipped x0) and so did not reproduce diffusers' `DDIMScheduler.step`, which keeps the
+/// model's eps; the parity test passed only because clipping never triggered. Now both
+/// conventions are options, each matched against diffusers (`use_clipped_model_output` True or
+/// False), on a model whose x0 prediction leaves [-1, 1] at every step, where the two differ.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn ddim_with_clipping_at_every_step_matches_diffusers_in_both_conventions() {
+    let mut cases = Vec::new();
+    for eta in [0.0, 1.0] {
+        for convention in [ClipConvention::ImprovedDiffusion, ClipConvention::Diffusers] {
+            cases.push(Case {
                 eta,
-                clip,
+                clip: true,
+                convention,
+                off_scale: true,
+                ..Case::new(SamplerKind::Ddim, 1000, 20)
             });
         }
     }
-    check(&Case {
-        kind: SamplerKind::Ddim,
-        t: 1000,
-        steps: 25,
-        schedule: ScheduleName::Cosine,
-        var: ModelVar::FixedLarge,
-        eta: 0.0,
-        clip: false,
+    // diffusers' own settings of an imported model together: its convention, its final alpha
+    // and offset.
+    cases.push(Case {
+        clip: true,
+        convention: ClipConvention::Diffusers,
+        off_scale: true,
+        final_abar_one: false,
+        steps_offset: 1,
+        ..Case::new(SamplerKind::Ddim, 1000, 20)
     });
+    let results = check_all(&cases);
+    for (c, (_, clipped)) in cases.iter().zip(&results) {
+        assert_eq!(*clipped, 20, "{:?}: clipping triggered at {clipped} of 20 steps", c.convention);
+    }
+    for pair in results[..4].chunks(2) {
+        let d = rel_diff(pair[0].0.last().unwrap(), pair[1].0.last().unwrap());
+        assert!(d > 0.1, "the two conventions agree ({d:e}): the case does not tell them apart");
+    }
 }
 
 #[test]
 #[ignore = "needs the Python venv: run `cargo xtask test`"]
 fn dpm_solver_pp_matches_diffusers_multistep_scheduler() {
-    for steps in [5, 10, 20] {
-        check(&Case {
-            kind: SamplerKind::DpmSolverPp,
-            t: 1000,
-            steps,
-            schedule: ScheduleName::Linear,
-            var: ModelVar::FixedLarge,
-            eta: 0.0,
-            clip: false,
-        });
-    }
-    check(&Case {
-        kind: SamplerKind::DpmSolverPp,
-        t: 1000,
-        steps: 15,
+    let mut cases: Vec<Case> =
+        [5, 10, 20].into_iter().map(|s| Case::new(SamplerKind::DpmSolverPp, 1000, s)).collect();
+    cases.push(Case {
         schedule: ScheduleName::Cosine,
-        var: ModelVar::FixedLarge,
-        eta: 0.0,
-        clip: false,
+        ..Case::new(SamplerKind::DpmSolverPp, 1000, 15)
     });
+    check_all(&cases);
+}
+
+/// DPMSolverMultistepScheduler with `thresholding = True, sample_max_value = 1.0` (dynamic
+/// thresholding whose s is clamped to [1, 1]: clipping to [-1, 1]) against our DPM-Solver++
+/// with clipping, on a model whose x0 prediction leaves [-1, 1] at every step.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn dpm_solver_pp_with_clipping_at_every_step_matches_diffusers_thresholding() {
+    let cases: Vec<Case> = [5, 20]
+        .into_iter()
+        .map(|steps| Case {
+            clip: true,
+            off_scale: true,
+            ..Case::new(SamplerKind::DpmSolverPp, 1000, steps)
+        })
+        .collect();
+    for (c, (_, clipped)) in cases.iter().zip(check_all(&cases)) {
+        assert_eq!(clipped, c.steps, "clipping triggered at {clipped} of {} steps", c.steps);
+    }
 }

@@ -336,12 +336,35 @@ mod tests {
         assert!(!e.0.is_empty());
     }
 
+    /// On a CUDA machine a graph captured once replays its kernels on whatever its static input
+    /// holds at replay time; without a GPU, creating or capturing a graph is an error value,
+    /// not a crash. Regression: the test returned early exactly where CUDA was present, so the
+    /// graph itself was never tested.
     #[test]
-    fn cuda_graph_needs_a_gpu() {
-        if tch::Cuda::is_available() {
+    fn cuda_graph_replays_captured_kernels_on_a_gpu_and_fails_cleanly_without_one() {
+        if !tch::Cuda::is_available() {
+            let e = CudaGraph::new().and_then(|mut g| g.capture(|| ())).unwrap_err();
+            assert!(!e.0.is_empty());
             return;
         }
-        // Without a GPU, creating a graph fails cleanly rather than crashing.
-        assert!(CudaGraph::new().and_then(|mut g| g.capture(|| ())).is_err());
+        assert!(
+            has_cuda_graphs(),
+            "CUDA is present but this build found no CUDA headers: --cuda-graph cannot work"
+        );
+        let device = Device::Cuda(0);
+        let x = Tensor::zeros([4], (Kind::Float, device));
+        let y = Tensor::zeros([4], (Kind::Float, device));
+        // A run outside the capture first, as torch.cuda.graphs' warm-up does.
+        y.shallow_clone().copy_(&(&x * 2.0 + 1.0));
+        let _ = y.shallow_clone().zero_();
+        let mut graph = CudaGraph::new().unwrap();
+        graph.capture(|| y.shallow_clone().copy_(&(&x * 2.0 + 1.0))).unwrap();
+        for v in [3.0f32, -1.5] {
+            let _ = x.shallow_clone().fill_(v as f64);
+            graph.replay().unwrap();
+            tch::Cuda::synchronize(0);
+            let got = Vec::<f32>::try_from(y.to_device(Device::Cpu)).unwrap();
+            assert_eq!(got, vec![2.0 * v + 1.0; 4], "replay after x = {v}");
+        }
     }
 }

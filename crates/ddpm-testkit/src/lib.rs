@@ -84,3 +84,57 @@ pub fn max_rel_diff(a: &[f64], b: &[f64], floor: f64) -> f64 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(floor)).fold(0.0, f64::max)
 }
+
+/// Where fault-injection tests damage a file of `len` bytes whose first `header` bytes are its
+/// header: 20 distinct offsets, the first and last byte and a third of them inside the header
+/// included, the rest spread over the body by a seeded generator (so a failure names an offset
+/// that reproduces).
+pub fn fault_offsets(len: usize, header: usize, seed: u64) -> Vec<usize> {
+    assert!(len >= 40 && header < len, "a file of {len} bytes is too small to damage 20 ways");
+    let mut state = seed;
+    let mut next = move |below: usize| {
+        // SplitMix64 (the testkit depends on nothing).
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % below as u64) as usize
+    };
+    let mut v = vec![0, len - 1];
+    while v.len() < 20 {
+        let o = if v.len() < 8 && header > 1 { next(header) } else { header + next(len - header) };
+        if !v.contains(&o) {
+            v.push(o);
+        }
+    }
+    v.sort();
+    v
+}
+
+/// `bytes` with byte `at` changed (xor with a non-zero value derived from `at`).
+pub fn flipped(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[at] ^= 1 + (at % 255) as u8;
+    b
+}
+
+/// Runs `f`, turning a panic into a test failure that names `what`.
+pub fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("{what}: panicked instead of returning an error: {msg}")
+        }
+    }
+}
+
+/// An error message fit for a user: one line that names `file`.
+pub fn assert_one_line_naming(what: &str, message: &str, file: &str) {
+    assert!(!message.contains('\n'), "{what}: the error is more than one line: {message}");
+    assert!(message.contains(file), "{what}: the error does not name {file}: {message}");
+}

@@ -170,6 +170,8 @@ pub struct RunConfig {
     pub data: DataConfig,
     pub optim: OptimConfig,
     pub train: TrainConfig,
+    /// Sampling defaults of the run (`[sampling]`, owned by ddpm-sample).
+    pub sampling: ddpm_sample::SamplingConfig,
 }
 
 impl Default for RunConfig {
@@ -182,6 +184,7 @@ impl Default for RunConfig {
             data: DataConfig::default(),
             optim: OptimConfig::default(),
             train: TrainConfig::default(),
+            sampling: ddpm_sample::SamplingConfig::default(),
         }
     }
 }

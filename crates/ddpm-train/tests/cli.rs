@@ -120,3 +120,52 @@ fn bad_input_is_one_line_and_exit_code_2() {
     fails_with(&["train", "--config", tiny().to_str().unwrap(), "--data", "swissroll"], "shape");
     fails_with(&["import", "--diffusers", "/no/such/dir", "--name", "x"], "/no/such/dir");
 }
+
+/// Regression: a failed start used to write `runs/<name>/config.toml` before the data was
+/// loaded, so the corrected command was refused as a config conflict. Now a wrong --data leaves
+/// no run directory, and the corrected command trains.
+#[test]
+fn a_failed_start_leaves_nothing_and_the_corrected_command_trains() {
+    let runs = ddpm_testkit::temp_dir("cli-failed-start");
+    let start = |data: &str| {
+        bin()
+            .args(["train", "--config"])
+            .arg(tiny())
+            .args(["--steps", "2", "--name", "fixme", "--data", data, "--runs-dir"])
+            .arg(&runs)
+            .output()
+            .unwrap()
+    };
+    let bad = start("/no/such/dir");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/no/such/dir"));
+    assert!(!runs.join("fixme").exists(), "the failed start left {}", runs.join("fixme").display());
+    let good = start("digits");
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert_eq!(run_dir(&runs, "fixme").list_checkpoints().last().map(|c| c.0), Some(2));
+}
+
+/// Every count or size argument of `ddpm-train` given 0 is a one-line error naming the field,
+/// exit code 2, and no run directory.
+#[test]
+fn every_count_or_size_argument_of_0_is_refused() {
+    for (args, needle) in [
+        (&["--steps", "0"][..], "train.total_steps: must be at least 1"),
+        (&["--batch-size", "0"][..], "optim.batch_size: must be at least 1"),
+    ] {
+        let runs = ddpm_testkit::temp_dir("cli-zero");
+        let out = bin()
+            .args(["train", "--config"])
+            .arg(tiny())
+            .args(args)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0, "{args:?} wrote a run");
+    }
+}

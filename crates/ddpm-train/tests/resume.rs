@@ -1,10 +1,14 @@
 //! Resume is exact: on the CPU, N steps + stop + resume + N steps gives bit-identical weights
 //! (model, EMA) to 2N uninterrupted steps, with dropout on and the per-tensor and fused
-//! optimisers alike.
+//! optimisers alike. The resumed run starts at the checkpoint's step (not from scratch, which
+//! would also end at 2N with the same weights) and its first batch is the one after the
+//! checkpoint's.
 
 mod common;
 
 use common::{tiny_config, weights};
+use ddpm_data::LoaderState;
+use ddpm_run::{Checkpoint, RunDir};
 use ddpm_train::{Outcome, Trainer};
 use std::sync::atomic::AtomicBool;
 use tch::Device;
@@ -27,6 +31,22 @@ fn check(fused: bool) {
 
     let straight = train_to(&config, &runs_a, 2 * n);
     let _first_half = train_to(&config, &runs_b, n);
+    // The checkpoint records where the data stream stands: n batches into the first epoch.
+    let run = RunDir::new(runs_b.join(&config.name));
+    let at_n = Checkpoint::open(&run.checkpoint_path(n)).unwrap();
+    assert_eq!(at_n.meta.loader, LoaderState { epoch: 0, position: n });
+    // Resuming starts at the checkpoint's step...
+    let mut one_more = config.clone();
+    one_more.train.total_steps = n + 1;
+    let mut t = Trainer::new(one_more, &runs_b, Device::Cpu).unwrap();
+    assert_eq!(t.step, n, "resumed at step {}, not at the checkpoint's step {n}", t.step);
+    let out = t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
+    assert_eq!(out, Outcome::Finished { step: n + 1 });
+    drop(t);
+    // ...and its first batch is the one after the checkpoint's: one batch further, not the
+    // stream's first batch again.
+    let at_n1 = Checkpoint::open(&run.checkpoint_path(n + 1)).unwrap();
+    assert_eq!(at_n1.meta.loader, LoaderState { epoch: 0, position: n + 1 });
     let resumed = train_to(&config, &runs_b, 2 * n);
     assert_eq!(resumed.step, 2 * n);
 

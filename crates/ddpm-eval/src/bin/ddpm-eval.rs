@@ -155,7 +155,7 @@ fn fid(a: FidArgs) -> Result<()> {
         (Some(ckpt), _) => {
             let (run, model) = open_model(ckpt, &a.common.runs_dir, dev, a.raw)
                 .with_context(|| format!("loading --checkpoint {ckpt}"))?;
-            let sampler = a.sampler.options(&model)?;
+            let sampler = a.sampler.options(&run, &model)?;
             let data: DataConfig = run.section("data")?;
             let measure = Measure::for_data(&data);
             let n = match a.num {

@@ -100,7 +100,7 @@ struct FigureArgs {
 
 fn sample(a: SampleArgs) -> Result<()> {
     let (run, model) = a.model.open()?;
-    let sampler = a.sampler.options(&model)?;
+    let sampler = a.sampler.options(&run, &model)?;
     if a.num == 0 {
         bail!("-n must be at least 1");
     }

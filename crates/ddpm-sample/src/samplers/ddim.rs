@@ -1,7 +1,9 @@
 //! DDIM (Song, Meng & Ermon 2021, arXiv:2010.02502), eq. (12):
 //! x_{t'} = sqrt(abar_{t'}) x0^ + sqrt(1 - abar_{t'} - sigma^2) eps^ + sigma z,
 //! sigma = eta sqrt((1 - abar_{t'})/(1 - abar_t)) sqrt(1 - abar_t/abar_{t'}),
-//! over kept steps t > t' (abar = 1 after the last). eta = 0 is deterministic.
+//! over kept steps t > t' (after the last, abar = 1, or abar_0 where diffusers'
+//! `set_alpha_to_one = false` is asked for). eta = 0 is deterministic. Where x0^ is clipped,
+//! eps^ follows the options' [`super::ClipConvention`].
 
 use super::{ModelFn, SamplerOptions, Skip, eps_and_x0};
 use crate::noise::ImageNoise;
@@ -45,11 +47,15 @@ pub fn sample(
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let kept = timesteps(process.num_timesteps(), opts.steps, opts.skip);
+    let kept: Vec<usize> = timesteps(process.num_timesteps(), opts.steps, opts.skip)
+        .into_iter()
+        .map(|t| t + opts.steps_offset)
+        .collect();
     sample_at(&kept, opts, process, model, x_t, noise, progress)
 }
 
-/// DDIM over given kept timesteps (ascending, `opts.steps` and `opts.skip` unused): the
+/// DDIM over given kept timesteps (ascending; `opts.steps`, `opts.skip` and `opts.steps_offset`
+/// unused): the
 /// placement of another code base, e.g. denoising-diffusion-pytorch's
 /// `linspace(-1, T-1, S+1)` steps, for oracle comparisons.
 pub fn sample_at(
@@ -66,9 +72,14 @@ pub fn sample_at(
     let mut x = x_t;
     for (done, i) in (0..kept.len()).rev().enumerate() {
         let t = kept[i];
-        let (abar, abar_prev) = (ac[t], if i > 0 { ac[kept[i - 1]] } else { 1.0 });
+        let abar_prev = match i {
+            0 if opts.final_abar_one => 1.0,
+            0 => ac[0],
+            _ => ac[kept[i - 1]],
+        };
+        let abar = ac[t];
         let output = model(&x, &process.network_time(t as f64, batch));
-        let (eps, x0) = eps_and_x0(process, &output, &x, abar, opts.clip_x0);
+        let (eps, x0) = eps_and_x0(process, &output, &x, abar, opts.clip_x0, opts.clip_convention);
         let sigma =
             opts.eta * ((1.0 - abar_prev) / (1.0 - abar)).sqrt() * (1.0 - abar / abar_prev).sqrt();
         let mut next =

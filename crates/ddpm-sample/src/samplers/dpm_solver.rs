@@ -68,7 +68,8 @@ pub fn sample(
         let next = ts.get(i + 1).copied();
         let (alpha_t, sigma_t, lambda_t) = coeffs(process, next);
         let output = model(&x, &process.network_time(ts[i], batch));
-        let (_, m0) = eps_and_x0(process, &output, &x, alpha_s * alpha_s, opts.clip_x0);
+        let (_, m0) =
+            eps_and_x0(process, &output, &x, alpha_s * alpha_s, opts.clip_x0, opts.clip_convention);
         let h = lambda_t - lambda_s;
         let phi = (-h).exp() - 1.0; // e^{-h} - 1, = -1 at sigma_t = 0
         let first_order = prev.is_none() || next.is_none();

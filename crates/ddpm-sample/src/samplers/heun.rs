@@ -4,7 +4,7 @@
 //! dx~/dsigma = (x~ - D(x~; sigma))/sigma with D the network's x0 prediction; sigmas follow
 //! EDM's rho = 7 schedule between sigma(T-1) and sigma(0), then 0. S steps cost 2S - 1 evaluations.
 
-use super::{ModelFn, SamplerOptions, eps_and_x0, t_of_log_abar};
+use super::{ClipConvention, ModelFn, SamplerOptions, eps_and_x0, t_of_log_abar};
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
 
@@ -37,7 +37,7 @@ fn denoise(
     let t = t_of_log_abar(process, abar.ln());
     let x = xt * abar.sqrt();
     let output = model(&x, &process.network_time(t, x.size()[0]));
-    eps_and_x0(process, &output, &x, abar, clip).1
+    eps_and_x0(process, &output, &x, abar, clip, ClipConvention::default()).1
 }
 
 pub fn sample(

@@ -92,6 +92,45 @@ pub enum TimeSteps {
     Uniform,
 }
 
+/// What DDIM does with its eps prediction when the x0 prediction was clipped (the references
+/// differ; where the network's x0 stays inside [-1, 1] both are the same).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClipConvention {
+    /// improved-diffusion's `ddim_sample`: eps is re-derived from the clipped x0,
+    /// eps = (x_t - sqrt(abar_t) x0)/sqrt(1 - abar_t), so that (x0, eps) stay consistent with
+    /// x_t (diffusers' `use_clipped_model_output=True`).
+    #[default]
+    ImprovedDiffusion,
+    /// diffusers' `DDIMScheduler.step` as `DDIMPipeline` calls it: x0 is clipped and the model's
+    /// own eps is kept for the direction term.
+    Diffusers,
+}
+
+impl ClipConvention {
+    /// The name the command line and the run config use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ImprovedDiffusion => "improved-diffusion",
+            Self::Diffusers => "diffusers",
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
 /// Everything that selects and tunes a sampler.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplerOptions {
@@ -106,6 +145,17 @@ pub struct SamplerOptions {
     pub variance: Option<ModelVar>,
     /// Clip predicted x0 to [-1, 1] (DDPM and DDIM; the ODE solvers use it for their data prediction).
     pub clip_x0: bool,
+    /// DDIM's eps after clipping (see [`ClipConvention`]); the other samplers use x0 only.
+    #[serde(default)]
+    pub clip_convention: ClipConvention,
+    /// DDIM's last step goes to abar = 1, the data (improved-diffusion; diffusers'
+    /// `set_alpha_to_one = true`), or else to abar_0 of the first kept step's process
+    /// (`set_alpha_to_one = false`).
+    #[serde(default = "default_true")]
+    pub final_abar_one: bool,
+    /// Added to DDIM's uniform kept steps (diffusers' `steps_offset` of its "leading" spacing).
+    #[serde(default)]
+    pub steps_offset: usize,
     /// Classifier-free guidance scale w: eps = eps_uncond + w (eps_cond - eps_uncond); 1 = none.
     pub guidance_scale: f64,
 }
@@ -120,6 +170,9 @@ impl SamplerOptions {
             time_steps: TimeSteps::LogSnr,
             variance: None,
             clip_x0: true,
+            clip_convention: ClipConvention::ImprovedDiffusion,
+            final_abar_one: true,
+            steps_offset: 0,
             guidance_scale: 1.0,
         }
     }
@@ -146,6 +199,22 @@ impl SamplerOptions {
             && v.is_learned()
         {
             return Err(SampleError::Arg("--variance takes fixed_small or fixed_large".into()));
+        }
+        if self.steps_offset > 0 {
+            if self.kind != SamplerKind::Ddim || self.skip != Skip::Uniform {
+                return Err(SampleError::Arg(format!(
+                    "steps_offset {} applies to ddim with --skip uniform only (diffusers' leading spacing)",
+                    self.steps_offset
+                )));
+            }
+            let last = ddim::timesteps(t, self.steps, self.skip).last().copied().unwrap_or(0);
+            if last + self.steps_offset >= t {
+                return Err(SampleError::Arg(format!(
+                    "steps_offset {} moves ddim's last kept step {last} past T - 1 = {}",
+                    self.steps_offset,
+                    t - 1
+                )));
+            }
         }
         if !(self.guidance_scale >= 0.0 && self.guidance_scale.is_finite()) {
             return Err(SampleError::Arg(format!(
@@ -218,13 +287,15 @@ pub fn t_of_log_abar(process: &TensorDiffusion, log_abar: f64) -> f64 {
     lo as f64 + (la(lo) - log_abar) / (la(lo) - la(hi))
 }
 
-/// Model output split into (eps, x0) predictions at continuous time t with abar = `abar`.
+/// Model output split into (eps, x0) predictions at continuous time t with abar = `abar`;
+/// with `clip`, x0 is clipped to [-1, 1] and eps follows `convention`.
 pub fn eps_and_x0(
     process: &TensorDiffusion,
     output: &Tensor,
     x: &Tensor,
     abar: f64,
     clip: bool,
+    convention: ClipConvention,
 ) -> (Tensor, Tensor) {
     let c = x.size()[1];
     let (mean_out, _) = process.split_output(output, c);
@@ -237,12 +308,12 @@ pub fn eps_and_x0(
         ddpm_core::ModelMean::X0 => ((x - &mean_out * sa) / s1a, mean_out),
         ddpm_core::ModelMean::V => (x * s1a + &mean_out * sa, x * sa - &mean_out * s1a),
     };
-    if clip {
-        let x0c = x0.clamp(-1.0, 1.0);
-        // Re-derive eps so that (eps, x0) stay consistent with x_t (improved-diffusion's DDIM does this).
-        let eps = (x - &x0c * sa) / s1a;
-        (eps, x0c)
-    } else {
-        (eps, x0)
+    if !clip {
+        return (eps, x0);
+    }
+    let x0c = x0.clamp(-1.0, 1.0);
+    match convention {
+        ClipConvention::ImprovedDiffusion => ((x - &x0c * sa) / s1a, x0c),
+        ClipConvention::Diffusers => (eps, x0c),
     }
 }
