@@ -40,7 +40,8 @@ pub struct DistEnv {
     pub local_rank: usize,
     /// LOCAL_WORLD_SIZE: processes on this node.
     pub local_world_size: usize,
-    /// MASTER_ADDR and MASTER_PORT; `None` for a single process, which needs no store.
+    /// MASTER_ADDR and MASTER_PORT; `None` for a process without a launcher (or one launched
+    /// with WORLD_SIZE=1 but without them), which forms no group.
     pub rendezvous: Option<Rendezvous>,
     /// TORCHELASTIC_RESTART_COUNT: how many times torchrun has restarted the workers (0 first).
     pub restart_count: u32,
@@ -104,22 +105,25 @@ impl DistEnv {
             ("LOCAL_RANK", local_rank),
             ("LOCAL_WORLD_SIZE", local_world_size),
         )?;
-        let rendezvous = if world_size > 1 {
-            let missing = |v| EnvError::Missing {
-                var: v,
-                set_var: "WORLD_SIZE",
-                set_value: ws.clone(),
-                hint: TORCHRUN_HINT,
-            };
-            let addr = var("MASTER_ADDR").ok_or_else(|| missing("MASTER_ADDR"))?;
-            let port = var("MASTER_PORT").ok_or_else(|| missing("MASTER_PORT"))?;
-            Some(Rendezvous {
+        // torchrun always sets MASTER_ADDR and MASTER_PORT; with them, even one process forms a
+        // (one-rank) group, as `init_process_group` does under `torchrun --nproc-per-node 1`,
+        // so the Gloo or NCCL path of a multi-rank job can be run on one device. More than one
+        // process needs them.
+        let missing = |v| EnvError::Missing {
+            var: v,
+            set_var: "WORLD_SIZE",
+            set_value: ws.clone(),
+            hint: TORCHRUN_HINT,
+        };
+        let rendezvous = match (var("MASTER_ADDR"), var("MASTER_PORT")) {
+            (Some(addr), Some(port)) => Some(Rendezvous {
                 addr: host("MASTER_ADDR", addr)?,
                 port: port_number(&port)?,
                 agent_store: var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
-            })
-        } else {
-            None
+            }),
+            (None, _) if world_size > 1 => return Err(missing("MASTER_ADDR")),
+            (_, None) if world_size > 1 => return Err(missing("MASTER_PORT")),
+            _ => None,
         };
         Ok(Self {
             rank,
@@ -423,7 +427,7 @@ mod tests {
             (&[("TORCHELASTIC_USE_AGENT_STORE", None)], (1, 2, 1, 2, Some(false))),
             // Two nodes of two: rank 3 is local rank 1 of node 1.
             (&[("RANK", Some("3")), ("WORLD_SIZE", Some("4"))], (3, 4, 1, 2, Some(true))),
-            // torchrun --nproc-per-node 1: a single process that needs no store.
+            // WORLD_SIZE=1 without a store address: a single process, no group.
             (
                 &[
                     ("RANK", Some("0")),
@@ -433,6 +437,16 @@ mod tests {
                     ("MASTER_ADDR", None),
                 ],
                 (0, 1, 0, 1, None),
+            ),
+            // torchrun --nproc-per-node 1 (MASTER_ADDR and MASTER_PORT set): a one-rank group.
+            (
+                &[
+                    ("RANK", Some("0")),
+                    ("WORLD_SIZE", Some("1")),
+                    ("LOCAL_RANK", Some("0")),
+                    ("LOCAL_WORLD_SIZE", Some("1")),
+                ],
+                (0, 1, 0, 1, Some(true)),
             ),
         ];
         for (changes, (r, ws, lr, lws, agent)) in cases {

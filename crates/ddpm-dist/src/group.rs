@@ -78,10 +78,12 @@ impl Dist {
 
     /// Joins the group `env` describes, with Gloo for `Device::Cpu` and NCCL for
     /// `Device::Cuda(i)` (use [`DistEnv::cuda_device`]). Blocks until every rank has joined or
-    /// `options.timeout` has passed. A single-process `env` gives [`Dist::single`].
+    /// `options.timeout` has passed. An `env` without a rendezvous (no launcher) gives
+    /// [`Dist::single`]; with one, even a single rank forms a group (as torchrun
+    /// `--nproc-per-node 1` and `init_process_group` do), so that its collectives really run.
     pub fn init(env: &DistEnv, device: Device, options: DistOptions) -> Result<Self> {
         let backend = backend_for(device)?;
-        let Some(rdzv) = env.rendezvous.as_ref().filter(|_| env.is_distributed()) else {
+        let Some(rdzv) = env.rendezvous.as_ref() else {
             return Ok(Self { env: env.clone(), options, ..Self::single(device) });
         };
         let (rank, world_size, timeout) = (env.rank, env.world_size, options.timeout);
@@ -141,7 +143,7 @@ impl Dist {
         self.device
     }
 
-    /// The collective backend, `None` for a single process.
+    /// The collective backend, `None` for a process without a group.
     pub fn backend(&self) -> Option<Backend> {
         self.group.as_ref().map(|g| g.pg.backend())
     }
