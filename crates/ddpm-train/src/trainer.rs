@@ -410,8 +410,8 @@ impl Trainer {
         if dist.backend().is_none() {
             return Ok((stop, timed));
         }
-        let flags = Tensor::from_slice(&[stop as i32 as f32, timed as i32 as f32])
-            .to_device(self.device);
+        let flags =
+            Tensor::from_slice(&[stop as i32 as f32, timed as i32 as f32]).to_device(self.device);
         dist.all_reduce_sum(std::slice::from_ref(&flags))?;
         let v = Vec::<f32>::try_from(flags.to_device(Device::Cpu)).expect("f32 flags");
         Ok((v[0] > 0.0, v[1] > 0.0))
