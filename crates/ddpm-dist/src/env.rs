@@ -222,6 +222,25 @@ impl DistEnv {
         Device::Cuda(self.local_rank)
     }
 
+    /// This process's device for a requested `auto`, `cpu`, `cuda` or `cuda:N` (`what` names
+    /// the argument in errors): as requested without a group; in a group, CUDA means
+    /// `cuda:LOCAL_RANK` (torchrun's convention: one GPU per process, NCCL), so `auto` and
+    /// `cuda` pick it and an explicit `cuda:N` must be it; `cpu` stays the CPU (Gloo).
+    pub fn device(&self, requested: &str, what: &str) -> Result<Device, String> {
+        let device = ddpm_nets::parse_device(requested, what)?;
+        if self.rendezvous.is_none() || !device.is_cuda() {
+            return Ok(device);
+        }
+        let own = format!("cuda:{}", self.local_rank);
+        if requested.starts_with("cuda:") && requested != own {
+            return Err(format!(
+                "{what} {requested}: under torchrun each rank uses cuda:LOCAL_RANK ({own} for \
+                 this rank); pass cuda or auto"
+            ));
+        }
+        ddpm_nets::parse_device(&own, "LOCAL_RANK's device")
+    }
+
     /// The store namespace of this attempt. torchrun keeps one store across restarts
     /// (`--max-restarts`), so an attempt's keys must not meet the previous attempt's: torch
     /// <= 2.3 prefixed `/worker/attempt_{TORCHELASTIC_RESTART_COUNT}` for the same reason.

@@ -207,6 +207,37 @@ impl Dist {
         Ok(())
     }
 
+    /// Rank 0's `values` on every rank (small host values: a step, a batch size chosen by
+    /// probing the device); the others' `values` only give the length, which must agree.
+    /// Returns `values` without a group.
+    pub fn broadcast_i64s(&self, values: &[i64]) -> Result<Vec<i64>> {
+        if self.group.is_none() || values.is_empty() {
+            return Ok(values.to_vec());
+        }
+        let t = Tensor::from_slice(values).f_to_device(self.device)?;
+        self.collective("broadcast", |pg| pg.broadcast(&t, 0))?;
+        Ok(Vec::<i64>::try_from(t.f_to_device(Device::Cpu)?)?)
+    }
+
+    /// Rank 0's `bytes` on every rank (e.g. a serialised state); the others' are ignored.
+    pub fn broadcast_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        if self.group.is_none() {
+            return Ok(bytes.to_vec());
+        }
+        let len = self.broadcast_i64s(&[bytes.len() as i64])?[0];
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let t = if self.is_main() {
+            Tensor::from_slice(bytes)
+        } else {
+            Tensor::f_zeros([len], (Kind::Uint8, Device::Cpu))?
+        }
+        .f_to_device(self.device)?;
+        self.collective("broadcast", |pg| pg.broadcast(&t, 0))?;
+        Ok(Vec::<u8>::try_from(t.f_to_device(Device::Cpu)?)?)
+    }
+
     /// Returns once every rank has called it (e.g. before rank 0 alone writes a checkpoint).
     pub fn barrier(&self) -> Result<()> {
         if self.group.is_none() {
@@ -375,6 +406,8 @@ mod tests {
         dist.all_reduce_sum(std::slice::from_ref(&t)).unwrap();
         dist.broadcast_parameters(std::slice::from_ref(&t)).unwrap();
         dist.barrier().unwrap();
+        assert_eq!(dist.broadcast_i64s(&[3, -4]).unwrap(), vec![3, -4]);
+        assert_eq!(dist.broadcast_bytes(b"x").unwrap(), b"x");
         assert_eq!(Vec::<f32>::try_from(&t).unwrap(), vec![1.5, 2.0]);
         assert_eq!(dist.collectives(), 0);
         assert_eq!(dist.shard(10), 0..10);

@@ -10,13 +10,21 @@
 //!
 //! The measure follows from the run's data set (or, for `--samples`, from `--ref`), never from
 //! the shape of the samples.
+//!
+//! Across ranks (`torchrun ... ddpm-eval fid`, [`evaluate_sharded`]): the Inception batches of
+//! the samples and of an uncached reference are shared out among the ranks, each rank adds its
+//! features to f64 sums (n, sum x, sum x x^T: [`FeatureMoments`]; and the Inception Score's
+//! per-split sums: [`IsSums`]), and one all-reduce gives the statistics of all images; rank 0
+//! computes the distances and writes the report. One process takes the same path with one
+//! share, so the two differ only in the order of the f64 sums.
 
 use crate::digits_classifier::DigitsClassifier;
 use crate::error::{EvalError, Result};
-use crate::features::inception_features;
-use crate::inception_score::inception_score;
+use crate::images::to_rgb;
+use crate::inception_score::IsSums;
 use crate::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
 use ddpm_data::{DataConfig, Dataset};
+use ddpm_dist::{Dist, FeatureMoments};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -107,6 +115,9 @@ pub struct Protocol {
     pub is_splits: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inception_images_per_s: Option<f64>,
+    /// Processes that shared the Inception work (absent for one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<usize>,
 }
 
 /// The classifier Frechet distance of digit samples.
@@ -257,14 +268,64 @@ pub fn digits_distance(samples: &Tensor, device: Device) -> Result<DigitsDistanc
     })
 }
 
+/// Inception statistics of `images` ([N, C, H, W] in [0, 1]) computed by the ranks of `dist`
+/// together: the batches of `batch` images are shared out in contiguous shares, each rank adds
+/// its batches' pool3 features to f64 sums ([`FeatureMoments`]) and, with `with_is`, their
+/// logits to the Inception Score's sums ([`IsSums`]); one all-reduce then gives every rank the
+/// sums over all N images. A batch holds the same images whichever rank runs it, so the
+/// features are one process's and the statistics differ from its only in the order of the sums.
+/// `progress(done, of)` counts this rank's images.
+pub fn inception_sums(
+    net: &FidInception,
+    images: &Tensor,
+    batch: usize,
+    dist: &Dist,
+    with_is: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(FeatureMoments, Option<IsSums>)> {
+    let device = net.vs.device();
+    let n = images.size()[0] as usize;
+    let batch = batch.max(1);
+    let mut moments = FeatureMoments::new(2048, device);
+    let mut is = with_is.then(|| IsSums::new(n, 10, 1008, device));
+    let batches = n.div_ceil(batch);
+    let mine = dist.shard(batches);
+    let of = (mine.end * batch).min(n) - (mine.start * batch).min(n);
+    let mut done = 0;
+    for k in mine {
+        let first = k * batch;
+        let b = batch.min(n - first);
+        let out = net.forward(&to_rgb(&images.narrow(0, first as i64, b as i64)));
+        moments.add(&out.pool3)?;
+        if let Some(is) = &mut is {
+            is.add(first, &out.logits);
+        }
+        done += b;
+        progress(done, of);
+    }
+    moments.all_reduce(dist)?;
+    if let Some(is) = &mut is {
+        is.all_reduce(dist)?;
+    }
+    Ok((moments, is))
+}
+
+/// mu and sigma (f64, on the CPU) from feature sums.
+fn stats_of(moments: &FeatureMoments) -> Result<Stats> {
+    let (mu, sigma) = moments.mean_cov()?;
+    Ok(Stats { mu: mu.to_device(Device::Cpu), sigma: sigma.to_device(Device::Cpu), spatial: None })
+}
+
 /// Reference statistics: a statistics `.npz` as given, or those of a data set or image folder,
-/// computed once and cached under `$DDPM_HOME/fid-stats/` by a hash of what they were computed
-/// from and of the Inception weights. Returns (stats, description, SHA-256 of the file).
+/// computed once (by the ranks of `dist` together) and cached by rank 0 under
+/// `$DDPM_HOME/fid-stats/` by a hash of what they were computed from and of the Inception
+/// weights. Returns (stats, description, SHA-256 of the file).
 pub fn reference_stats(
     spec: &str,
     net: &FidInception,
     weights_sha: &str,
     batch: usize,
+    dist: &Dist,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Stats, String, String)> {
     let path = Path::new(spec);
@@ -293,15 +354,22 @@ pub fn reference_stats(
     };
     let cache = ddpm_io::ddpm_home().join("fid-stats").join(format!("{key}.npz"));
     let desc = format!("{spec} (cached {})", cache.display());
-    if cache.exists() {
+    // Rank 0's view decides, so that every rank takes the same path.
+    if dist.broadcast_i64s(&[cache.exists() as i64])?[0] == 1 {
         return Ok((Stats::load(&cache)?, desc, sha256_file(&cache)?));
     }
     let imgs = load_images(spec)?;
     let n = imgs.size()[0] as usize;
-    tracing::info!("reference statistics of {spec}: {n} images through Inception");
-    let f = inception_features(net, &imgs, batch, &mut |d| progress(d, n));
-    let stats = Stats::from_features(&f.pool3)?;
-    stats.save(&cache)?;
+    if dist.is_main() {
+        tracing::info!("reference statistics of {spec}: {n} images through Inception");
+    }
+    let (moments, _) = inception_sums(net, &imgs, batch, dist, false, progress)?;
+    let stats = stats_of(&moments)?;
+    if dist.is_main() {
+        stats.save(&cache)?;
+    }
+    // The cache exists for every rank from here on.
+    dist.barrier()?;
     Ok((stats, desc, sha256_file(&cache)?))
 }
 
@@ -323,8 +391,10 @@ pub fn load_images(spec: &str) -> Result<Tensor> {
     }
 }
 
-/// FID and IS of `samples` ([N, C, H, W] in [0, 1]) against reference statistics; fills the
-/// Inception part of `protocol`.
+/// FID and IS of `samples` ([N, C, H, W] in [0, 1]) against reference statistics, the
+/// Inception work shared by the ranks of `dist`; fills the Inception part of `protocol`.
+/// Rank 0 gets the metrics, the other ranks `None`.
+#[allow(clippy::too_many_arguments)]
 pub fn inception_metrics(
     samples: &Tensor,
     net: &FidInception,
@@ -332,18 +402,24 @@ pub fn inception_metrics(
     reference: &str,
     batch: usize,
     protocol: &mut Protocol,
+    dist: &Dist,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<InceptionMetrics> {
+) -> Result<Option<InceptionMetrics>> {
     let weights_sha = sha256_file(weights)?;
     let (ref_stats, ref_desc, ref_sha) =
-        reference_stats(reference, net, &weights_sha, batch, progress)?;
+        reference_stats(reference, net, &weights_sha, batch, dist, progress)?;
     let n = samples.size()[0] as usize;
-    tracing::info!("Inception features of {n} samples");
+    if dist.is_main() {
+        tracing::info!("Inception features of {n} samples");
+    }
     let started = std::time::Instant::now();
-    let f = inception_features(net, samples, batch, &mut |d| progress(d, n));
+    let (moments, is) = inception_sums(net, samples, batch, dist, true, progress)?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    let fid = frechet_distance(&Stats::from_features(&f.pool3)?, &ref_stats)?;
-    let (is_mean, is_std) = inception_score(&f.logits, 10);
+    if !dist.is_main() {
+        return Ok(None);
+    }
+    let fid = frechet_distance(&stats_of(&moments)?, &ref_stats)?;
+    let (is_mean, is_std) = is.expect("asked for").score();
     protocol.reference = Some(ref_desc);
     protocol.ref_sha256 = Some(ref_sha);
     protocol.inception = Some(weights.display().to_string());
@@ -354,7 +430,8 @@ pub fn inception_metrics(
     );
     protocol.is_splits = Some(10);
     protocol.inception_images_per_s = Some(rate);
-    Ok(InceptionMetrics { fid, is_mean, is_std })
+    protocol.ranks = dist.backend().is_some().then(|| dist.world_size());
+    Ok(Some(InceptionMetrics { fid, is_mean, is_std }))
 }
 
 /// Samples from a `samples.npz` (array `samples`): images [N, C, H, W] in [-1, 1] become [0, 1]
@@ -379,32 +456,54 @@ pub struct EvalOptions {
     pub batch_size: usize,
 }
 
-/// Measures `samples` as `measure` says, into a report carrying `protocol`.
+/// Measures `samples` as `measure` says, into a report carrying `protocol` (one process).
 pub fn evaluate(
     samples: &Tensor,
     measure: &Measure,
     opts: &EvalOptions,
-    mut protocol: Protocol,
+    protocol: Protocol,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<FidReport> {
+    let single = Dist::single(opts.device);
+    let report = evaluate_sharded(samples, measure, opts, protocol, &single, progress)?;
+    Ok(report.expect("one process is rank 0"))
+}
+
+/// As [`evaluate`], as one rank of `dist` (every rank calls it with the same samples): the
+/// Inception work is shared (see [`inception_sums`]); rank 0 alone computes the distances and
+/// gets the report, the other ranks `None`.
+pub fn evaluate_sharded(
+    samples: &Tensor,
+    measure: &Measure,
+    opts: &EvalOptions,
+    mut protocol: Protocol,
+    dist: &Dist,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<FidReport>> {
     protocol.n = samples.size()[0] as usize;
+    let main = dist.is_main();
     let mut report = FidReport::default();
     match measure {
         Measure::Points(data) => {
+            if !main {
+                return Ok(None);
+            }
             protocol.reference = Some(data.dataset.clone());
             report.points = Some(points_distance(samples, data)?);
             report.protocol = protocol;
-            return Ok(report);
+            return Ok(Some(report));
         }
-        Measure::Digits => report.digits = Some(digits_distance(samples, opts.device)?),
-        Measure::Inception => {}
+        Measure::Digits if main => {
+            report.digits = Some(digits_distance(samples, opts.device)?);
+        }
+        Measure::Digits | Measure::Inception => {}
     }
     let net = match FidInception::load(&opts.inception, opts.device) {
         Ok(n) => n,
         Err(e @ EvalError::MissingWeights(_)) if *measure == Measure::Digits => {
             report.inception_skipped = Some(e.to_string());
             report.protocol = protocol;
-            return Ok(report);
+            return Ok(main.then_some(report));
         }
         Err(e) => return Err(e),
     };
@@ -413,15 +512,16 @@ pub fn evaluate(
             "--ref: give reference statistics (.npz), an image folder or a data set".into(),
         )
     })?;
-    report.inception = Some(inception_metrics(
+    report.inception = inception_metrics(
         samples,
         &net,
         &opts.inception,
         reference,
         opts.batch_size,
         &mut protocol,
+        dist,
         progress,
-    )?);
+    )?;
     report.protocol = protocol;
-    Ok(report)
+    Ok(main.then_some(report))
 }

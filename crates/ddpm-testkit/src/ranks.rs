@@ -37,8 +37,15 @@ pub struct Exit {
     pub at: Instant,
 }
 
-/// Starts `exe args...` as ranks 0..world of one job on this machine, logs in `dir`.
-pub fn spawn_ranks<S: AsRef<OsStr>>(exe: &Path, args: &[S], world: usize, dir: &Path) -> Ranks {
+/// Starts `exe args...` as ranks 0..world of one job on this machine, with `envs` added to
+/// their environment, logs in `dir`.
+pub fn spawn_ranks<S: AsRef<OsStr>>(
+    exe: &Path,
+    args: &[S],
+    world: usize,
+    dir: &Path,
+    envs: &[(&str, &str)],
+) -> Ranks {
     let port = free_port();
     let mut children = Vec::new();
     let mut logs = Vec::new();
@@ -58,6 +65,7 @@ pub fn spawn_ranks<S: AsRef<OsStr>>(exe: &Path, args: &[S], world: usize, dir: &
             .env_remove("TORCHELASTIC_USE_AGENT_STORE")
             .env_remove("TORCHELASTIC_RESTART_COUNT")
             .env_remove("GLOO_SOCKET_IFNAME")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)

@@ -10,14 +10,15 @@ use ddpm_dist::{Dist, DistEnv, DistOptions};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use tch::Device;
 
 /// Trains (or resumes) `config`'s run under `runs_dir` until it finishes or a signal stops it.
 /// Under torchrun (`torchrun --nproc-per-node N --no-python ddpm-train train ...`) this process
 /// is one rank of a data-parallel job.
 pub fn train(config: RunConfig, runs_dir: &Path) -> Result<Outcome> {
     let env = DistEnv::from_env().map_err(ddpm_dist::DistError::from)?;
-    let device = rank_device(&config.train.device, &env)?;
+    let device = env
+        .device(&config.train.device, "train.device (--device)")
+        .map_err(|e| TrainError::Config(ConfigError(e)))?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while the checkpoint is being written exits at once.
@@ -76,23 +77,4 @@ pub fn train(config: RunConfig, runs_dir: &Path) -> Result<Outcome> {
         ),
     }
     Ok(outcome)
-}
-
-/// This rank's device: `requested` (train.device) as given for a process without a launcher;
-/// under a launcher, a CUDA request means `cuda:LOCAL_RANK` (torchrun's convention, one GPU
-/// per process; NCCL) and "cpu" the CPU (Gloo).
-pub fn rank_device(requested: &str, env: &DistEnv) -> Result<Device> {
-    let config = |e: String| TrainError::Config(ConfigError(e));
-    let device = ddpm_nets::parse_device(requested, "train.device (--device)").map_err(config)?;
-    if env.rendezvous.is_none() || !device.is_cuda() {
-        return Ok(device);
-    }
-    let own = format!("cuda:{}", env.local_rank);
-    if requested.starts_with("cuda:") && requested != own {
-        return Err(config(format!(
-            "train.device (--device) {requested}: under torchrun each rank uses cuda:LOCAL_RANK \
-             ({own} for this rank); pass --device cuda or auto"
-        )));
-    }
-    ddpm_nets::parse_device(&own, "LOCAL_RANK's device").map_err(config)
 }

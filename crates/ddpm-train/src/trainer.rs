@@ -224,34 +224,23 @@ impl Trainer {
     }
 
     /// Joins `dist`'s group with rank 0's state: the tensors through
-    /// [`TrainStep::replicate`], the step, data order and timestep-sampler history as a small
-    /// header and a JSON blob. Without a group, only keeps `dist`.
+    /// [`TrainStep::replicate`], the step, data order and timestep-sampler history as host
+    /// values. Without a group, only keeps `dist`.
     fn replicate(&mut self, dist: Dist) -> Result<()> {
         if dist.backend().is_some() {
-            let sampler = serde_json::to_vec(&self.timestep_sampler).expect("serialises");
-            let header = Tensor::from_slice(&[
+            let h = dist.broadcast_i64s(&[
                 self.last_good_checkpoint.is_some() as i64,
                 self.step as i64,
                 self.loader_state.epoch as i64,
                 self.loader_state.position as i64,
-                sampler.len() as i64,
-            ])
-            .to_device(self.device);
-            dist.broadcast_parameters(std::slice::from_ref(&header))?;
-            let h = Vec::<i64>::try_from(header.to_device(Device::Cpu)).expect("i64 header");
-            let blob = if dist.is_main() {
-                Tensor::from_slice(&sampler)
-            } else {
-                Tensor::zeros([h[4]], (Kind::Uint8, Device::Cpu))
-            }
-            .to_device(self.device);
-            dist.broadcast_parameters(std::slice::from_ref(&blob))?;
+            ])?;
+            let sampler = serde_json::to_vec(&self.timestep_sampler).expect("serialises");
+            let sampler = dist.broadcast_bytes(&sampler)?;
             if !dist.is_main() {
                 self.step = h[1] as u64;
                 self.last_good_checkpoint = (h[0] == 1).then_some(self.step);
                 self.loader_state = LoaderState { epoch: h[2] as u64, position: h[3] as u64 };
-                let bytes = Vec::<u8>::try_from(blob.to_device(Device::Cpu)).expect("bytes");
-                self.timestep_sampler = serde_json::from_slice(&bytes).map_err(|e| {
+                self.timestep_sampler = serde_json::from_slice(&sampler).map_err(|e| {
                     TrainError::Unsupported(format!("rank 0's timestep sampler state: {e}"))
                 })?;
                 self.model.set_updates(self.step);

@@ -74,7 +74,8 @@ fn train_one(config: &RunConfig, dir: &Path, name: &str, steps: u64) {
 
 /// Two ranks; both must finish.
 fn train_two(config: &RunConfig, dir: &Path, name: &str, steps: u64) -> Vec<Exit> {
-    let exits = spawn_ranks(Path::new(BIN), &args(config, dir, name, steps), 2, dir).wait(LIMIT);
+    let exits =
+        spawn_ranks(Path::new(BIN), &args(config, dir, name, steps), 2, dir, &[]).wait(LIMIT);
     for (r, e) in exits.iter().enumerate() {
         assert_eq!(e.code, Some(0), "rank {r}:\n{}", e.output);
     }
@@ -215,7 +216,7 @@ fn a_run_resumes_under_the_other_world_size_where_it_stopped() {
 /// Starts two ranks on a long run and waits until its first checkpoint exists.
 fn start_long_run(dir: &Path, name: &str) -> (ddpm_testkit::ranks::Ranks, RunDir) {
     let c = config(10);
-    let ranks = spawn_ranks(Path::new(BIN), &args(&c, dir, name, 1_000_000), 2, dir);
+    let ranks = spawn_ranks(Path::new(BIN), &args(&c, dir, name, 1_000_000), 2, dir, &[]);
     let run = RunDir::new(dir.join(name));
     let start = Instant::now();
     while run.list_checkpoints().is_empty() {
