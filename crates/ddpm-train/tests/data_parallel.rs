@@ -188,6 +188,24 @@ fn two_ranks_with_half_batches_take_the_steps_of_one_process_with_the_whole_batc
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `torchrun --nproc-per-node 1` (WORLD_SIZE=1 with a store address): a one-rank Gloo group
+/// whose collectives really run, training exactly as a process without a launcher.
+#[test]
+fn one_rank_under_a_launcher_forms_a_group_and_trains_as_one_process() {
+    let _one_at_a_time = serial();
+    let dir = ddpm_testkit::temp_dir("ddp-one-rank");
+    let c = config(1000);
+    train_one(&c, &dir, "plain", 12);
+    let exits =
+        spawn_ranks(Path::new(BIN), &args(&c, &dir, "group", 12), 1, &dir, &[]).wait(LIMIT);
+    assert_eq!(exits[0].code, Some(0), "{}", exits[0].output);
+    assert!(exits[0].output.contains("(1 ranks, gloo)"), "{}", exits[0].output);
+    let (plain, group) = (RunDir::new(dir.join("plain")), RunDir::new(dir.join("group")));
+    let gap = compare(&group, &plain, &c, 2);
+    assert!(gap.identical && gap.loss == 0.0, "{gap:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_run_resumes_under_the_other_world_size_where_it_stopped() {
     let _one_at_a_time = serial();
