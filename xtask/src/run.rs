@@ -82,7 +82,11 @@ fn take_nproc(args: &[String]) -> Result<(Option<usize>, Vec<String>), String> {
         };
         match value.parse::<usize>() {
             Ok(n) if n >= 1 => nproc = Some(n),
-            _ => return Err(format!("--nproc must be a number of processes (1 or more), got {value:?}")),
+            _ => {
+                return Err(format!(
+                    "--nproc must be a number of processes (1 or more), got {value:?}"
+                ));
+            }
         }
     }
     Ok((nproc, rest))
@@ -99,28 +103,6 @@ fn exec(mut cmd: Command, what: &str) -> Result<u8, String> {
 #[cfg(not(unix))]
 fn exec(mut cmd: Command, what: &str) -> Result<u8, String> {
     run(&mut cmd, what)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn nproc_is_taken_out_of_the_training_arguments() {
-        let (n, rest) = take_nproc(&strings(&["--nproc", "4", "--config", "c.toml"])).unwrap();
-        assert_eq!((n, rest), (Some(4), strings(&["--config", "c.toml"])));
-        let (n, rest) = take_nproc(&strings(&["--steps", "9", "--nproc=2"])).unwrap();
-        assert_eq!((n, rest), (Some(2), strings(&["--steps", "9"])));
-        assert_eq!(take_nproc(&strings(&["--name", "x"])).unwrap(), (None, strings(&["--name", "x"])));
-        for bad in [&["--nproc"][..], &["--nproc", "0"], &["--nproc=two"]] {
-            let e = take_nproc(&strings(bad)).unwrap_err();
-            assert!(e.starts_with("--nproc must be a number of processes"), "{e}");
-        }
-    }
 }
 
 pub fn doctor(rest: &[String]) -> Result<u8, String> {
@@ -209,8 +191,15 @@ pub fn device_bundle() -> Result<u8, String> {
     let bin_dir = dest.join("bin");
     fs::create_dir_all(&bin_dir).map_err(|err| format!("{}: {err}", bin_dir.display()))?;
     let built = build_all()?;
-    for bin in ["ddpm-doctor", "ddpm-bench", "ddpm-check", "ddpm-train", "ddpm-sample", "ddpm-eval"]
-    {
+    for bin in [
+        "ddpm-doctor",
+        "ddpm-bench",
+        "ddpm-check",
+        "ddpm-train",
+        "ddpm-sample",
+        "ddpm-eval",
+        "ddpm-dist-bench",
+    ] {
         let exe = built.join(bin);
         must(
             Command::new("strip").arg("--strip-debug").arg(&exe).arg("-o").arg(bin_dir.join(bin)),
@@ -257,4 +246,29 @@ pub fn device_bundle() -> Result<u8, String> {
     )?;
     println!("{}", dest.display());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn nproc_is_taken_out_of_the_training_arguments() {
+        let (n, rest) = take_nproc(&strings(&["--nproc", "4", "--config", "c.toml"])).unwrap();
+        assert_eq!((n, rest), (Some(4), strings(&["--config", "c.toml"])));
+        let (n, rest) = take_nproc(&strings(&["--steps", "9", "--nproc=2"])).unwrap();
+        assert_eq!((n, rest), (Some(2), strings(&["--steps", "9"])));
+        assert_eq!(
+            take_nproc(&strings(&["--name", "x"])).unwrap(),
+            (None, strings(&["--name", "x"]))
+        );
+        for bad in [&["--nproc"][..], &["--nproc", "0"], &["--nproc=two"]] {
+            let e = take_nproc(&strings(bad)).unwrap_err();
+            assert!(e.starts_with("--nproc must be a number of processes"), "{e}");
+        }
+    }
 }

@@ -196,8 +196,7 @@ fn one_rank_under_a_launcher_forms_a_group_and_trains_as_one_process() {
     let dir = ddpm_testkit::temp_dir("ddp-one-rank");
     let c = config(1000);
     train_one(&c, &dir, "plain", 12);
-    let exits =
-        spawn_ranks(Path::new(BIN), &args(&c, &dir, "group", 12), 1, &dir, &[]).wait(LIMIT);
+    let exits = spawn_ranks(Path::new(BIN), &args(&c, &dir, "group", 12), 1, &dir, &[]).wait(LIMIT);
     assert_eq!(exits[0].code, Some(0), "{}", exits[0].output);
     assert!(exits[0].output.contains("(1 ranks, gloo)"), "{}", exits[0].output);
     let (plain, group) = (RunDir::new(dir.join("plain")), RunDir::new(dir.join("group")));
