@@ -72,10 +72,11 @@ def dist_benchmarks(a, bench, dist_bench):
         "ours_train_2": torchrun(2, "--no-python", bench, "--data-parallel", "--threads", per_rank, "--global-batch", batch),
         "ref_train_2": torchrun(2, script("bench_ddp_train.py"), "--threads", per_rank, "--global-batch", batch),
     }
-    out = {}
+    out = {"load_before": os.getloadavg()[0]}
     for _ in range(a.rounds):
         for k, cmd in cmds.items():
             out[k] = faster(out.get(k), run(cmd))
+    out["load_after"] = os.getloadavg()[0]
     return out
 
 
@@ -112,7 +113,9 @@ def dist_section(d, a):
         "",
         "GB/s is the gradient bytes over the time per step (algorithm bandwidth). On one machine's two cores the second "
         "process brings no new compute, so the scaling row shows what data parallelism costs (the all-reduce, and two "
-        "half batches instead of one); on GPUs each process has its own device.",
+        "half batches instead of one); on GPUs each process has its own device. The machine's load average was "
+        f"{d['load_before']:.1f} before and {d['load_after']:.1f} after the run (on {os.cpu_count()} cores): other "
+        "processes shared the cores, so these numbers are only as steady as that.",
         "",
     ]
     return "\n".join(lines)

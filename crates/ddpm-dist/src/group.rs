@@ -238,6 +238,45 @@ impl Dist {
         Ok(Vec::<u8>::try_from(t.f_to_device(Device::Cpu)?)?)
     }
 
+    /// Every rank's rows, in rank order, on every rank: `rows` is this rank's [n_r, ...] (the
+    /// trailing shape and dtype the same on every rank, n_r free, e.g. the features of a
+    /// [`Dist::shard`]); returns [n_0 + n_1 + ..., ...] on [`Dist::device`]. Two collectives: the
+    /// row counts, then the rows padded to the largest count. `rows` without a group.
+    pub fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
+        if self.group.is_none() {
+            return Ok(rows.shallow_clone());
+        }
+        let size = rows.size();
+        let n = *size.first().ok_or_else(|| DistError::Mismatch {
+            what: "rows to gather",
+            expected: "a tensor of at least one dimension".into(),
+            got: "a 0-d tensor".into(),
+        })?;
+        let world = self.world_size();
+        let counts = Tensor::f_zeros([world as i64], (Kind::Int64, Device::Cpu))?;
+        let _ = counts.f_get(self.rank() as i64)?.f_fill_(n)?;
+        let counts = counts.f_to_device(self.device)?;
+        self.collective("all_reduce", |pg| pg.all_reduce_sum(std::slice::from_ref(&counts)))?;
+        let counts = Vec::<i64>::try_from(counts.f_to_device(Device::Cpu)?)?;
+        let most = counts.iter().copied().max().unwrap_or(0);
+        let row: i64 = size[1..].iter().product();
+        let padded = Tensor::f_zeros([most * row], (rows.kind(), self.device))?;
+        if n > 0 {
+            let flat = rows.f_to_device(self.device)?.f_contiguous()?.f_view([n * row])?;
+            padded.f_narrow(0, 0, n * row)?.f_copy_(&flat)?;
+        }
+        let all = Tensor::f_zeros([world as i64 * most * row], (rows.kind(), self.device))?;
+        self.collective("all_gather", |pg| pg.all_gather(&all, &padded))?;
+        let parts = counts
+            .iter()
+            .enumerate()
+            .map(|(r, &c)| all.f_narrow(0, r as i64 * most * row, c * row))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut shape = vec![counts.iter().sum::<i64>()];
+        shape.extend_from_slice(&size[1..]);
+        Ok(Tensor::f_cat(&parts, 0)?.f_view(shape.as_slice())?)
+    }
+
     /// Returns once every rank has called it (e.g. before rank 0 alone writes a checkpoint).
     pub fn barrier(&self) -> Result<()> {
         if self.group.is_none() {
@@ -408,6 +447,7 @@ mod tests {
         dist.barrier().unwrap();
         assert_eq!(dist.broadcast_i64s(&[3, -4]).unwrap(), vec![3, -4]);
         assert_eq!(dist.broadcast_bytes(b"x").unwrap(), b"x");
+        assert!(dist.all_gather_rows(&t).unwrap().equal(&t));
         assert_eq!(Vec::<f32>::try_from(&t).unwrap(), vec![1.5, 2.0]);
         assert_eq!(dist.collectives(), 0);
         assert_eq!(dist.shard(10), 0..10);

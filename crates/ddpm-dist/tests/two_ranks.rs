@@ -158,6 +158,18 @@ fn all_reduce_gives_exact_sums_and_broadcast_copies_rank0() {
     let text = if dist.is_main() { "rank 0's state".as_bytes() } else { &[] };
     assert_eq!(dist.broadcast_bytes(text).unwrap(), b"rank 0's state");
     assert_eq!(dist.broadcast_bytes(&[]).unwrap(), Vec::<u8>::new());
+    // Rows of different counts (3 on rank 0, 1 on rank 1), gathered in rank order.
+    let rows = if dist.is_main() {
+        Tensor::arange(6, (Kind::Float, Device::Cpu)).view([3, 2])
+    } else {
+        Tensor::from_slice(&[10f32, 11.]).view([1, 2])
+    };
+    let all = dist.all_gather_rows(&rows).unwrap();
+    assert_eq!(all.size(), vec![4, 2]);
+    assert_eq!(
+        Vec::<f32>::try_from(all.view([-1])).unwrap(),
+        vec![0., 1., 2., 3., 4., 5., 10., 11.]
+    );
     dist.barrier().unwrap();
     done(&dist);
 }

@@ -11,20 +11,18 @@
 //! The measure follows from the run's data set (or, for `--samples`, from `--ref`), never from
 //! the shape of the samples.
 //!
-//! Across ranks (`torchrun ... ddpm-eval fid`, [`evaluate_sharded`]): the Inception batches of
-//! the samples and of an uncached reference are shared out among the ranks, each rank adds its
-//! features to f64 sums (n, sum x, sum x x^T: [`FeatureMoments`]; and the Inception Score's
-//! per-split sums: [`IsSums`]), and one all-reduce gives the statistics of all images; rank 0
-//! computes the distances and writes the report. One process takes the same path with one
-//! share, so the two differ only in the order of the f64 sums.
+//! Across ranks (`torchrun ... ddpm-eval fid`, [`evaluate_sharded`]): the Inception passes over
+//! the samples and over an uncached reference are shared by the ranks ([`crate::sharded`]:
+//! f64 feature sums reduced over ranks); rank 0 computes the distances and writes the report.
+//! One process takes the same path with one share, so the two differ only in the order of the
+//! f64 sums.
 
 use crate::digits_classifier::DigitsClassifier;
 use crate::error::{EvalError, Result};
-use crate::images::to_rgb;
-use crate::inception_score::IsSums;
+use crate::sharded::{Needs, inception_pass};
 use crate::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
 use ddpm_data::{DataConfig, Dataset};
-use ddpm_dist::{Dist, FeatureMoments};
+use ddpm_dist::Dist;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -268,54 +266,6 @@ pub fn digits_distance(samples: &Tensor, device: Device) -> Result<DigitsDistanc
     })
 }
 
-/// Inception statistics of `images` ([N, C, H, W] in [0, 1]) computed by the ranks of `dist`
-/// together: the batches of `batch` images are shared out in contiguous shares, each rank adds
-/// its batches' pool3 features to f64 sums ([`FeatureMoments`]) and, with `with_is`, their
-/// logits to the Inception Score's sums ([`IsSums`]); one all-reduce then gives every rank the
-/// sums over all N images. A batch holds the same images whichever rank runs it, so the
-/// features are one process's and the statistics differ from its only in the order of the sums.
-/// `progress(done, of)` counts this rank's images.
-pub fn inception_sums(
-    net: &FidInception,
-    images: &Tensor,
-    batch: usize,
-    dist: &Dist,
-    with_is: bool,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<(FeatureMoments, Option<IsSums>)> {
-    let device = net.vs.device();
-    let n = images.size()[0] as usize;
-    let batch = batch.max(1);
-    let mut moments = FeatureMoments::new(2048, device);
-    let mut is = with_is.then(|| IsSums::new(n, 10, 1008, device));
-    let batches = n.div_ceil(batch);
-    let mine = dist.shard(batches);
-    let of = (mine.end * batch).min(n) - (mine.start * batch).min(n);
-    let mut done = 0;
-    for k in mine {
-        let first = k * batch;
-        let b = batch.min(n - first);
-        let out = net.forward(&to_rgb(&images.narrow(0, first as i64, b as i64)));
-        moments.add(&out.pool3)?;
-        if let Some(is) = &mut is {
-            is.add(first, &out.logits);
-        }
-        done += b;
-        progress(done, of);
-    }
-    moments.all_reduce(dist)?;
-    if let Some(is) = &mut is {
-        is.all_reduce(dist)?;
-    }
-    Ok((moments, is))
-}
-
-/// mu and sigma (f64, on the CPU) from feature sums.
-fn stats_of(moments: &FeatureMoments) -> Result<Stats> {
-    let (mu, sigma) = moments.mean_cov()?;
-    Ok(Stats { mu: mu.to_device(Device::Cpu), sigma: sigma.to_device(Device::Cpu), spatial: None })
-}
-
 /// Reference statistics: a statistics `.npz` as given, or those of a data set or image folder,
 /// computed once (by the ranks of `dist` together) and cached by rank 0 under
 /// `$DDPM_HOME/fid-stats/` by a hash of what they were computed from and of the Inception
@@ -363,8 +313,7 @@ pub fn reference_stats(
     if dist.is_main() {
         tracing::info!("reference statistics of {spec}: {n} images through Inception");
     }
-    let (moments, _) = inception_sums(net, &imgs, batch, dist, false, progress)?;
-    let stats = stats_of(&moments)?;
+    let stats = inception_pass(net, &imgs, batch, dist, Needs::default(), progress)?.stats()?;
     if dist.is_main() {
         stats.save(&cache)?;
     }
@@ -413,13 +362,14 @@ pub fn inception_metrics(
         tracing::info!("Inception features of {n} samples");
     }
     let started = std::time::Instant::now();
-    let (moments, is) = inception_sums(net, samples, batch, dist, true, progress)?;
+    let needs = Needs { is: true, ..Needs::default() };
+    let f = inception_pass(net, samples, batch, dist, needs, progress)?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     if !dist.is_main() {
         return Ok(None);
     }
-    let fid = frechet_distance(&stats_of(&moments)?, &ref_stats)?;
-    let (is_mean, is_std) = is.expect("asked for").score();
+    let fid = frechet_distance(&f.stats()?, &ref_stats)?;
+    let (is_mean, is_std) = f.is.as_ref().expect("asked for").score();
     protocol.reference = Some(ref_desc);
     protocol.ref_sha256 = Some(ref_sha);
     protocol.inception = Some(weights.display().to_string());
@@ -470,7 +420,7 @@ pub fn evaluate(
 }
 
 /// As [`evaluate`], as one rank of `dist` (every rank calls it with the same samples): the
-/// Inception work is shared (see [`inception_sums`]); rank 0 alone computes the distances and
+/// Inception work is shared (see [`inception_pass`]); rank 0 alone computes the distances and
 /// gets the report, the other ranks `None`.
 pub fn evaluate_sharded(
     samples: &Tensor,

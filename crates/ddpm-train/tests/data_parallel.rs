@@ -188,6 +188,37 @@ fn two_ranks_with_half_batches_take_the_steps_of_one_process_with_the_whole_batc
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Importance-sampled timesteps (improved-diffusion's loss-second-moment): every rank records
+/// the losses of the whole global batch (gathered by an all-reduce each step), so the history,
+/// and with it the timesteps drawn once it is full, follow one process's.
+#[test]
+fn importance_sampling_keeps_one_history_across_ranks() {
+    let _one_at_a_time = serial();
+    let dir = ddpm_testkit::temp_dir("ddp-importance");
+    let mut c = config(1000);
+    // T = 10 with 10 losses per t: the history is full after 7 steps of 16.
+    c.diffusion.steps = 10;
+    c.diffusion.timestep_sampler = ddpm_core::TimestepSamplerKind::LossSecondMoment;
+    (c.train.sample_steps, c.train.eval_steps) = (5, 5);
+    train_one(&c, &dir, "one", 20);
+    train_two(&c, &dir, "two", 20);
+    let (one, two) = (RunDir::new(dir.join("one")), RunDir::new(dir.join("two")));
+    assert_close("importance sampling, 2 ranks vs 1 process", &compare(&two, &one, &c, 0));
+    let history = |run: &RunDir| {
+        let file = Checkpoint::open(&newest(run).1).unwrap();
+        file.meta.timestep_sampler.expect("sampler state").loss_history
+    };
+    let (h1, h2) = (history(&one), history(&two));
+    assert!(h1.iter().all(|h| h.len() == 10), "the history filled up: {h1:?}");
+    for (t, (a, b)) in h1.iter().zip(&h2).enumerate() {
+        assert_eq!(a.len(), b.len(), "t = {t}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * y.abs(), "t = {t}: {x} vs {y}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `torchrun --nproc-per-node 1` (WORLD_SIZE=1 with a store address): a one-rank Gloo group
 /// whose collectives really run, training exactly as a process without a launcher.
 #[test]

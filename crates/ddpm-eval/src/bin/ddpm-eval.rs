@@ -237,18 +237,23 @@ fn fid(a: FidArgs) -> Result<()> {
 }
 
 fn fid_stats(a: StatsArgs) -> Result<()> {
-    let (dev, dist) = a.common.rank()?;
+    let dev = a.common.device()?;
     let weights = a.common.inception();
     let net = FidInception::load(&weights, dev)?;
     let sha = sha256_file(&weights)?;
-    let (pb, mut progress) = bar_progress("images", dist.is_main());
-    let (stats, desc, _) =
-        protocol::reference_stats(&a.data, &net, &sha, a.common.batch_size, &dist, &mut progress)?;
+    let (pb, mut progress) = bar_progress("images", true);
+    let single = Dist::single(dev);
+    let (stats, desc, _) = protocol::reference_stats(
+        &a.data,
+        &net,
+        &sha,
+        a.common.batch_size,
+        &single,
+        &mut progress,
+    )?;
     pb.finish_and_clear();
-    if dist.is_main() {
-        stats.save(&a.out)?;
-        println!("{} ({desc})", a.out.display());
-    }
+    stats.save(&a.out)?;
+    println!("{} ({desc})", a.out.display());
     Ok(())
 }
 
