@@ -12,6 +12,9 @@
 #   cifar10    the CIFAR-10 config (35.7M UNet, batch 128, bf16) on synthetic CIFAR-format data:
 #              60 steps straight, and 30 + resume to 60, with deterministic kernels; the two
 #              final checkpoints are compared (bit-identical expected)
+#   nccl       the same config under `torchrun --nproc-per-node 1`: a one-rank NCCL process group
+#              (Gloo with DEVICE=cpu) whose gradient all-reduce runs every step; its checkpoint
+#              at the first interval equals the single-process one bit for bit
 #   adam       fused and per-tensor Adam agree within 1e-5 after 10 steps (ddpm-check)
 #   graph      a class-conditional model sampled with and without --cuda-graph gives the same
 #              images within 1e-3 (guidance on, so labels and both branches go through the graph)
@@ -106,6 +109,19 @@ EOF
     "$RUNS/resumed/checkpoints/ckpt-$(printf %09d $((2 * CIFAR_STEPS))).safetensors" --tol 0
 }
 step cifar10 "$OUT/cifar10.log" cifar
+
+# 3b. The same config as one rank of a torchrun job: NCCL on CUDA (Gloo on the CPU).
+nccl() {
+  local backend=nccl
+  [ "$DEVICE" = cuda ] || backend=gloo
+  local c=(--config "$OUT/cifar10-suite.toml" --data "$OUT/cifar-data" --device "$DEVICE" --runs-dir "$RUNS" "${CIFAR_BATCH[@]}")
+  "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 --no-python "$B/bin/ddpm-train" train \
+    "${c[@]}" --name nccl --steps "$CIFAR_STEPS" &&
+  grep -q "(1 ranks, $backend)" "$OUT/nccl.log" &&
+  bin ddpm-check same-weights "$RUNS/nccl/checkpoints/ckpt-$(printf %09d "$CIFAR_STEPS").safetensors" \
+    "$RUNS/resumed/checkpoints/ckpt-$(printf %09d "$CIFAR_STEPS").safetensors" --tol 0
+}
+step nccl "$OUT/nccl.log" nccl
 
 # 4. Fused and per-tensor Adam.
 step adam "$OUT/adam.log" bin ddpm-check adam --device "$DEVICE"

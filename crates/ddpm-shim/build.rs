@@ -66,6 +66,8 @@ fn nccl_include(lib: &Path, cuda: &[PathBuf], cuda_libtorch: bool) -> Result<Pat
         return Err("the venv has no CUDA runtime headers (nvidia/*/include)".into());
     }
     let site = lib.parent().and_then(Path::parent).ok_or("libtorch is not inside a venv")?;
+    // Installing the header wheels (`cargo xtask setup`) rebuilds the shim with NCCL.
+    println!("cargo:rerun-if-changed={}", site.join("nvidia").display());
     let nccl = site.join("nvidia/nccl/include");
     if !nccl.join("nccl.h").exists() {
         return Err(format!("{} does not exist", nccl.join("nccl.h").display()));

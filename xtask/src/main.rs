@@ -22,7 +22,8 @@ Set-up and checks:
                         .device-bin/, for scripts/gpu_suite.sh on a GPU machine without Rust
 
 Main jobs (arguments go to the binary; --help lists them):
-  train [args]          train (default: the embedded digits job, configs/digits.toml)
+  train [args]          train (default: the embedded digits job, configs/digits.toml);
+                        --nproc N: N data-parallel processes on this machine, through torchrun
   sample [args]         sample from a checkpoint: --checkpoint NAME --sampler ddim --steps 50 ...
   figures [args]        the paper's figures: progressive generation, interpolation, 2-D trajectories
   fid [args]            FID/IS (or the digits classifier distance) of a checkpoint or of samples
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
         "lint" => run::lint(),
         "bench" => run::bench(&rest),
         "device-bundle" => run::device_bundle(),
-        "train" => run::binary("ddpm-train", &["train"], &rest),
+        "train" => run::train(&rest),
         "import" => run::binary("ddpm-train", &["import"], &rest),
         "sample" => run::binary("ddpm-sample", &["sample"], &rest),
         "figures" => run::binary("ddpm-sample", &["figures"], &rest),

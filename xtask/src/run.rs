@@ -46,6 +46,52 @@ pub fn binary(bin: &str, pre: &[&str], rest: &[String]) -> Result<u8, String> {
     exec(cmd, &format!("running {}", exe.display()))
 }
 
+/// `cargo xtask train [--nproc N] ...`: with `--nproc N`, the data-parallel job on this
+/// machine exactly as PyTorch users launch one, through the venv's torchrun:
+/// `torchrun --standalone --nproc-per-node N --no-python <ddpm-train> train ...` (exec'd, so
+/// signals reach torchrun, which forwards them to every rank); without it, `ddpm-train train`.
+pub fn train(rest: &[String]) -> Result<u8, String> {
+    let (nproc, rest) = take_nproc(rest)?;
+    let Some(nproc) = nproc else { return binary("ddpm-train", &["train"], &rest) };
+    let e = env::ensure()?;
+    let exe = build_all()?.join("ddpm-train");
+    let torchrun = e.venv.join("bin/torchrun");
+    let mut cmd = Command::new(&torchrun);
+    cmd.args(["--standalone", "--nproc-per-node", &nproc.to_string(), "--no-python"])
+        .arg(&exe)
+        .arg("train")
+        .args(&rest)
+        .current_dir(&e.root)
+        .env("DDPM_HOME", &e.home);
+    exec(cmd, &format!("running {}", torchrun.display()))
+}
+
+/// Removes `--nproc N` (or `--nproc=N`) from the arguments and returns N.
+fn take_nproc(args: &[String]) -> Result<(Option<usize>, Vec<String>), String> {
+    let mut nproc = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = match a.strip_prefix("--nproc") {
+            Some("") => it.next().map(String::as_str).unwrap_or(""),
+            Some(v) if v.starts_with('=') => &v[1..],
+            _ => {
+                rest.push(a.clone());
+                continue;
+            }
+        };
+        match value.parse::<usize>() {
+            Ok(n) if n >= 1 => nproc = Some(n),
+            _ => {
+                return Err(format!(
+                    "--nproc must be a number of processes (1 or more), got {value:?}"
+                ));
+            }
+        }
+    }
+    Ok((nproc, rest))
+}
+
 #[cfg(unix)]
 fn exec(mut cmd: Command, what: &str) -> Result<u8, String> {
     use std::os::unix::process::CommandExt;
@@ -145,8 +191,15 @@ pub fn device_bundle() -> Result<u8, String> {
     let bin_dir = dest.join("bin");
     fs::create_dir_all(&bin_dir).map_err(|err| format!("{}: {err}", bin_dir.display()))?;
     let built = build_all()?;
-    for bin in ["ddpm-doctor", "ddpm-bench", "ddpm-check", "ddpm-train", "ddpm-sample", "ddpm-eval"]
-    {
+    for bin in [
+        "ddpm-doctor",
+        "ddpm-bench",
+        "ddpm-check",
+        "ddpm-train",
+        "ddpm-sample",
+        "ddpm-eval",
+        "ddpm-dist-bench",
+    ] {
         let exe = built.join(bin);
         must(
             Command::new("strip").arg("--strip-debug").arg(&exe).arg("-o").arg(bin_dir.join(bin)),
@@ -193,4 +246,29 @@ pub fn device_bundle() -> Result<u8, String> {
     )?;
     println!("{}", dest.display());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn nproc_is_taken_out_of_the_training_arguments() {
+        let (n, rest) = take_nproc(&strings(&["--nproc", "4", "--config", "c.toml"])).unwrap();
+        assert_eq!((n, rest), (Some(4), strings(&["--config", "c.toml"])));
+        let (n, rest) = take_nproc(&strings(&["--steps", "9", "--nproc=2"])).unwrap();
+        assert_eq!((n, rest), (Some(2), strings(&["--steps", "9"])));
+        assert_eq!(
+            take_nproc(&strings(&["--name", "x"])).unwrap(),
+            (None, strings(&["--name", "x"]))
+        );
+        for bad in [&["--nproc"][..], &["--nproc", "0"], &["--nproc=two"]] {
+            let e = take_nproc(&strings(bad)).unwrap_err();
+            assert!(e.starts_with("--nproc must be a number of processes"), "{e}");
+        }
+    }
 }

@@ -10,6 +10,11 @@
 //!   captured CUDA graph;
 //! - inception: pool3 features of 32x32 images; frechet: the distance on 2048-d statistics;
 //! - digits: images/s of every sampler at its usual step count on a trained digits run.
+//!
+//! With `--data-parallel`, only the data-parallel training step instead: this process is one
+//! rank of the launcher's job (torchrun; alone without one), training the CIFAR-10 UNet on its
+//! share of `--global-batch` through the trainer's `TrainStep` with the gradient all-reduce,
+//! for a fixed number of steps (every rank must take as many); rank 0 prints the JSON.
 
 use clap::Parser;
 use ddpm_core::tensor::TensorDiffusion;
@@ -40,6 +45,15 @@ struct Args {
     /// Where the Frechet-distance statistics are written for the reference to reuse.
     #[arg(long, default_value = "target/bench")]
     stats_dir: PathBuf,
+    /// Only the data-parallel training step, as one rank of the launcher's job.
+    #[arg(long)]
+    data_parallel: bool,
+    /// The global batch of --data-parallel, split over the ranks.
+    #[arg(long, default_value_t = 8)]
+    global_batch: i64,
+    /// Timed steps of --data-parallel (after 2 warm-up steps).
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
 }
 
 fn small() -> UNetConfig {
@@ -89,7 +103,7 @@ fn setup(cfg: &UNetConfig, device: Device, fused: bool, bf16: bool) -> TrainStep
 fn step(s: &mut TrainStep, x0: &Tensor, n: u64) {
     let t = Tensor::randint(1000, [x0.size()[0]], (Kind::Int64, x0.device()));
     let input = StepInput { x0, t: &t, weights: None, y: None };
-    let _ = s.run(&input, n, 2e-4);
+    s.run(&input, n, 2e-4).expect("a training step (a collective failed)");
 }
 
 fn bench_train(cfg: &UNetConfig, batch: i64, device: Device, seconds: f64, bf16: bool) -> Value {
@@ -220,9 +234,65 @@ fn matmul_ceiling(device: Device) -> f64 {
     2.0 * (n as f64).powi(3) / sec / 1e12
 }
 
+/// One rank's part of a data-parallel training benchmark (see the module doc).
+fn bench_data_parallel(args: &Args) -> Result<(), String> {
+    let env = ddpm_dist::DistEnv::from_env().map_err(|e| e.to_string())?;
+    let device = env.device(&args.device, "--device")?;
+    let dist = ddpm_dist::Dist::init(&env, device, ddpm_dist::DistOptions::default())
+        .map_err(|e| e.to_string())?;
+    let world = dist.world_size() as i64;
+    if args.global_batch % world != 0 || args.steps == 0 {
+        return Err(format!(
+            "--global-batch {} must be a multiple of the {world} ranks, --steps at least 1",
+            args.global_batch
+        ));
+    }
+    let mut s = setup(&UNetConfig::ddpm_cifar10(), device, true, device.is_cuda());
+    s.replicate(dist).map_err(|e| e.to_string())?;
+    let x0 = Tensor::randn([args.global_batch / world, 3, 32, 32], (Kind::Float, device));
+    let mut n = 0;
+    let mut run = |s: &mut TrainStep| {
+        step(s, &x0, n);
+        n += 1;
+    };
+    for _ in 0..2 {
+        run(&mut s);
+    }
+    s.dist.barrier().map_err(|e| e.to_string())?;
+    sync(device);
+    let start = Instant::now();
+    for _ in 0..args.steps {
+        run(&mut s);
+    }
+    sync(device);
+    let sec = start.elapsed().as_secs_f64() / args.steps as f64;
+    if s.dist.is_main() {
+        let out = json!({
+            "bench": "train_data_parallel",
+            "model": "CIFAR-10 UNet (35.7M)",
+            "world_size": world,
+            "threads": args.threads,
+            "backend": s.dist.backend().map(|b| b.to_string()),
+            "global_batch": args.global_batch,
+            "steps": args.steps,
+            "seconds_per_step": sec,
+            "images_per_s": args.global_batch as f64 / sec,
+        });
+        println!("{out}");
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Args = ddpm_cli::parse_or_exit();
     tch::set_num_threads(args.threads);
+    if args.data_parallel {
+        if let Err(e) = bench_data_parallel(&args) {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let device = match ddpm_nets::parse_device(&args.device, "--device") {
         Ok(d) => d,
         Err(e) => {

@@ -1,11 +1,15 @@
 //! Batches prepared off the training thread, exactly reproducible and resumable, sharded by rank.
 //!
-//! Epoch e visits the permutation of 0..N drawn from (seed, e), the same on every rank; rank r
-//! takes permutation positions r, r + W, r + 2W, ... and cuts them into batches (the last
-//! partial batch is dropped). Whether the image at permutation position k is mirrored comes
-//! from `derive_seed(seed, [e, k])`, so it depends neither on the rank nor on batching.
-//! A [`LoaderState`] saved after a batch restarts the stream exactly there. Every rank
-//! has floor(floor(N / W) / B) batches per epoch, so ranks step through epochs together.
+//! Epoch e visits the permutation of 0..N drawn from (seed, e), the same on every rank, in
+//! global batches of G = B * W positions (B per rank, W ranks; the last partial one is
+//! dropped). Row j of rank r's batch is row [`global_row`]`(r, W, j)` = r + W j of the global
+//! batch, so the ranks' batches together are exactly the global batch one process with batch
+//! G would take. Whether the image at permutation position k is mirrored comes from
+//! `derive_seed(seed, [e, k])`, so it depends neither on the rank nor on batching.
+//!
+//! A [`LoaderState`] counts global batches, not a rank's own: it is the same on every rank, and
+//! a state saved under one world size restarts the stream exactly there under any other with
+//! the same global batch (floor(floor(N / W) / B) = floor(N / G) batches per epoch whatever W).
 
 use crate::dataset::{Dataset, scale};
 use crate::error::{DataError, Result};
@@ -15,11 +19,15 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-/// Where the stream stands: the epoch, and the batches of it this rank has consumed
-/// (serialisable, for checkpoints).
+/// Where the stream stands (serialisable, for checkpoints): the epoch, and how many global
+/// batches of it all ranks together have consumed, i.e. permutation positions
+/// 0..position * G are used (G = `batch_size * world_size`, the run's `optim.batch_size`).
+/// Independent of the world size; single-process checkpoints from before data parallelism
+/// wrote the same numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderState {
     pub epoch: u64,
+    /// Global batches of the epoch consumed.
     pub position: u64,
 }
 
@@ -75,6 +83,13 @@ pub fn batches_per_epoch(n: usize, batch_size: usize, world_size: usize) -> u64 
     (n / world_size.max(1) / batch_size.max(1)) as u64
 }
 
+/// The row of the global batch (of `world_size` ranks' batches) that row `j` of rank `rank`'s
+/// batch holds: `rank + world_size * j`. Whatever is drawn per example for the global batch
+/// (noise, timesteps, label dropout) is taken at these rows, so ranks reproduce one process.
+pub fn global_row(rank: usize, world_size: usize, j: usize) -> usize {
+    rank + world_size * j
+}
+
 /// Whether the sample at position `k` of epoch `epoch`'s permutation is mirrored.
 pub fn flips(seed: u64, epoch: u64, k: u64) -> bool {
     derive_seed(seed, &[epoch, k]) >> 63 == 1
@@ -102,8 +117,8 @@ fn make_batch(
     let mut x = Vec::with_capacity(shape.iter().product());
     let mut labels = Vec::with_capacity(b);
     for j in 0..b {
-        // Position in the epoch's permutation: rank r owns positions r, r + W, r + 2W, ...
-        let k = o.rank + o.world_size * (state.position as usize * b + j);
+        // Position in the epoch's permutation: the global batch's start, then this rank's row.
+        let k = state.position as usize * b * o.world_size + global_row(o.rank, o.world_size, j);
         let idx = perm[k] as usize;
         match data {
             Dataset::Images(s) => {
@@ -325,6 +340,40 @@ mod tests {
         });
         let e = Loader::new(Arc::new(broken), o, s).unwrap_err().to_string();
         assert!(e.contains("3 pixel bytes for 2 images"), "{e}");
+    }
+
+    /// One process with batch 8 and two ranks with batch 4 take the same global batches (rank
+    /// r's row j is global row r + 2j), and a state saved by either resumes the other there.
+    #[test]
+    fn world_sizes_share_the_global_order_and_resume_each_other() {
+        let data = points(50);
+        let take = |rank, world_size, batch_size, from, k| {
+            let o = LoaderOptions { batch_size, rank, world_size, seed: 3, ..Default::default() };
+            let mut l = Loader::new(data.clone(), o, from).unwrap();
+            (0..k).map(|_| l.next_batch()).collect::<Vec<_>>()
+        };
+        // 50 / 8 = 6 global batches per epoch: 9 batches cross into epoch 1.
+        let one = take(0, 1, 8, LoaderState::default(), 9);
+        let ranks = [0, 1].map(|r| take(r, 2, 4, LoaderState::default(), 9));
+        for (s, b) in one.iter().enumerate() {
+            for j in 0..4 {
+                for (r, rank) in ranks.iter().enumerate() {
+                    let g = global_row(r, 2, j);
+                    assert_eq!(rank[s].x[2 * j..2 * j + 2], b.x[2 * g..2 * g + 2], "step {s}");
+                    assert_eq!(rank[s].state_after, b.state_after);
+                }
+            }
+        }
+        assert_eq!(one[5].state_after, LoaderState { epoch: 1, position: 0 });
+        // Two ranks resume a one-process state, and one process a two-rank state.
+        let from_one = [0, 1].map(|r| take(r, 2, 4, one[3].state_after, 4));
+        let from_two = take(0, 1, 8, ranks[0][3].state_after, 4);
+        for s in 0..4 {
+            assert_eq!(from_two[s], one[s + 4]);
+            for r in 0..2 {
+                assert_eq!(from_one[r][s], ranks[r][s + 4]);
+            }
+        }
     }
 
     #[test]

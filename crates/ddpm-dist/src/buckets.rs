@@ -99,7 +99,7 @@ impl GradReducer {
     }
 
     /// `p.grad <- (sum over ranks of p.grad) / world_size` for every parameter, after
-    /// `backward()` on every rank. The identity for a single process. Every parameter must
+    /// `backward()` on every rank. The identity without a group ([`Dist::single`]). Every parameter must
     /// have a gradient (checked before any communication).
     pub fn all_reduce_mean(&self, dist: &Dist, params: &[Tensor]) -> Result<()> {
         if params.len() != self.shapes.len() {
@@ -109,7 +109,7 @@ impl GradReducer {
                 got: format!("{}", params.len()),
             });
         }
-        if dist.world_size() == 1 {
+        if dist.backend().is_none() {
             return Ok(());
         }
         let mut grads = Vec::with_capacity(params.len());

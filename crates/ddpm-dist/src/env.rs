@@ -40,7 +40,8 @@ pub struct DistEnv {
     pub local_rank: usize,
     /// LOCAL_WORLD_SIZE: processes on this node.
     pub local_world_size: usize,
-    /// MASTER_ADDR and MASTER_PORT; `None` for a single process, which needs no store.
+    /// MASTER_ADDR and MASTER_PORT; `None` for a process without a launcher (or one launched
+    /// with WORLD_SIZE=1 but without them), which forms no group.
     pub rendezvous: Option<Rendezvous>,
     /// TORCHELASTIC_RESTART_COUNT: how many times torchrun has restarted the workers (0 first).
     pub restart_count: u32,
@@ -104,22 +105,25 @@ impl DistEnv {
             ("LOCAL_RANK", local_rank),
             ("LOCAL_WORLD_SIZE", local_world_size),
         )?;
-        let rendezvous = if world_size > 1 {
-            let missing = |v| EnvError::Missing {
-                var: v,
-                set_var: "WORLD_SIZE",
-                set_value: ws.clone(),
-                hint: TORCHRUN_HINT,
-            };
-            let addr = var("MASTER_ADDR").ok_or_else(|| missing("MASTER_ADDR"))?;
-            let port = var("MASTER_PORT").ok_or_else(|| missing("MASTER_PORT"))?;
-            Some(Rendezvous {
+        // torchrun always sets MASTER_ADDR and MASTER_PORT; with them, even one process forms a
+        // (one-rank) group, as `init_process_group` does under `torchrun --nproc-per-node 1`,
+        // so the Gloo or NCCL path of a multi-rank job can be run on one device. More than one
+        // process needs them.
+        let missing = |v| EnvError::Missing {
+            var: v,
+            set_var: "WORLD_SIZE",
+            set_value: ws.clone(),
+            hint: TORCHRUN_HINT,
+        };
+        let rendezvous = match (var("MASTER_ADDR"), var("MASTER_PORT")) {
+            (Some(addr), Some(port)) => Some(Rendezvous {
                 addr: host("MASTER_ADDR", addr)?,
                 port: port_number(&port)?,
                 agent_store: var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
-            })
-        } else {
-            None
+            }),
+            (None, _) if world_size > 1 => return Err(missing("MASTER_ADDR")),
+            (_, None) if world_size > 1 => return Err(missing("MASTER_PORT")),
+            _ => None,
         };
         Ok(Self {
             rank,
@@ -216,6 +220,25 @@ impl DistEnv {
     /// narrowed per rank, use `cuda:0` instead).
     pub fn cuda_device(&self) -> Device {
         Device::Cuda(self.local_rank)
+    }
+
+    /// This process's device for a requested `auto`, `cpu`, `cuda` or `cuda:N` (`what` names
+    /// the argument in errors): as requested without a group; in a group, CUDA means
+    /// `cuda:LOCAL_RANK` (torchrun's convention: one GPU per process, NCCL), so `auto` and
+    /// `cuda` pick it and an explicit `cuda:N` must be it; `cpu` stays the CPU (Gloo).
+    pub fn device(&self, requested: &str, what: &str) -> Result<Device, String> {
+        let device = ddpm_nets::parse_device(requested, what)?;
+        if self.rendezvous.is_none() || !device.is_cuda() {
+            return Ok(device);
+        }
+        let own = format!("cuda:{}", self.local_rank);
+        if requested.starts_with("cuda:") && requested != own {
+            return Err(format!(
+                "{what} {requested}: under torchrun each rank uses cuda:LOCAL_RANK ({own} for \
+                 this rank); pass cuda or auto"
+            ));
+        }
+        ddpm_nets::parse_device(&own, "LOCAL_RANK's device")
     }
 
     /// The store namespace of this attempt. torchrun keeps one store across restarts
@@ -423,7 +446,7 @@ mod tests {
             (&[("TORCHELASTIC_USE_AGENT_STORE", None)], (1, 2, 1, 2, Some(false))),
             // Two nodes of two: rank 3 is local rank 1 of node 1.
             (&[("RANK", Some("3")), ("WORLD_SIZE", Some("4"))], (3, 4, 1, 2, Some(true))),
-            // torchrun --nproc-per-node 1: a single process that needs no store.
+            // WORLD_SIZE=1 without a store address: a single process, no group.
             (
                 &[
                     ("RANK", Some("0")),
@@ -433,6 +456,16 @@ mod tests {
                     ("MASTER_ADDR", None),
                 ],
                 (0, 1, 0, 1, None),
+            ),
+            // torchrun --nproc-per-node 1 (MASTER_ADDR and MASTER_PORT set): a one-rank group.
+            (
+                &[
+                    ("RANK", Some("0")),
+                    ("WORLD_SIZE", Some("1")),
+                    ("LOCAL_RANK", Some("0")),
+                    ("LOCAL_WORLD_SIZE", Some("1")),
+                ],
+                (0, 1, 0, 1, Some(true)),
             ),
         ];
         for (changes, (r, ws, lr, lws, agent)) in cases {

@@ -78,10 +78,12 @@ impl Dist {
 
     /// Joins the group `env` describes, with Gloo for `Device::Cpu` and NCCL for
     /// `Device::Cuda(i)` (use [`DistEnv::cuda_device`]). Blocks until every rank has joined or
-    /// `options.timeout` has passed. A single-process `env` gives [`Dist::single`].
+    /// `options.timeout` has passed. An `env` without a rendezvous (no launcher) gives
+    /// [`Dist::single`]; with one, even a single rank forms a group (as torchrun
+    /// `--nproc-per-node 1` and `init_process_group` do), so that its collectives really run.
     pub fn init(env: &DistEnv, device: Device, options: DistOptions) -> Result<Self> {
         let backend = backend_for(device)?;
-        let Some(rdzv) = env.rendezvous.as_ref().filter(|_| env.is_distributed()) else {
+        let Some(rdzv) = env.rendezvous.as_ref() else {
             return Ok(Self { env: env.clone(), options, ..Self::single(device) });
         };
         let (rank, world_size, timeout) = (env.rank, env.world_size, options.timeout);
@@ -141,7 +143,7 @@ impl Dist {
         self.device
     }
 
-    /// The collective backend, `None` for a single process.
+    /// The collective backend, `None` for a process without a group.
     pub fn backend(&self) -> Option<Backend> {
         self.group.as_ref().map(|g| g.pg.backend())
     }
@@ -203,6 +205,76 @@ impl Dist {
             })?;
         }
         Ok(())
+    }
+
+    /// Rank 0's `values` on every rank (small host values: a step, a batch size chosen by
+    /// probing the device); the others' `values` only give the length, which must agree.
+    /// Returns `values` without a group.
+    pub fn broadcast_i64s(&self, values: &[i64]) -> Result<Vec<i64>> {
+        if self.group.is_none() || values.is_empty() {
+            return Ok(values.to_vec());
+        }
+        let t = Tensor::from_slice(values).f_to_device(self.device)?;
+        self.collective("broadcast", |pg| pg.broadcast(&t, 0))?;
+        Ok(Vec::<i64>::try_from(t.f_to_device(Device::Cpu)?)?)
+    }
+
+    /// Rank 0's `bytes` on every rank (e.g. a serialised state); the others' are ignored.
+    pub fn broadcast_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        if self.group.is_none() {
+            return Ok(bytes.to_vec());
+        }
+        let len = self.broadcast_i64s(&[bytes.len() as i64])?[0];
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let t = if self.is_main() {
+            Tensor::from_slice(bytes)
+        } else {
+            Tensor::f_zeros([len], (Kind::Uint8, Device::Cpu))?
+        }
+        .f_to_device(self.device)?;
+        self.collective("broadcast", |pg| pg.broadcast(&t, 0))?;
+        Ok(Vec::<u8>::try_from(t.f_to_device(Device::Cpu)?)?)
+    }
+
+    /// Every rank's rows, in rank order, on every rank: `rows` is this rank's [n_r, ...] (the
+    /// trailing shape and dtype the same on every rank, n_r free, e.g. the features of a
+    /// [`Dist::shard`]); returns [n_0 + n_1 + ..., ...] on [`Dist::device`]. Two collectives: the
+    /// row counts, then the rows padded to the largest count. `rows` without a group.
+    pub fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
+        if self.group.is_none() {
+            return Ok(rows.shallow_clone());
+        }
+        let size = rows.size();
+        let n = *size.first().ok_or_else(|| DistError::Mismatch {
+            what: "rows to gather",
+            expected: "a tensor of at least one dimension".into(),
+            got: "a 0-d tensor".into(),
+        })?;
+        let world = self.world_size();
+        let counts = Tensor::f_zeros([world as i64], (Kind::Int64, Device::Cpu))?;
+        let _ = counts.f_get(self.rank() as i64)?.f_fill_(n)?;
+        let counts = counts.f_to_device(self.device)?;
+        self.collective("all_reduce", |pg| pg.all_reduce_sum(std::slice::from_ref(&counts)))?;
+        let counts = Vec::<i64>::try_from(counts.f_to_device(Device::Cpu)?)?;
+        let most = counts.iter().copied().max().unwrap_or(0);
+        let row: i64 = size[1..].iter().product();
+        let padded = Tensor::f_zeros([most * row], (rows.kind(), self.device))?;
+        if n > 0 {
+            let flat = rows.f_to_device(self.device)?.f_contiguous()?.f_view([n * row])?;
+            padded.f_narrow(0, 0, n * row)?.f_copy_(&flat)?;
+        }
+        let all = Tensor::f_zeros([world as i64 * most * row], (rows.kind(), self.device))?;
+        self.collective("all_gather", |pg| pg.all_gather(&all, &padded))?;
+        let parts = counts
+            .iter()
+            .enumerate()
+            .map(|(r, &c)| all.f_narrow(0, r as i64 * most * row, c * row))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut shape = vec![counts.iter().sum::<i64>()];
+        shape.extend_from_slice(&size[1..]);
+        Ok(Tensor::f_cat(&parts, 0)?.f_view(shape.as_slice())?)
     }
 
     /// Returns once every rank has called it (e.g. before rank 0 alone writes a checkpoint).
@@ -373,6 +445,9 @@ mod tests {
         dist.all_reduce_sum(std::slice::from_ref(&t)).unwrap();
         dist.broadcast_parameters(std::slice::from_ref(&t)).unwrap();
         dist.barrier().unwrap();
+        assert_eq!(dist.broadcast_i64s(&[3, -4]).unwrap(), vec![3, -4]);
+        assert_eq!(dist.broadcast_bytes(b"x").unwrap(), b"x");
+        assert!(dist.all_gather_rows(&t).unwrap().equal(&t));
         assert_eq!(Vec::<f32>::try_from(&t).unwrap(), vec![1.5, 2.0]);
         assert_eq!(dist.collectives(), 0);
         assert_eq!(dist.shard(10), 0..10);

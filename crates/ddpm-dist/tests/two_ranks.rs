@@ -152,6 +152,24 @@ fn all_reduce_gives_exact_sums_and_broadcast_copies_rank0() {
     assert_eq!(Vec::<f32>::try_from(w.view([-1])).unwrap(), vec![1.0; 6]);
     assert_eq!(Vec::<f64>::try_from(&v).unwrap(), vec![0.0, 1.0, 2.0, 3.0, 4.0]);
     assert!(w.requires_grad(), "still a parameter");
+    // Host values and bytes: rank 0's everywhere.
+    let mine = [7 + dist.rank() as i64, -(1 << 50)];
+    assert_eq!(dist.broadcast_i64s(&mine).unwrap(), vec![7, -(1 << 50)]);
+    let text = if dist.is_main() { "rank 0's state".as_bytes() } else { &[] };
+    assert_eq!(dist.broadcast_bytes(text).unwrap(), b"rank 0's state");
+    assert_eq!(dist.broadcast_bytes(&[]).unwrap(), Vec::<u8>::new());
+    // Rows of different counts (3 on rank 0, 1 on rank 1), gathered in rank order.
+    let rows = if dist.is_main() {
+        Tensor::arange(6, (Kind::Float, Device::Cpu)).view([3, 2])
+    } else {
+        Tensor::from_slice(&[10f32, 11.]).view([1, 2])
+    };
+    let all = dist.all_gather_rows(&rows).unwrap();
+    assert_eq!(all.size(), vec![4, 2]);
+    assert_eq!(
+        Vec::<f32>::try_from(all.view([-1])).unwrap(),
+        vec![0., 1., 2., 3., 4., 5., 10., 11.]
+    );
     dist.barrier().unwrap();
     done(&dist);
 }

@@ -25,6 +25,9 @@ pub enum EvalError {
     Run(#[from] ddpm_run::RunError),
     #[error(transparent)]
     Array(#[from] ddpm_io::NpyError),
+    /// The launcher's environment, or a collective across ranks (a rank died or hung).
+    #[error(transparent)]
+    Dist(#[from] ddpm_dist::DistError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }

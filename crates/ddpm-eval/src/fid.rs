@@ -124,12 +124,22 @@ impl Stats {
 pub fn trace_sqrt_product(s1: &Tensor, s2: &Tensor) -> f64 {
     let _g = tch::no_grad_guard();
     let (w, v) = s1.linalg_eigh("L");
-    let root = &v * w.clamp_min(0.0).sqrt().unsqueeze(0);
+    let root = &v * sqrt_eigenvalues(&w).unsqueeze(0);
     let sqrt_s1 = root.matmul(&v.tr());
     let m = sqrt_s1.matmul(s2).matmul(&sqrt_s1);
     let m = (&m + m.tr()) * 0.5;
     let lambda = m.linalg_eigvalsh("L");
-    lambda.clamp_min(0.0).sqrt().sum(Kind::Double).double_value(&[])
+    sqrt_eigenvalues(&lambda).sum(Kind::Double).double_value(&[])
+}
+
+/// Square roots of a symmetric matrix's eigenvalues `w`, those within round-off of zero (below
+/// d eps_f64 times the largest, or negative) taken as zero. A covariance of fewer samples than
+/// dimensions has such eigenvalues; their square roots would turn round-off (1e-16 relative)
+/// into 1e-8, so the distance would depend on the order in which the statistics were summed
+/// (one process or several ranks).
+fn sqrt_eigenvalues(w: &Tensor) -> Tensor {
+    let tol = w.abs().max() * (w.size()[0] as f64 * f64::EPSILON);
+    w.where_self(&w.gt_tensor(&tol), &w.zeros_like()).sqrt()
 }
 
 /// sFID (Nash et al. 2021, arXiv:2103.03841, as guided-diffusion's evaluator computes it): the
@@ -205,9 +215,9 @@ mod tests {
         assert!(r2.mu.equal(&s2.mu) && a.mu.equal(&b.mu) && a.sigma.equal(&b.sigma));
         assert_eq!(a.sigma.size(), [3, 3]);
         let d = spatial_frechet_distance(&r2, &s2).unwrap();
-        // The 3-d covariance has rank 2 (cos x + cos(x + 2) = 2 cos 1 cos(x + 1)): sqrt of a zero
-        // eigenvalue turns round-off into ~1e-8.
-        assert!(d.abs() < 1e-6, "{d}");
+        // The 3-d covariance has rank 2 (cos x + cos(x + 2) = 2 cos 1 cos(x + 1)): its zero
+        // eigenvalue stays zero instead of turning round-off into ~1e-8 through the square root.
+        assert!(d.abs() < 1e-12, "{d}");
         let e = spatial_frechet_distance(&r2, &r).unwrap_err().to_string();
         assert!(e.contains("reference") && e.contains("mu_s"), "{e}");
         std::fs::write(&p, b"junk").unwrap();

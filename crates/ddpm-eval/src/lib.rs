@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod nll;
 pub mod precision_recall;
 pub mod protocol;
+pub mod sharded;
 
 pub use error::{EvalError, Result};
 pub use fid::{Stats, frechet_distance, spatial_frechet_distance};

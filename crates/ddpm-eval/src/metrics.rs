@@ -14,6 +14,7 @@ use crate::fid::{Stats, frechet_distance, spatial_frechet_distance};
 use crate::inception::FidInception;
 use crate::inception_score::inception_score;
 use crate::precision_recall::{ManifoldConfig, precision_recall};
+use crate::sharded::ShardedFeatures;
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -168,23 +169,63 @@ pub fn metrics_from_features(
     device: Device,
 ) -> Result<MetricValues> {
     reference.check(metrics)?;
-    let mut out = MetricValues::default();
-    let needs_stats = metrics.fid || metrics.sfid;
-    let sample_stats = if needs_stats {
-        Some(match (&samples.spatial, metrics.sfid) {
-            (Some(sp), true) => Stats::from_features_with_spatial(&samples.pool3, sp)?,
-            (None, true) => {
-                return Err(EvalError::Samples(
-                    "sFID needs the samples' spatial features (run the Inception pass with them)"
-                        .into(),
-                ));
-            }
-            (_, false) => Stats::from_features(&samples.pool3)?,
-        })
-    } else {
-        None
+    let stats = match (metrics.fid || metrics.sfid, &samples.spatial, metrics.sfid) {
+        (false, _, _) => None,
+        (true, Some(sp), true) => Some(Stats::from_features_with_spatial(&samples.pool3, sp)?),
+        (true, None, true) => return Err(no_spatial()),
+        (true, _, false) => Some(Stats::from_features(&samples.pool3)?),
     };
-    if let (Some(s), Some(r)) = (&sample_stats, &reference.stats) {
+    let is = metrics.is.then(|| inception_score(&samples.logits, 10));
+    let side = SampleSide { stats, is, pool3: Some(&samples.pool3) };
+    values(side, reference, metrics, manifold, device)
+}
+
+/// As [`metrics_from_features`], from an Inception pass shared by ranks (its sums and gathered
+/// features), with the evaluator's precision/recall settings.
+pub fn metrics_from_pass(
+    pass: &ShardedFeatures,
+    reference: &Reference,
+    metrics: Metrics,
+    device: Device,
+) -> Result<MetricValues> {
+    reference.check(metrics)?;
+    if metrics.sfid && pass.spatial.is_none() {
+        return Err(no_spatial());
+    }
+    let stats = (metrics.fid || metrics.sfid).then(|| pass.stats()).transpose()?;
+    let is = match (metrics.is, &pass.is) {
+        (true, Some(sums)) => Some(sums.score()),
+        (true, None) => {
+            return Err(EvalError::Samples("IS needs the Inception pass's IS sums".into()));
+        }
+        (false, _) => None,
+    };
+    let side = SampleSide { stats, is, pool3: pass.pool3_rows.as_ref() };
+    values(side, reference, metrics, &ManifoldConfig::default(), device)
+}
+
+fn no_spatial() -> EvalError {
+    EvalError::Samples(
+        "sFID needs the samples' spatial features (run the Inception pass with them)".into(),
+    )
+}
+
+/// What the samples contribute to the metrics, however it was gathered.
+struct SampleSide<'a> {
+    stats: Option<Stats>,
+    is: Option<(f64, f64)>,
+    pool3: Option<&'a Tensor>,
+}
+
+fn values(
+    side: SampleSide,
+    reference: &Reference,
+    metrics: Metrics,
+    manifold: &ManifoldConfig,
+    device: Device,
+) -> Result<MetricValues> {
+    let mut out = MetricValues::default();
+    if let (Some(s), Some(r)) = (&side.stats, &reference.stats) {
         if metrics.fid {
             out.fid = Some(frechet_distance(s, r)?);
         }
@@ -192,15 +233,17 @@ pub fn metrics_from_features(
             out.sfid = Some(spatial_frechet_distance(s, r)?);
         }
     }
-    if metrics.is {
-        let (m, s) = inception_score(&samples.logits, 10);
+    if let Some((m, s)) = side.is {
         (out.is_mean, out.is_std) = (Some(m), Some(s));
     }
     if metrics.pr {
-        let reference_features = reference.features.as_ref().expect("checked above");
+        let reference_features = reference.features.as_ref().expect("checked by the caller");
+        let samples = side.pool3.ok_or_else(|| {
+            EvalError::Samples("precision/recall need the samples' pool3 features".into())
+        })?;
         let pr = precision_recall(
             &reference_features.to_device(device),
-            &samples.pool3.to_device(device),
+            &samples.to_device(device),
             manifold,
         )?;
         (out.precision, out.recall) = (Some(pr.precision), Some(pr.recall));

@@ -10,12 +10,20 @@
 //!
 //! The measure follows from the run's data set (or, for `--samples`, from `--ref`), never from
 //! the shape of the samples.
+//!
+//! Across ranks (`torchrun ... ddpm-eval fid`, [`evaluate_sharded`]): the Inception passes over
+//! the samples and over an uncached reference are shared by the ranks ([`crate::sharded`]:
+//! f64 feature sums reduced over ranks); rank 0 computes the distances and writes the report.
+//! One process takes the same path with one share, so the two differ only in the order of the
+//! f64 sums.
 
 use crate::digits_classifier::DigitsClassifier;
 use crate::error::{EvalError, Result};
-use crate::metrics::{MetricValues, Metrics, Reference, compute_metrics, reference_from_images};
+use crate::metrics::{MetricValues, Metrics, Reference, metrics_from_pass};
+use crate::sharded::{Needs, inception_pass};
 use crate::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
 use ddpm_data::{DataConfig, Dataset};
+use ddpm_dist::Dist;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -109,6 +117,9 @@ pub struct Protocol {
     pub is_splits: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inception_images_per_s: Option<f64>,
+    /// Processes that shared the Inception work (absent for one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<usize>,
 }
 
 /// The classifier Frechet distance of digit samples.
@@ -264,9 +275,11 @@ pub fn digits_distance(samples: &Tensor, device: Device) -> Result<DigitsDistanc
 
 /// The reference side of the selected metrics: a statistics `.npz` as given (with a features
 /// file for precision/recall), or the statistics (and features) of a data set or image folder,
-/// computed once and cached under `$DDPM_HOME/fid-stats/` by a hash of what they were computed
-/// from and of the Inception weights (recomputed when the cache lacks what `metrics` need).
-/// Returns (reference, description, SHA-256 of the statistics file).
+/// computed once (by the ranks of `dist` together) and cached by rank 0 under
+/// `$DDPM_HOME/fid-stats/` by a hash of what they were computed from and of the Inception
+/// weights (recomputed when the cache lacks what `metrics` need). Rank 0 gets (reference,
+/// description, SHA-256 of the statistics file), the other ranks `None`: only rank 0 measures.
+#[allow(clippy::too_many_arguments)]
 pub fn reference(
     spec: &str,
     features: Option<&Path>,
@@ -274,8 +287,58 @@ pub fn reference(
     net: &FidInception,
     weights_sha: &str,
     batch: usize,
+    dist: &Dist,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Reference, String, String)> {
+) -> Result<Option<(Reference, String, String)>> {
+    // Rank 0 reads what exists and decides; the others learn whether to help compute.
+    let (found, key) = match dist.is_main() {
+        true => match stored_reference(spec, features, metrics, weights_sha) {
+            Ok(Stored::Found(r, desc, sha)) => (Ok(Some((r, desc, sha))), 1),
+            Ok(Stored::Compute(paths)) => (Err(paths), 2),
+            Err(e) => {
+                dist.broadcast_i64s(&[0])?;
+                return Err(e);
+            }
+        },
+        false => (Ok(None), 0),
+    };
+    match dist.broadcast_i64s(&[key])?[0] {
+        0 => {
+            return Err(EvalError::Samples(format!(
+                "rank 0 could not read the reference {spec} (its log says why)"
+            )));
+        }
+        1 => return Ok(found.ok().flatten()),
+        _ => {}
+    }
+    let imgs = load_images(spec)?;
+    images::check_images(&imgs, spec)?;
+    let n = imgs.size()[0] as usize;
+    if dist.is_main() {
+        tracing::info!("reference statistics of {spec}: {n} images through Inception");
+    }
+    // Everything the cache may be asked for later in the same pass: spatial statistics too.
+    let needs = Needs { spatial: true, is: false, pool3_rows: metrics.pr };
+    let f = inception_pass(net, &imgs, batch, dist, needs, progress)?;
+    let Err((stats_path, features_path)) = found else { return Ok(None) };
+    let r = Reference { stats: Some(f.stats()?), features: f.pool3_rows };
+    r.save(&stats_path, metrics.pr.then_some(features_path.as_path()))?;
+    let desc = format!("{spec} (cached {})", stats_path.display());
+    Ok(Some((r, desc, sha256_file(&stats_path)?)))
+}
+
+/// What rank 0 finds for a reference: a usable one, or where to cache the one to compute.
+enum Stored {
+    Found(Reference, String, String),
+    Compute((PathBuf, PathBuf)),
+}
+
+fn stored_reference(
+    spec: &str,
+    features: Option<&Path>,
+    metrics: Metrics,
+    weights_sha: &str,
+) -> Result<Stored> {
     let path = Path::new(spec);
     if path.extension().is_some_and(|e| e == "npz") {
         let r = Reference::load(Some(path), features)?;
@@ -291,7 +354,7 @@ pub fn reference(
             });
         }
         r.check(metrics)?;
-        return Ok((r, spec.to_string(), sha256_file(path)?));
+        return Ok(Stored::Found(r, spec.to_string(), sha256_file(path)?));
     }
     let canonical =
         std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_default();
@@ -306,23 +369,16 @@ pub fn reference(
     let dir = ddpm_io::ddpm_home().join("fid-stats");
     let (stats_path, features_path) =
         (dir.join(format!("{key}.npz")), dir.join(format!("{key}-features.npz")));
-    let desc = format!("{spec} (cached {})", stats_path.display());
     if stats_path.exists() {
         let cached_features = features_path.exists().then_some(features_path.as_path());
         let r = Reference::load(Some(&stats_path), cached_features)?;
         if r.check(metrics).is_ok() {
-            return Ok((r, desc, sha256_file(&stats_path)?));
+            let desc = format!("{spec} (cached {})", stats_path.display());
+            let sha = sha256_file(&stats_path)?;
+            return Ok(Stored::Found(r, desc, sha));
         }
     }
-    let imgs = load_images(spec)?;
-    let n = imgs.size()[0] as usize;
-    tracing::info!("reference statistics of {spec}: {n} images through Inception");
-    images::check_images(&imgs, spec)?;
-    // Everything the cache may be asked for later in the same pass: spatial statistics too.
-    let all = Metrics { sfid: true, ..metrics };
-    let r = reference_from_images(net, &imgs, batch, all, &mut |d| progress(d, n))?;
-    r.save(&stats_path, metrics.pr.then_some(features_path.as_path()))?;
-    Ok((r, desc, sha256_file(&stats_path)?))
+    Ok(Stored::Compute((stats_path, features_path)))
 }
 
 /// Images in [0, 1] from an `.npz`/`.npy` of samples, an image folder, or a data set.
@@ -343,33 +399,42 @@ pub fn load_images(spec: &str) -> Result<Tensor> {
     }
 }
 
-/// The selected Inception metrics of `samples` ([N, C, H, W] in [0, 1]) against the reference;
-/// fills the Inception part of `protocol`.
+/// The selected Inception metrics of `samples` ([N, C, H, W] in [0, 1]) against the reference,
+/// the Inception work shared by the ranks of `dist`; fills the Inception part of `protocol`.
+/// Rank 0 gets the metrics, the other ranks `None`.
 pub fn inception_metrics(
     samples: &Tensor,
     net: &FidInception,
     opts: &EvalOptions,
     reference_spec: &str,
     protocol: &mut Protocol,
+    dist: &Dist,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<MetricValues> {
+) -> Result<Option<MetricValues>> {
     images::check_images(samples, "samples")?;
     let weights_sha = sha256_file(&opts.inception)?;
-    let (r, ref_desc, ref_sha) = reference(
+    let metrics = opts.metrics;
+    let batch = opts.batch_size;
+    let r = reference(
         reference_spec,
         opts.ref_features.as_deref(),
-        opts.metrics,
+        metrics,
         net,
         &weights_sha,
-        opts.batch_size,
+        batch,
+        dist,
         progress,
     )?;
     let n = samples.size()[0] as usize;
-    tracing::info!("Inception features of {n} samples ({})", opts.metrics);
+    if dist.is_main() {
+        tracing::info!("Inception features of {n} samples ({metrics})");
+    }
     let started = std::time::Instant::now();
-    let (values, _) =
-        compute_metrics(net, samples, opts.batch_size, &r, opts.metrics, &mut |d| progress(d, n))?;
+    let needs = Needs { spatial: metrics.sfid, is: metrics.is, pool3_rows: metrics.pr };
+    let f = inception_pass(net, samples, batch, dist, needs, progress)?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    let Some((r, ref_desc, ref_sha)) = r else { return Ok(None) };
+    let values = metrics_from_pass(&f, &r, metrics, net.vs.device())?;
     protocol.reference = Some(ref_desc);
     protocol.ref_sha256 = Some(ref_sha);
     protocol.inception = Some(opts.inception.display().to_string());
@@ -381,7 +446,8 @@ pub fn inception_metrics(
     );
     protocol.is_splits = opts.metrics.is.then_some(10);
     protocol.inception_images_per_s = Some(rate);
-    Ok(values)
+    protocol.ranks = dist.backend().is_some().then(|| dist.world_size());
+    Ok(Some(values))
 }
 
 /// Samples from a `samples.npz` (array `samples`): images [N, C, H, W] in [-1, 1] become [0, 1]
@@ -410,32 +476,54 @@ pub struct EvalOptions {
     pub ref_features: Option<PathBuf>,
 }
 
-/// Measures `samples` as `measure` says, into a report carrying `protocol`.
+/// Measures `samples` as `measure` says, into a report carrying `protocol` (one process).
 pub fn evaluate(
     samples: &Tensor,
     measure: &Measure,
     opts: &EvalOptions,
-    mut protocol: Protocol,
+    protocol: Protocol,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<FidReport> {
+    let single = Dist::single(opts.device);
+    let report = evaluate_sharded(samples, measure, opts, protocol, &single, progress)?;
+    Ok(report.expect("one process is rank 0"))
+}
+
+/// As [`evaluate`], as one rank of `dist` (every rank calls it with the same samples): the
+/// Inception work is shared (see [`inception_pass`]); rank 0 alone computes the distances and
+/// gets the report, the other ranks `None`.
+pub fn evaluate_sharded(
+    samples: &Tensor,
+    measure: &Measure,
+    opts: &EvalOptions,
+    mut protocol: Protocol,
+    dist: &Dist,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<FidReport>> {
     protocol.n = samples.size()[0] as usize;
+    let main = dist.is_main();
     let mut report = FidReport::default();
     match measure {
         Measure::Points(data) => {
+            if !main {
+                return Ok(None);
+            }
             protocol.reference = Some(data.dataset.clone());
             report.points = Some(points_distance(samples, data)?);
             report.protocol = protocol;
-            return Ok(report);
+            return Ok(Some(report));
         }
-        Measure::Digits => report.digits = Some(digits_distance(samples, opts.device)?),
-        Measure::Inception => {}
+        Measure::Digits if main => {
+            report.digits = Some(digits_distance(samples, opts.device)?);
+        }
+        Measure::Digits | Measure::Inception => {}
     }
     let net = match FidInception::load(&opts.inception, opts.device) {
         Ok(n) => n,
         Err(e @ EvalError::MissingWeights(_)) if *measure == Measure::Digits => {
             report.inception_skipped = Some(e.to_string());
             report.protocol = protocol;
-            return Ok(report);
+            return Ok(main.then_some(report));
         }
         Err(e) => return Err(e),
     };
@@ -445,7 +533,7 @@ pub fn evaluate(
         )
     })?;
     report.inception =
-        Some(inception_metrics(samples, &net, opts, reference, &mut protocol, progress)?);
+        inception_metrics(samples, &net, opts, reference, &mut protocol, dist, progress)?;
     report.protocol = protocol;
-    Ok(report)
+    Ok(main.then_some(report))
 }

@@ -15,6 +15,9 @@ pub enum SampleError {
     Data(#[from] ddpm_data::DataError),
     #[error(transparent)]
     Array(#[from] ddpm_io::NpyError),
+    /// The launcher's environment, or a collective across ranks (a rank died or hung).
+    #[error(transparent)]
+    Dist(#[from] ddpm_dist::DistError),
     #[error("{}: {source}", path.display())]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }

@@ -5,12 +5,20 @@
 //! exists, `samples.npz` (array `samples`, float32, n x C x H x W in [-1, 1]) is assembled by
 //! streaming the parts, `grid.png` (or `samples.svg` for 2-D data) is drawn, and the parts go.
 //! `manifest.json` records the job so that a different job never mixes into the same folder.
+//!
+//! Across ranks ([`run_sharded`], under torchrun): the batches still missing are split into
+//! contiguous shares, one per rank; each rank writes its parts (and PNGs) into the same folder,
+//! and rank 0 assembles `samples.npz` after a barrier. A batch holds the same images whichever
+//! rank samples it, and image i's noise depends on (seed, i) alone, so the union equals the
+//! single-process output bit for bit on the CPU. `--out` must be on a filesystem every rank
+//! sees (one node, or a shared filesystem).
 
 use crate::batch::BatchSampler;
 use crate::error::{Result, SampleError, io};
 use crate::graph::GraphMode;
 use crate::samplers::SamplerOptions;
 use ddpm_core::tensor::TensorDiffusion;
+use ddpm_dist::Dist;
 use ddpm_io::npy;
 use ddpm_run::LoadedModel;
 use serde::{Deserialize, Serialize};
@@ -131,14 +139,30 @@ pub fn auto_batch(
     b.min(n.max(1))
 }
 
-/// Runs (or resumes) the job; `progress(images_done)` after each batch. Returns the path of
-/// `samples.npz`.
+/// Runs (or resumes) the job in this process; `progress(images_done)` after each batch.
+/// Returns the path of `samples.npz`.
 pub fn run(
     model: &LoadedModel,
     manifest: &Manifest,
     job: &JobOptions,
     noise_x_t: Option<&Tensor>,
     progress: &mut dyn FnMut(usize),
+) -> Result<PathBuf> {
+    let single = Dist::single(model.vs.device());
+    run_sharded(model, manifest, job, noise_x_t, &single, &mut |done, _| progress(done))
+}
+
+/// Runs (or resumes) the job as one rank of `dist` (every rank calls it with the same
+/// arguments): this rank samples its share of the missing batches, rank 0 assembles
+/// `samples.npz` once every rank is done. `progress(done, of)` counts this rank's images.
+/// Returns the path of `samples.npz`, which exists on return on every rank.
+pub fn run_sharded(
+    model: &LoadedModel,
+    manifest: &Manifest,
+    job: &JobOptions,
+    noise_x_t: Option<&Tensor>,
+    dist: &Dist,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PathBuf> {
     let device = model.vs.device();
     let out = &job.out;
@@ -157,59 +181,75 @@ pub fn run(
                 out.display()
             )));
         }
-    } else {
+    } else if dist.is_main() {
         let text = serde_json::to_string_pretty(manifest).expect("serialises");
         ddpm_io::write_atomic(&manifest_path, text.as_bytes()).map_err(io(&manifest_path))?;
     }
-    let diffusion = TensorDiffusion::from_config(&model.diffusion, device)?;
-    let mut sampler = BatchSampler::new(
-        &model.net,
-        &diffusion,
-        manifest.sampler.clone(),
-        manifest.seed,
-        manifest.labels.clone(),
-        job.bf16,
-        job.graph,
-    )?;
     let shape = manifest.sample_shape.clone();
     let b = manifest.batch_size.max(1);
-    let mut parts = Vec::new();
-    let mut done = 0usize;
-    for first in (0..manifest.n).step_by(b) {
-        let count = b.min(manifest.n - first);
-        let global_first = manifest.start + first as u64;
-        let part = part_path(out, global_first);
-        parts.push(part.clone());
-        if part.exists() {
-            done += count;
-            progress(done);
-            continue;
-        }
-        let indices: Vec<u64> = (0..count as u64).map(|i| global_first + i).collect();
-        let x_t = noise_x_t.map(|all| all.narrow(0, first as i64, count as i64));
-        let x0 = sampler.sample(&indices, x_t)?;
-        let x0 = x0.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-        let values = Vec::<f32>::try_from(x0.flatten(0, -1)).unwrap();
-        if job.pngs && shape.len() == 3 {
-            let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
-            let per = c * h * w;
-            for (k, img) in values.chunks(per).enumerate() {
-                let p = out.join("images").join(format!("{:06}.png", global_first + k as u64));
-                ddpm_data::viz::save_image(&p, img, c, h, w).map_err(io(&p))?;
+    // Every rank lists the missing batches before any rank writes one (the barrier), so all
+    // see the same list and share it out alike.
+    let firsts: Vec<usize> = (0..manifest.n).step_by(b).collect();
+    let parts: Vec<PathBuf> =
+        firsts.iter().map(|&f| part_path(out, manifest.start + f as u64)).collect();
+    let missing: Vec<usize> = (0..firsts.len()).filter(|&k| !parts[k].exists()).collect();
+    dist.barrier()?;
+    let mine: Vec<usize> = missing[dist.shard(missing.len())].to_vec();
+    let count_of = |k: usize| b.min(manifest.n - firsts[k]);
+    let of: usize = mine.iter().map(|&k| count_of(k)).sum();
+    if !mine.is_empty() {
+        let diffusion = TensorDiffusion::from_config(&model.diffusion, device)?;
+        let mut sampler = BatchSampler::new(
+            &model.net,
+            &diffusion,
+            manifest.sampler.clone(),
+            manifest.seed,
+            manifest.labels.clone(),
+            job.bf16,
+            job.graph,
+        )?;
+        let mut done = 0usize;
+        for &k in &mine {
+            let (first, count) = (firsts[k], count_of(k));
+            let global_first = manifest.start + first as u64;
+            let indices: Vec<u64> = (0..count as u64).map(|i| global_first + i).collect();
+            let x_t = noise_x_t.map(|all| all.narrow(0, first as i64, count as i64));
+            let x0 = sampler.sample(&indices, x_t)?;
+            let x0 = x0.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+            let values = Vec::<f32>::try_from(x0.flatten(0, -1)).unwrap();
+            if job.pngs && shape.len() == 3 {
+                let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
+                let per = c * h * w;
+                for (i, img) in values.chunks(per).enumerate() {
+                    let p = out.join("images").join(format!("{:06}.png", global_first + i as u64));
+                    ddpm_data::viz::save_image(&p, img, c, h, w).map_err(io(&p))?;
+                }
             }
+            let mut part_shape = vec![count];
+            part_shape.extend(shape.iter().map(|&d| d as usize));
+            npy::write_npy(&parts[k], &part_shape, &values)?;
+            done += count;
+            progress(done, of);
         }
-        let mut part_shape = vec![count];
-        part_shape.extend(shape.iter().map(|&d| d as usize));
-        npy::write_npy(&part, &part_shape, &values)?;
-        done += count;
-        progress(done);
     }
-    let mut full = vec![manifest.n];
-    full.extend(shape.iter().map(|&d| d as usize));
+    dist.barrier()?;
     let npz = out.join("samples.npz");
-    assemble_npz(&npz, &full, &parts)?;
-    draw_overview(out, &parts, &shape)?;
-    let _ = std::fs::remove_dir_all(out.join("parts"));
+    if dist.is_main() {
+        if let Some(gone) = parts.iter().find(|p| !p.exists()) {
+            return Err(SampleError::Arg(format!(
+                "{} is missing after every rank finished: --out must be on a filesystem every \
+                 rank sees",
+                gone.display()
+            )));
+        }
+        let mut full = vec![manifest.n];
+        full.extend(shape.iter().map(|&d| d as usize));
+        assemble_npz(&npz, &full, &parts)?;
+        draw_overview(out, &parts, &shape)?;
+        let _ = std::fs::remove_dir_all(out.join("parts"));
+    }
+    // samples.npz exists for every rank from here on.
+    dist.barrier()?;
     Ok(npz)
 }
 

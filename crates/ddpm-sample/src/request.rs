@@ -30,6 +30,12 @@ impl ModelArgs {
     /// The run and its network on the chosen device.
     pub fn open(&self) -> Result<(ddpm_run::RunDir, LoadedModel)> {
         let device = ddpm_nets::parse_device(&self.device, "--device").map_err(SampleError::Arg)?;
+        self.open_on(device)
+    }
+
+    /// The run and its network on `device` (e.g. this rank's, see
+    /// [`ddpm_dist::DistEnv::device`]).
+    pub fn open_on(&self, device: tch::Device) -> Result<(ddpm_run::RunDir, LoadedModel)> {
         let (run, model) = ddpm_run::open_model(&self.checkpoint, &self.runs_dir, device, self.raw)
             .map_err(|e| {
                 SampleError::Arg(format!("loading --checkpoint {}: {e}", self.checkpoint))
@@ -94,10 +100,7 @@ impl SamplerArgs {
         opts.skip = self.skip;
         opts.time_steps = self.time_steps;
         opts.guidance_scale = self.guidance;
-        opts.clip_x0 = self
-            .clip
-            .or(defaults.clip)
-            .unwrap_or(self.sampler.clips_by_default());
+        opts.clip_x0 = self.clip.or(defaults.clip).unwrap_or(self.sampler.clips_by_default());
         if self.sampler == SamplerKind::Ddim {
             opts.clip_convention = self.clip_convention.unwrap_or(defaults.clip_convention);
             opts.final_abar_one = defaults.final_abar_one;

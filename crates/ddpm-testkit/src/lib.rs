@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+pub mod ranks;
+
 /// The reason string used on every `#[ignore]` parity test.
 pub const NEEDS_VENV: &str = "needs the Python venv: run `cargo xtask test`";
 

@@ -16,6 +16,9 @@ pub enum TrainError {
     Sample(#[from] ddpm_sample::SampleError),
     #[error(transparent)]
     Eval(#[from] ddpm_eval::EvalError),
+    /// The launcher's environment, or a collective of the process group (a rank died or hung).
+    #[error(transparent)]
+    Dist(#[from] ddpm_dist::DistError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     /// The data set does not fit the network.

@@ -123,6 +123,30 @@ impl Accumulator {
         (v >= 0).then_some(v as u64)
     }
 
+    /// Sums the interval over the ranks of `dist` (one collective, at logging intervals only):
+    /// afterwards the sums describe the global batches, as one process's would. Each rank's
+    /// loss is the mean over its rows, so the global mean is the mean of the ranks' means; the
+    /// gradient norm is the same on every rank (it is taken after the gradient all-reduce).
+    /// Without a group, nothing happens.
+    pub fn all_reduce(&mut self, dist: &ddpm_dist::Dist) -> ddpm_dist::Result<()> {
+        if dist.backend().is_none() {
+            return Ok(());
+        }
+        dist.all_reduce_sum(&[
+            self.loss_sum.shallow_clone(),
+            self.quartile_sum.shallow_clone(),
+            self.quartile_count.shallow_clone(),
+            self.grad_norm_sum.shallow_clone(),
+        ])?;
+        let world = dist.world_size() as f64;
+        tch::no_grad(|| {
+            let _ = self.loss_sum.g_div_scalar_(world);
+            let _ = self.grad_norm_sum.g_div_scalar_(world);
+        });
+        self.examples *= dist.world_size() as u64;
+        Ok(())
+    }
+
     /// Reads the interval back (one host sync) and resets the sums.
     pub fn take(&mut self, step: u64, lr: f64, seconds: f64, elapsed_s: f64) -> MetricsLine {
         let n = self.steps.max(1) as f64;

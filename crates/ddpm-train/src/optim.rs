@@ -181,11 +181,16 @@ impl Adam {
     /// Restores the moments and the update count from a checkpoint.
     pub fn load_state(&mut self, file: &CheckpointFile) -> ddpm_run::Result<()> {
         file.load_moments(&self.names, &self.exp_avg, &self.exp_avg_sq)?;
-        self.step = file.step();
-        for s in &mut self.state_steps {
-            let _ = s.fill_(self.step as f64);
-        }
+        self.set_step(file.step());
         Ok(())
+    }
+
+    /// Sets the update count and the fused kernel's per-parameter counters to `step`.
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
+        for s in &mut self.state_steps {
+            let _ = s.fill_(step as f64);
+        }
     }
 }
 

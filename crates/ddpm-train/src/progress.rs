@@ -24,6 +24,18 @@ impl Progress for LogProgress {
     fn finish(&mut self) {}
 }
 
+/// No progress at all: the ranks other than 0 of a data-parallel run, whose lines would repeat
+/// rank 0's.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: u64, _: u64) {}
+    fn advance(&mut self, _: u64, _: Option<f64>) {}
+    fn line(&mut self, _: &str) {}
+    fn finish(&mut self) {}
+}
+
 /// A progress bar over the steps (rate, ETA, the last logged loss), log lines above it.
 #[derive(Debug)]
 pub struct BarProgress(ProgressBar);

@@ -4,14 +4,25 @@
 //!
 //! Given x0 (and t, importance weights and labels) on the device: draw eps, take the loss of
 //! the configured objective (L_simple, eq. 14, by default) under bf16 autocast on CUDA when
-//! asked, backpropagate, clip the global gradient norm, take an Adam step and an EMA step.
+//! asked, backpropagate, average the gradients over ranks (data parallelism, after
+//! [`TrainStep::replicate`]), clip the global gradient norm, take an Adam step and an EMA step.
 //! Nothing is read back to the host.
+//!
+//! Data parallelism, as DistributedDataParallel does it: every rank holds the same weights,
+//! takes the same step on the mean gradient of the global batch, and so stays identical.
+//! Rank r's batch holds rows r, r + W, r + 2W, ... of the global batch
+//! ([`ddpm_data::loader::global_row`]); eps is drawn for the whole global batch from the
+//! step's seed and these rows are kept, so W ranks draw exactly what one process would. The
+//! dropout masks are the exception: each rank draws its own from (seed, rank) after eps, as
+//! DDP does (drawing the global masks on every rank would multiply their cost by W), so runs
+//! with dropout agree with one process in distribution, not bit for bit.
 
 use crate::config::{Precision, RunConfig};
 use crate::error::{Result, TrainError};
 use crate::optim::Adam;
 use ddpm_core::rng::derive_seed;
 use ddpm_core::tensor::TensorDiffusion;
+use ddpm_dist::{Dist, GradReducer};
 use ddpm_nets::placement::{Placed, debug_check_placement};
 use ddpm_nets::{Denoiser, Ema};
 use tch::nn::VarStore;
@@ -30,6 +41,10 @@ pub struct TrainStep {
     pub autocast: bool,
     /// Global-norm clipping threshold (0: none).
     pub grad_clip: f64,
+    /// The process group ([`Dist::single`] until [`TrainStep::replicate`]).
+    pub dist: Dist,
+    /// Averages the gradients over ranks; `None` without a group (no cost to one process).
+    reducer: Option<GradReducer>,
 }
 
 impl std::fmt::Debug for TrainStep {
@@ -93,18 +108,79 @@ impl TrainStep {
             diffusion,
             autocast: config.train.precision == Precision::Bf16 && device.is_cuda(),
             grad_clip: o.grad_clip,
+            dist: Dist::single(device),
+            reducer: None,
         };
         debug_check_placement(&step, "training state", device);
         Ok(step)
     }
 
+    /// Joins `dist`'s group: every rank takes rank 0's state (weights, buffers, EMA and Adam's
+    /// moments, whether fresh or resumed on rank 0; DDP's `_sync_module_states`), and from now
+    /// on [`TrainStep::run`] averages the gradients over ranks. The caller must also give every
+    /// rank rank 0's update count (see [`TrainStep::set_updates`]).
+    pub fn replicate(&mut self, dist: Dist) -> Result<()> {
+        if dist.device() != self.vs.device() {
+            return Err(TrainError::Unsupported(format!(
+                "the process group runs on {:?} but the network on {:?}",
+                dist.device(),
+                self.vs.device()
+            )));
+        }
+        if dist.backend().is_some() {
+            dist.broadcast_parameters(&self.state_tensors())?;
+            self.reducer = Some(GradReducer::new(&self.adam.params)?);
+        }
+        self.dist = dist;
+        Ok(())
+    }
+
+    /// Every tensor of the training state, in one order on every rank: the network's and the
+    /// EMA's variables by name, then Adam's moments.
+    fn state_tensors(&self) -> Vec<Tensor> {
+        let by_name = |vs: &VarStore| {
+            let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v.into_iter().map(|(_, t)| t)
+        };
+        let mut all: Vec<Tensor> = by_name(&self.vs).chain(by_name(&self.ema_vs)).collect();
+        all.extend(self.adam.exp_avg.iter().map(Tensor::shallow_clone));
+        all.extend(self.adam.exp_avg_sq.iter().map(Tensor::shallow_clone));
+        all
+    }
+
+    /// Sets Adam's update count (and its per-parameter step counters) to `updates`, e.g. the
+    /// count rank 0 resumed from.
+    pub fn set_updates(&mut self, updates: u64) {
+        self.adam.set_step(updates);
+    }
+
     /// One step: eps and the dropout masks come from libtorch's generator seeded with
     /// `seed` (under the process-wide RNG lock, so the step reproduces exactly), then loss,
-    /// backward, clipping, Adam with learning rate `lr`, EMA.
-    pub fn run(&mut self, input: &StepInput, seed: u64, lr: f64) -> StepOutput {
+    /// backward, the gradient mean over ranks, clipping, Adam with learning rate `lr`, EMA.
+    /// With W ranks, `seed` must be the same on every rank: eps is drawn for the global batch
+    /// (W times this rank's) and this rank's rows kept; the dropout masks then come from
+    /// (seed, rank). Fails only when a collective fails (a rank died or timed out).
+    pub fn run(&mut self, input: &StepInput, seed: u64, lr: f64) -> Result<StepOutput> {
         let _rng = ddpm_nets::torch_rng_lock();
         tch::manual_seed(seed as i64);
-        let eps = input.x0.randn_like();
+        let world = self.dist.world_size();
+        let eps = if world == 1 {
+            input.x0.randn_like()
+        } else {
+            // Global row r + W j is row j of rank r: view [W b, ...] as [b, W, ...].
+            let mut global = input.x0.size();
+            let b = global[0];
+            global[0] = b * world as i64;
+            let mut split = vec![b, world as i64];
+            split.extend_from_slice(&global[1..]);
+            let eps = Tensor::randn(global.as_slice(), (input.x0.kind(), input.x0.device()))
+                .view(split.as_slice())
+                .select(1, self.dist.rank() as i64)
+                .contiguous();
+            tch::manual_seed(derive_seed(seed, &[self.dist.rank() as u64]) as i64);
+            eps
+        };
         let terms = {
             let _autocast = self.autocast.then(|| {
                 ddpm_shim::AutocastGuard::new(input.x0.device(), Kind::BFloat16)
@@ -124,10 +200,13 @@ impl TrainStep {
         };
         self.adam.zero_grad();
         loss.backward();
+        if let Some(reducer) = &self.reducer {
+            reducer.all_reduce_mean(&self.dist, &self.adam.params)?;
+        }
         let grad_norm = self.adam.clip_grad_norm(self.grad_clip);
         self.adam.step(lr);
         self.ema.update(self.adam.step - 1);
-        StepOutput { loss: loss.detach(), per_example: terms.loss.detach(), grad_norm }
+        Ok(StepOutput { loss: loss.detach(), per_example: terms.loss.detach(), grad_norm })
     }
 
     /// Whether every parameter is finite (one reduction and one host read).
@@ -181,7 +260,8 @@ mod tests {
             let t = Tensor::from_slice(&[1i64, 20, 50, 99]);
             let copies = |ts: &[Tensor]| ts.iter().map(Tensor::copy).collect::<Vec<_>>();
             let (params, shadows) = (copies(&step.adam.params), copies(step.ema.shadows()));
-            let out = step.run(&StepInput { x0: &x0, t: &t, weights: None, y: None }, 7, 1e-3);
+            let out =
+                step.run(&StepInput { x0: &x0, t: &t, weights: None, y: None }, 7, 1e-3).unwrap();
             assert_eq!(out.per_example.size(), vec![4]);
             // The zero-initialised output convolution is what the first step can move.
             let moved =

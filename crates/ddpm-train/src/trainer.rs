@@ -1,18 +1,28 @@
 //! Algorithm 1 of Ho et al. 2020 (arXiv:2006.11239) as a run: set-up, resume, the loop of
 //! [`TrainStep`]s with metrics, checkpoints and previews at their intervals, and signals.
 //!
-//! Reproducibility: every random draw of step s on rank r comes from streams seeded by
-//! (seed, r, s) — the timesteps and label dropout from a [`SplitMix64`], the noise eps and
-//! dropout masks from libtorch's generator re-seeded per step — and the data order from the
-//! loader's (seed, epoch) permutation. So resuming from a checkpoint at step s continues
-//! exactly as an uninterrupted run would, bit for bit on the CPU.
+//! Reproducibility: every random draw of step s comes from streams seeded by (seed, s) — the
+//! timesteps and label dropout from a [`SplitMix64`], the noise eps and dropout masks from
+//! libtorch's generator re-seeded per step — and the data order from the loader's
+//! (seed, epoch) permutation. So resuming from a checkpoint at step s continues exactly as an
+//! uninterrupted run would, bit for bit on the CPU.
 //!
 //! A failed start leaves nothing behind: the run directory and its `config.toml` are written
 //! only once the config, the data and the network have all been checked.
 //!
-//! Scale-out readiness: data is sharded by rank, only rank 0 writes checkpoints and logs, and
-//! seeds derive from the rank. Gradient all-reduce (c10d) is not wired yet, so more than one
-//! process is refused rather than silently training unsynchronised replicas.
+//! Data parallelism over W ranks (torchrun, see [`Trainer::with_dist`]): the global batch
+//! `optim.batch_size` is split into W equal shards (the loader gives rank r rows r, r + W, ...
+//! of the global batch); the timesteps, importance weights, label dropout and eps are drawn
+//! for the whole global batch from the global streams (those of one process) and each rank
+//! keeps its rows, so W ranks take the same steps as one process with the same global batch,
+//! up to the order of floating-point sums (dropout masks aside, see [`crate::step`]). Rank 0's
+//! state (fresh or resumed) is broadcast at start; gradients are averaged in every step;
+//! metrics are summed over ranks at logging intervals only; rank 0 alone writes the run
+//! directory (checkpoints, previews, evaluations, metrics, TensorBoard, the report) after a
+//! barrier. A stop request (SIGINT/SIGTERM on any rank) and the timed checkpoint are agreed
+//! through one small all-reduce per step, so every rank stops at the same step boundary.
+//! The loader's state counts global batches, so a run resumes under any world size with the
+//! same global batch.
 
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError, io};
@@ -25,7 +35,9 @@ use crate::step::{StepInput, StepOutput, TrainStep};
 use crate::tensorboard::TbWriter;
 use ddpm_core::rng::{SplitMix64, derive_seed};
 use ddpm_core::{TimestepSampler, TimestepSamplerKind};
+use ddpm_data::loader::global_row;
 use ddpm_data::{Dataset, Loader, LoaderOptions, LoaderState};
+use ddpm_dist::Dist;
 use ddpm_nets::ModelConfig;
 use ddpm_run::{Checkpoint, CheckpointMeta, RunDir};
 use std::path::{Path, PathBuf};
@@ -37,6 +49,10 @@ use tch::{Device, Kind, Tensor};
 const STREAM_TIMESTEPS: u64 = 1;
 const STREAM_TORCH: u64 = 2;
 const STREAM_DATA: u64 = 4;
+/// The rank slot of the per-step seed paths (seed, stream, slot, step). The streams are global
+/// (drawn for the whole global batch, identical on every rank); the slot stays 0, so they are
+/// the streams single-process runs have always used and old runs resume unchanged.
+const GLOBAL: u64 = 0;
 
 /// How a call to [`Trainer::train`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,17 +121,26 @@ fn check_fit(data: &Dataset, model: &ModelConfig, data_name: &str) -> Result<()>
 }
 
 impl Trainer {
-    /// Prepares the run `runs_dir/<config.name>`: a new one, or the existing one resumed from
-    /// its latest good checkpoint. Everything is checked before anything is written.
+    /// Prepares the run `runs_dir/<config.name>` for one process: a new one, or the existing
+    /// one resumed from its latest good checkpoint. Everything is checked before anything is
+    /// written.
     pub fn new(config: RunConfig, runs_dir: &Path, device: Device) -> Result<Self> {
+        Self::with_dist(config, runs_dir, Dist::single(device))
+    }
+
+    /// As [`Trainer::new`], as one rank of `dist`'s group (on `dist.device()`): every rank
+    /// checks the config and data and builds the network; rank 0 alone reads the latest
+    /// checkpoint, and its state (weights, EMA, Adam, step, data order, timestep-sampler
+    /// history) is broadcast to every rank; rank 0 alone writes the run directory.
+    pub fn with_dist(config: RunConfig, runs_dir: &Path, dist: Dist) -> Result<Self> {
         config.validate()?;
-        let world_size: usize =
-            std::env::var("WORLD_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-        let rank: usize = std::env::var("RANK").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        if world_size > 1 {
-            return Err(TrainError::Unsupported(format!(
-                "WORLD_SIZE={world_size}: multi-process training (c10d all-reduce) is not available yet; run one process"
-            )));
+        let (rank, world_size, device) = (dist.rank(), dist.world_size(), dist.device());
+        if !config.optim.batch_size.is_multiple_of(world_size) {
+            return Err(TrainError::Config(crate::config::ConfigError(format!(
+                "optim.batch_size = {} is the global batch, split over WORLD_SIZE = {world_size} \
+                 ranks: it must be a multiple of {world_size}",
+                config.optim.batch_size
+            ))));
         }
         if config.train.threads > 0 {
             tch::set_num_threads(config.train.threads as i32);
@@ -130,7 +155,7 @@ impl Trainer {
         }
 
         let (dataset, report) = ddpm_data::load(&config.data)?;
-        if report.skipped > 0 {
+        if report.skipped > 0 && rank == 0 {
             tracing::warn!(
                 "skipped {} unreadable image(s), e.g. {:?}",
                 report.skipped,
@@ -140,7 +165,7 @@ impl Trainer {
         check_fit(&dataset, &config.model, &config.data.dataset)?;
         let dataset = Arc::new(dataset);
         let model = TrainStep::new(&config, device)?;
-        let evaluator = Evaluator::for_run(&config, device)?;
+        let evaluator = if rank == 0 { Evaluator::for_run(&config, device)? } else { None };
         let timestep_sampler = TimestepSampler::new(
             config.diffusion.timestep_sampler,
             model.diffusion.num_timesteps(),
@@ -175,7 +200,10 @@ impl Trainer {
             tb: None,
             evals: None,
         };
-        trainer.resume()?;
+        if rank == 0 {
+            trainer.resume()?;
+        }
+        trainer.replicate(dist)?;
         if rank == 0 {
             let run = &trainer.run;
             let dir = run.checkpoints_dir();
@@ -193,6 +221,43 @@ impl Trainer {
             };
         }
         Ok(trainer)
+    }
+
+    /// Joins `dist`'s group with rank 0's state: the tensors through
+    /// [`TrainStep::replicate`], the step, data order and timestep-sampler history as host
+    /// values. Without a group, only keeps `dist`.
+    fn replicate(&mut self, dist: Dist) -> Result<()> {
+        if dist.backend().is_some() {
+            let h = dist.broadcast_i64s(&[
+                self.last_good_checkpoint.is_some() as i64,
+                self.step as i64,
+                self.loader_state.epoch as i64,
+                self.loader_state.position as i64,
+            ])?;
+            let sampler = serde_json::to_vec(&self.timestep_sampler).expect("serialises");
+            let sampler = dist.broadcast_bytes(&sampler)?;
+            if !dist.is_main() {
+                self.step = h[1] as u64;
+                self.last_good_checkpoint = (h[0] == 1).then_some(self.step);
+                self.loader_state = LoaderState { epoch: h[2] as u64, position: h[3] as u64 };
+                self.timestep_sampler = serde_json::from_slice(&sampler).map_err(|e| {
+                    TrainError::Unsupported(format!("rank 0's timestep sampler state: {e}"))
+                })?;
+                self.model.set_updates(self.step);
+                self.loader = Loader::new(
+                    self.dataset.clone(),
+                    Self::loader_options(&self.config, self.rank, self.world_size),
+                    self.loader_state,
+                )?;
+            }
+        }
+        self.model.replicate(dist)?;
+        Ok(())
+    }
+
+    /// The process group (one process without a launcher).
+    pub fn dist(&self) -> &Dist {
+        &self.model.dist
     }
 
     fn loader_options(config: &RunConfig, rank: usize, world_size: usize) -> LoaderOptions {
@@ -238,10 +303,15 @@ impl Trainer {
         Ok(())
     }
 
-    /// Writes `ckpt-<step>.safetensors` atomically and prunes all but the newest `keep_checkpoints`.
+    /// Writes `ckpt-<step>.safetensors` atomically and prunes all but the newest
+    /// `keep_checkpoints`: rank 0, once every rank has reached this point (every rank calls it).
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         let path = self.run.checkpoint_path(self.step);
+        self.model.dist.barrier()?;
         if self.rank != 0 {
+            // Rank 0 writes it; should that fail, rank 0 exits and the others learn it in
+            // their next collective.
+            self.last_good_checkpoint = Some(self.step);
             return Ok(path);
         }
         let m = &self.model;
@@ -263,23 +333,30 @@ impl Trainer {
     }
 
     /// Draws step `self.step`'s batch and timesteps and takes one [`TrainStep`]; returns its
-    /// outputs (on the device) and the timesteps.
-    fn train_step(&mut self) -> (StepOutput, Tensor) {
-        let (seed, rank) = (self.config.seed, self.rank as u64);
+    /// outputs (on the device) and this rank's timesteps. The per-example draws (timesteps,
+    /// importance weights, label dropout) are made for the whole global batch and this rank
+    /// keeps its rows.
+    fn train_step(&mut self) -> Result<(StepOutput, Tensor)> {
+        let (seed, rank, world) = (self.config.seed, self.rank, self.world_size);
         let batch = self.loader.next_batch();
         self.loader_state = batch.state_after;
         let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
         let b = shape[0] as usize;
+        let rows: Vec<usize> = (0..b).map(|j| global_row(rank, world, j)).collect();
         let x0 = Tensor::from_slice(&batch.x).view(shape.as_slice()).to_device(self.device);
 
-        let mut rng = SplitMix64::derived(seed, &[STREAM_TIMESTEPS, rank, self.step]);
-        let (ts, weights) = self.timestep_sampler.sample(b, &mut rng);
+        let mut rng = SplitMix64::derived(seed, &[STREAM_TIMESTEPS, GLOBAL, self.step]);
+        let (global_ts, global_weights) = self.timestep_sampler.sample(b * world, &mut rng);
+        let ts: Vec<usize> = rows.iter().map(|&k| global_ts[k]).collect();
+        let weights: Vec<f64> = rows.iter().map(|&k| global_weights[k]).collect();
         let y = match (self.model.net.num_classes(), &batch.labels) {
             (Some(null), Some(labels)) => {
                 let p = self.config.train.class_dropout;
+                let coins: Vec<f64> = (0..b * world).map(|_| rng.next_f64()).collect();
                 let dropped: Vec<i64> = labels
                     .iter()
-                    .map(|&l| if rng.next_f64() < p { null as i64 } else { l })
+                    .zip(&rows)
+                    .map(|(&l, &k)| if coins[k] < p { null as i64 } else { l })
                     .collect();
                 Some(Tensor::from_slice(&dropped).to_device(self.device))
             }
@@ -290,27 +367,55 @@ impl Trainer {
         let w = Tensor::from_slice(&weights).to_kind(Kind::Float).to_device(self.device);
         let lr = learning_rate(&self.config.optim, self.config.train.total_steps, self.step);
         let input = StepInput { x0: &x0, t: &t, weights: Some(&w), y: y.as_ref() };
-        let out = self.model.run(&input, derive_seed(seed, &[STREAM_TORCH, rank, self.step]), lr);
+        let step_seed = derive_seed(seed, &[STREAM_TORCH, GLOBAL, self.step]);
+        let out = self.model.run(&input, step_seed, lr)?;
         if self.timestep_sampler.kind == TimestepSamplerKind::LossSecondMoment {
             // Importance sampling learns from every step's losses (a host read per step, as in
-            // improved-diffusion's LossSecondMomentResampler).
-            let losses =
-                Vec::<f64>::try_from(out.per_example.to_kind(Kind::Double).to_device(Device::Cpu))
-                    .expect("f64 losses");
-            self.timestep_sampler.update(&ts, &losses);
+            // improved-diffusion's LossSecondMomentResampler), those of the whole global batch
+            // (one more collective per step), so every rank keeps the same history.
+            let losses = out.per_example.to_kind(Kind::Double);
+            let losses = if self.model.dist.backend().is_some() {
+                let index: Vec<i64> = rows.iter().map(|&k| k as i64).collect();
+                let all = Tensor::zeros([(b * world) as i64], (Kind::Double, self.device));
+                let index = Tensor::from_slice(&index).to_device(self.device);
+                let all = all.index_copy(0, &index, &losses);
+                self.model.dist.all_reduce_sum(std::slice::from_ref(&all))?;
+                all
+            } else {
+                losses
+            };
+            let losses = Vec::<f64>::try_from(losses.to_device(Device::Cpu)).expect("f64 losses");
+            self.timestep_sampler.update(&global_ts, &losses);
         }
         self.step += 1;
-        (out, t)
+        Ok((out, t))
+    }
+
+    /// Whether to stop, and whether the timed checkpoint is due, as every rank's flags say:
+    /// one all-reduce of two numbers per step under a group, so that a signal on any rank
+    /// stops all of them at the same step boundary.
+    fn agree(&self, stop: bool, timed: bool) -> Result<(bool, bool)> {
+        let dist = &self.model.dist;
+        if dist.backend().is_none() {
+            return Ok((stop, timed));
+        }
+        let flags =
+            Tensor::from_slice(&[stop as i32 as f32, timed as i32 as f32]).to_device(self.device);
+        dist.all_reduce_sum(std::slice::from_ref(&flags))?;
+        let v = Vec::<f32>::try_from(flags.to_device(Device::Cpu)).expect("f32 flags");
+        Ok((v[0] > 0.0, v[1] > 0.0))
     }
 
     /// Trains until the configured total or until `stop` is set (then checkpoints and returns).
+    /// Under a group every rank calls it; a stop on any rank stops all at the same step.
     pub fn train(&mut self, stop: &AtomicBool, progress: &mut dyn Progress) -> Result<Outcome> {
         let total = self.config.train.total_steps;
         let t = &self.config.train;
         let (log_every, sample_every, ckpt_every) =
             (t.log_every, t.sample_every, t.checkpoint_every);
         let ckpt_minutes = t.checkpoint_minutes;
-        let mut metrics = MetricsLog::open(&self.run, self.step)?;
+        let main = self.rank == 0;
+        let mut metrics = if main { Some(MetricsLog::open(&self.run, self.step)?) } else { None };
         let mut acc = Accumulator::new(self.device);
         let start = Instant::now();
         let mut interval_start = Instant::now();
@@ -323,13 +428,14 @@ impl Trainer {
             ));
         }
         while self.step < total {
-            let (out, t) = self.train_step();
+            let (out, t) = self.train_step()?;
             let steps = self.model.diffusion.num_timesteps();
             acc.add(self.step, &out.loss, &out.per_example, &t, steps, &out.grad_norm);
             let step = self.step;
             let at_end = step == total;
             if step.is_multiple_of(log_every) || at_end {
                 self.stop_if_not_finite(&acc, None)?;
+                acc.all_reduce(&self.model.dist)?;
                 let lr = learning_rate(&self.config.optim, total, step - 1);
                 let line = acc.take(
                     step,
@@ -349,7 +455,7 @@ impl Trainer {
                     line.images_per_s,
                     ddpm_cli::fmt_duration(remaining)
                 ));
-                if self.rank == 0 {
+                if let Some(metrics) = &mut metrics {
                     if let Some(tb) = &mut self.tb
                         && let Err(e) = tb.add_metrics(&line)
                     {
@@ -361,16 +467,27 @@ impl Trainer {
             } else {
                 progress.advance(step, None);
             }
-            let interrupted = stop.load(Ordering::SeqCst);
-            let timed = last_ckpt.elapsed().as_secs_f64() >= ckpt_minutes * 60.0;
-            if step.is_multiple_of(ckpt_every) || at_end || interrupted || timed {
+            let (interrupted, timed) = self.agree(
+                stop.load(Ordering::SeqCst),
+                last_ckpt.elapsed().as_secs_f64() >= ckpt_minutes * 60.0,
+            )?;
+            let checkpoint = step.is_multiple_of(ckpt_every) || at_end || interrupted || timed;
+            if checkpoint {
                 // Never write a checkpoint over a non-finite loss or non-finite weights.
                 self.stop_if_not_finite(&acc, Some(step))?;
                 let path = self.save_checkpoint()?;
                 last_ckpt = Instant::now();
                 progress.line(&format!("checkpoint {}", path.display()));
             }
-            if (sample_every > 0 && step.is_multiple_of(sample_every)) || at_end {
+            // Previews and evaluations are rank 0's alone, after a barrier (the checkpoint's
+            // when there is one); the other ranks go on and wait in the next step's collectives.
+            let eval_every = self.config.train.eval_every;
+            let preview_due = (sample_every > 0 && step.is_multiple_of(sample_every)) || at_end;
+            let eval_due = eval_every > 0 && (step.is_multiple_of(eval_every) || at_end);
+            if (preview_due || eval_due) && !checkpoint {
+                self.model.dist.barrier()?;
+            }
+            if main && preview_due {
                 progress.line(&format!(
                     "sampling the preview: {} images, {} {} steps",
                     self.config.train.sample_count,
@@ -386,8 +503,7 @@ impl Trainer {
                 progress.line(&format!("samples {}", preview.path.display()));
                 self.refresh_report();
             }
-            let eval_every = self.config.train.eval_every;
-            if eval_every > 0 && (step.is_multiple_of(eval_every) || at_end) {
+            if eval_due {
                 self.evaluate(progress)?;
             }
             if interrupted && !at_end {

@@ -7,6 +7,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ddpm_data::{DataConfig, Dataset};
+use ddpm_dist::{Dist, DistEnv, DistOptions};
 use ddpm_eval::inception::default_weights_path;
 use ddpm_eval::metrics::{Metrics, reference_from_images};
 use ddpm_eval::protocol::{self, EvalOptions, Measure, Protocol};
@@ -58,6 +59,17 @@ impl Common {
         ddpm_nets::parse_device(&self.device, "--device").map_err(anyhow::Error::msg)
     }
 
+    /// Under torchrun: this rank's device (cuda:LOCAL_RANK for CUDA) and its process group;
+    /// otherwise the device and a group of one.
+    fn rank(&self) -> Result<(Device, Dist)> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let env = DistEnv::from_env()?;
+        let device = env.device(&self.device, "--device").map_err(anyhow::Error::msg)?;
+        Ok((device, Dist::init(&env, device, DistOptions::default())?))
+    }
+
     fn inception(&self) -> PathBuf {
         self.inception.clone().unwrap_or_else(default_weights_path)
     }
@@ -89,6 +101,10 @@ struct FidArgs {
     num: Option<usize>,
     #[command(flatten)]
     sampler: SamplerArgs,
+    /// Images per sampling batch (default: 64 on the CPU, on CUDA the largest that fits). Each
+    /// rank of a torchrun job samples whole batches.
+    #[arg(long)]
+    sample_batch_size: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Sample with the raw weights instead of the EMA weights.
@@ -138,9 +154,12 @@ struct NllArgs {
     json: bool,
 }
 
-/// A progress callback over (done, of) images drawing one bar.
-fn bar_progress(what: &'static str) -> (ddpm_cli::ProgressBar, impl FnMut(usize, usize)) {
-    let pb = ddpm_cli::progress_bar(0, what);
+/// A progress callback over (done, of) images drawing one bar (hidden on ranks other than 0).
+fn bar_progress(
+    what: &'static str,
+    shown: bool,
+) -> (ddpm_cli::ProgressBar, impl FnMut(usize, usize)) {
+    let pb = if shown { ddpm_cli::progress_bar(0, what) } else { ddpm_cli::ProgressBar::hidden() };
     let handle = pb.clone();
     (pb, move |done: usize, of: usize| {
         handle.set_length(of as u64);
@@ -149,8 +168,10 @@ fn bar_progress(what: &'static str) -> (ddpm_cli::ProgressBar, impl FnMut(usize,
 }
 
 fn fid(a: FidArgs) -> Result<()> {
-    let dev = a.common.device()?;
-    let (pb, mut progress) = bar_progress("images");
+    // Under torchrun the ranks share the sampling and the Inception work; rank 0 reports.
+    let (dev, dist) = a.common.rank()?;
+    let main = dist.is_main();
+    let (pb, mut progress) = bar_progress("images", main);
     let (samples, measure, protocol, out_dir, reference) = match (&a.checkpoint, &a.samples) {
         (Some(ckpt), _) => {
             let (run, model) = open_model(ckpt, &a.common.runs_dir, dev, a.raw)
@@ -168,10 +189,18 @@ fn fid(a: FidArgs) -> Result<()> {
             let req =
                 SampleRequest { sampler, seed: a.seed, start: 0, n, labels, noise_file: None };
             let out = a.out.clone().unwrap_or_else(|| run.fid_dir(&req.fid_job_name()));
-            let manifest = req.manifest(&model, job::auto_batch(None, n, &model, dev));
-            tracing::info!("sampling {n} images with {} ({})", req.job_name(), out.display());
+            if a.sample_batch_size == Some(0) {
+                bail!("--sample-batch-size must be at least 1");
+            }
+            // Every rank must cut the same batches: rank 0's choice.
+            let batch = job::auto_batch(a.sample_batch_size, n, &model, dev);
+            let batch = dist.broadcast_i64s(&[batch as i64])?[0] as usize;
+            let manifest = req.manifest(&model, batch);
+            if main {
+                tracing::info!("sampling {n} images with {} ({})", req.job_name(), out.display());
+            }
             let job = JobOptions { out: out.clone(), pngs: false, bf16: false, graph: None };
-            let npz = job::run(&model, &manifest, &job, None, &mut |d| progress(d, n))?;
+            let npz = job::run_sharded(&model, &manifest, &job, None, &dist, &mut progress)?;
             let protocol = Protocol {
                 checkpoint: Some(model.checkpoint.display().to_string()),
                 checkpoint_step: Some(model.step),
@@ -206,8 +235,10 @@ fn fid(a: FidArgs) -> Result<()> {
         metrics: a.metrics.parse()?,
         ref_features: a.ref_features.clone(),
     };
-    let report = protocol::evaluate(&samples, &measure, &opts, protocol, &mut progress)?;
+    let report =
+        protocol::evaluate_sharded(&samples, &measure, &opts, protocol, &dist, &mut progress)?;
     pb.finish_and_clear();
+    let Some(report) = report else { return Ok(()) };
     for line in report.summary() {
         println!("{line}");
     }
@@ -226,7 +257,7 @@ fn fid_stats(a: StatsArgs) -> Result<()> {
     let net = FidInception::load(&weights, dev)?;
     let images = protocol::load_images(&a.data)?;
     let metrics = Metrics { fid: true, is: false, sfid: true, pr: a.features.is_some() };
-    let (pb, mut progress) = bar_progress("images");
+    let (pb, mut progress) = bar_progress("images", true);
     let n = images.size()[0] as usize;
     let r = reference_from_images(&net, &images, a.common.batch_size, metrics, &mut |d| {
         progress(d, n)
@@ -266,7 +297,7 @@ fn nll(a: NllArgs) -> Result<()> {
     let n = a.num.unwrap_or(set.n).min(set.n);
     let data = images::from_dataset(&set).narrow(0, 0, n as i64) * 2.0 - 1.0;
     tracing::info!("variational bound over {n} images, {} steps each", model.diffusion.steps);
-    let (pb, mut progress) = bar_progress("images");
+    let (pb, mut progress) = bar_progress("images", true);
     let r =
         ddpm_eval::nll::nll(&model, &data, a.common.batch_size, a.seed, &mut |d| progress(d, n))?;
     pb.finish_and_clear();

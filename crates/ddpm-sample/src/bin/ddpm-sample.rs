@@ -4,6 +4,7 @@
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
+use ddpm_dist::{Dist, DistEnv, DistOptions};
 use ddpm_sample::figure_request::{self, Figure, FigureRequest};
 use ddpm_sample::graph::GraphMode;
 use ddpm_sample::job::{self, JobOptions};
@@ -99,7 +100,10 @@ struct FigureArgs {
 }
 
 fn sample(a: SampleArgs) -> Result<()> {
-    let (run, model) = a.model.open()?;
+    // Under torchrun every rank samples its share of the batches into the same --out.
+    let env = DistEnv::from_env()?;
+    let device = env.device(&a.model.device, "--device").map_err(anyhow::Error::msg)?;
+    let (run, model) = a.model.open_on(device)?;
     let sampler = a.sampler.options(&run, &model)?;
     if a.num == 0 {
         bail!("-n must be at least 1");
@@ -119,33 +123,48 @@ fn sample(a: SampleArgs) -> Result<()> {
     let shape = model.net.sample_shape();
     let noise = req.noise_file.as_ref().map(|p| job::load_noise(p, a.num, &shape)).transpose()?;
     let dev = model.vs.device();
+    let dist = Dist::init(&env, dev, DistOptions::default())?;
+    // Every rank must cut the same batches: rank 0's choice (it may probe GPU memory).
     let batch = job::auto_batch(a.batch_size, a.num, &model, dev);
+    let batch = dist.broadcast_i64s(&[batch as i64])?[0] as usize;
     let out = a.out.unwrap_or_else(|| run.sample_job_dir(&req.job_name()));
-    tracing::info!(
-        "sampling {} images with {} ({} network evaluations each, batch {batch}) from {} (step {}, {}) on {dev:?}",
-        a.num,
-        req.sampler.kind.name(),
-        req.sampler.network_evaluations(),
-        model.checkpoint.display(),
-        model.step,
-        if model.ema { "EMA" } else { "raw" }
-    );
-    let bar = ddpm_cli::progress_bar(a.num as u64, "images");
+    let main = dist.is_main();
+    if main {
+        let ranks = match dist.backend() {
+            Some(b) => format!(", {} ranks over {b}", dist.world_size()),
+            None => String::new(),
+        };
+        tracing::info!(
+            "sampling {} images with {} ({} network evaluations each, batch {batch}) from {} (step {}, {}) on {dev:?}{ranks}",
+            a.num,
+            req.sampler.kind.name(),
+            req.sampler.network_evaluations(),
+            model.checkpoint.display(),
+            model.step,
+            if model.ema { "EMA" } else { "raw" }
+        );
+    }
+    let bar =
+        if main { ddpm_cli::progress_bar(0, "images") } else { ddpm_cli::ProgressBar::hidden() };
     let started = std::time::Instant::now();
     let graph = a.cuda_graph.then_some(GraphMode::Cuda);
     let job = JobOptions { out: out.clone(), pngs: !a.no_png, bf16: a.bf16, graph };
-    let npz = job::run(&model, &req.manifest(&model, batch), &job, noise.as_ref(), &mut |done| {
+    let manifest = req.manifest(&model, batch);
+    let npz = job::run_sharded(&model, &manifest, &job, noise.as_ref(), &dist, &mut |done, of| {
+        bar.set_length(of as u64);
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        "{} images in {secs:.1} s ({:.2} images/s): {}",
-        a.num,
-        a.num as f64 / secs,
-        npz.display()
-    );
-    println!("{}", out.display());
+    if main {
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            "{} images in {secs:.1} s ({:.2} images/s): {}",
+            a.num,
+            a.num as f64 / secs,
+            npz.display()
+        );
+        println!("{}", out.display());
+    }
     Ok(())
 }
 

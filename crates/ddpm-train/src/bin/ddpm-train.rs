@@ -89,7 +89,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let config = config.with_overrides(&overrides)?;
     let name = config.name.clone();
     ddpm_train::launch::train(config, &a.runs_dir)
-        .with_context(|| format!("preparing run {name:?} in {}", a.runs_dir.display()))?;
+        .with_context(|| format!("run {name:?} in {}", a.runs_dir.display()))?;
     Ok(())
 }
 
