@@ -154,7 +154,8 @@ pub fn run(
 
 /// Runs (or resumes) the job as one rank of `dist` (every rank calls it with the same
 /// arguments): this rank samples its share of the missing batches, rank 0 assembles
-/// `samples.npz` once every rank is done. `progress(done, of)` counts this rank's images.
+/// `samples.npz` once every rank is done. `progress(done, of)` counts this rank's images (rank
+/// 0's with the images of parts found on disk from an earlier run).
 /// Returns the path of `samples.npz`, which exists on return on every rank.
 pub fn run_sharded(
     model: &LoadedModel,
@@ -196,7 +197,15 @@ pub fn run_sharded(
     dist.barrier()?;
     let mine: Vec<usize> = missing[dist.shard(missing.len())].to_vec();
     let count_of = |k: usize| b.min(manifest.n - firsts[k]);
-    let of: usize = mine.iter().map(|&k| count_of(k)).sum();
+    // Rank 0 counts the parts found on disk as done (reported once, not sampled).
+    let found = match dist.is_main() {
+        true => manifest.n - missing.iter().map(|&k| count_of(k)).sum::<usize>(),
+        false => 0,
+    };
+    let of: usize = found + mine.iter().map(|&k| count_of(k)).sum::<usize>();
+    if found > 0 {
+        progress(found, of);
+    }
     if !mine.is_empty() {
         let diffusion = TensorDiffusion::from_config(&model.diffusion, device)?;
         let mut sampler = BatchSampler::new(
@@ -208,7 +217,7 @@ pub fn run_sharded(
             job.bf16,
             job.graph,
         )?;
-        let mut done = 0usize;
+        let mut done = found;
         for &k in &mine {
             let (first, count) = (firsts[k], count_of(k));
             let global_first = manifest.start + first as u64;
