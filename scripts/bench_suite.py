@@ -155,8 +155,8 @@ def section(ours, ref, a):
         f"### {'GPU' if gpu else 'CPU'}: {device_name(a.device)}, {a.threads} threads, measured {date}",
         "",
         f"Ours: `ddpm-bench`; reference: PyTorch {ref['torch']} eager (`scripts/bench_reference.py`): diffusers "
-        "`UNet2DModel` with the same configuration, `torch.optim.Adam` (PyTorch's default implementation for the device), "
-        "`clip_grad_norm_`, diffusers' `EMAModel`, `DDIMScheduler`, pytorch-fid. Same process settings, shapes and "
+        "`UNet2DModel` with the same configuration, " + ("`torch.optim.Adam(fused=True)`, `clip_grad_norm_`, diffusers' `EMAModel(foreach=True)`" if gpu else "`torch.optim.Adam` (PyTorch's default implementation on the CPU), `clip_grad_norm_`, diffusers' `EMAModel`") + ", "
+        "`DDIMScheduler`, pytorch-fid. Same process settings, shapes and "
         "thread count, measured in the same run, alternating the two sides for {rounds} round(s) and keeping each side's "
         "best. Ratio = our time / their time (below 1: we are faster).".format(rounds=a.rounds),
         "",

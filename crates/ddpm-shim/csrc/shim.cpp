@@ -123,6 +123,8 @@ char *ddpm_set_deterministic(int on) {
 
 // Counting ATen operator calls (every dispatcher call, nested ones included) between start and
 // stop: the host-side work a step costs, and on a GPU an upper bound on its kernel launches.
+// The callback is the calling thread's (PyTorch carries it into the work that thread starts, the
+// autograd engine's included), so calls of other threads of the process are not counted.
 static std::atomic<long long> g_op_count{0};
 static std::atomic<long long> g_top_count{0};
 static thread_local int t_depth = 0;
@@ -140,7 +142,7 @@ char *ddpm_op_counter_start() {
   GUARD({
     g_op_count = 0;
     g_top_count = 0;
-    g_op_handle = at::addGlobalCallback(
+    g_op_handle = at::addThreadLocalCallback(
         at::RecordFunctionCallback(&count_op, &end_op).scopes({at::RecordScope::FUNCTION}));
   })
 }

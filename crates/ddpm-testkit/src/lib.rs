@@ -63,11 +63,35 @@ pub fn run_json(script: &str, args: &[&str]) -> serde_json::Value {
 
 /// A fresh, empty temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_stale_temp_dirs);
     let dir =
         std::env::temp_dir().join(format!("ddpm-test-{}-{}-{name}", std::process::id(), unique()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// Removes the temporary folders of test processes that have ended (killed or failed tests
+/// leave theirs), once they are an hour old, so that repeated runs do not fill the disk.
+fn remove_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("ddpm-test-").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        let alive = std::path::Path::new("/proc").join(pid).exists();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        if !alive && old && pid.parse::<u32>().is_ok() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn unique() -> u64 {
