@@ -17,6 +17,8 @@ fn digits_config(name: &str) -> RunConfig {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/digits.toml");
     let mut c = RunConfig::load(&path).expect("configs/digits.toml");
     c.name = name.into();
+    // The fake runs end at step 2000, whatever the default job's length.
+    c.train.total_steps = 2000;
     c
 }
 
