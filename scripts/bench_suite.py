@@ -114,8 +114,8 @@ def dist_section(d, a):
         "GB/s is the gradient bytes over the time per step (algorithm bandwidth). On one machine's two cores the second "
         "process brings no new compute, so the scaling row shows what data parallelism costs (the all-reduce, and two "
         "half batches instead of one); on GPUs each process has its own device. The machine's load average was "
-        f"{d['load_before']:.1f} before and {d['load_after']:.1f} after the run (on {os.cpu_count()} cores): other "
-        "processes shared the cores, so these numbers are only as steady as that.",
+        f"{d['load_before']:.1f} before the run and {d['load_after']:.1f} after it (on {os.cpu_count()} cores; the "
+        "benchmark's own processes count in the second figure): a first figure near 0 means nothing else ran.",
         "",
     ]
     return "\n".join(lines)
