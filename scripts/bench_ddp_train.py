@@ -2,8 +2,8 @@
 diffusers' UNet2DModel in the CIFAR-10 layout (35.7M parameters) trained on this rank's share
 of --global-batch, wrapped in torch.nn.parallel.DistributedDataParallel (gloo on the CPU, nccl
 on CUDA, bucket_cap_mb=25) when launched by torchrun with more than one process, plain
-otherwise; eps-MSE loss, torch.optim.Adam, clip_grad_norm_(1.0) and diffusers' EMAModel, as
-bench_reference.py's training step.
+otherwise; eps-MSE loss, torch.optim.Adam, clip_grad_norm_(1.0) and diffusers' EMAModel: bench_reference.py's
+training step itself.
 
   python scripts/bench_ddp_train.py --threads 2 --global-batch 8
   torchrun --standalone --nproc-per-node 2 scripts/bench_ddp_train.py --threads 1 --global-batch 8
@@ -19,11 +19,9 @@ import time
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from diffusers.training_utils import EMAModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_reference import CIFAR, unet  # noqa: E402
+from bench_reference import CIFAR, train_step, unet  # noqa: E402
 
 
 def main():
@@ -45,24 +43,8 @@ def main():
     assert a.global_batch % world == 0, "--global-batch must be a multiple of the world size"
     torch.manual_seed(0)
     model = unet(CIFAR, device).train()
-    ema = EMAModel(model.parameters(), decay=0.9999)
-    net = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=25) if world > 1 else model
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4, eps=1e-8)
-    batch = a.global_batch // world
-    x0 = torch.randn(batch, 3, 32, 32, device=device)
-    ac = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0).to(device)
-
-    def step():
-        t = torch.randint(0, 1000, (batch,), device=device)
-        eps = torch.randn_like(x0)
-        al = ac[t].float().view(-1, 1, 1, 1)
-        x_t = al.sqrt() * x0 + (1 - al).sqrt() * eps
-        loss = F.mse_loss(net(x_t, t).sample.float(), eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema.step(model.parameters())
+    ddp = lambda m: torch.nn.parallel.DistributedDataParallel(m, bucket_cap_mb=25)  # noqa: E731
+    step = train_step(model, a.global_batch // world, device, wrap=ddp if world > 1 else (lambda m: m))
 
     def sync():
         if device.startswith("cuda"):

@@ -54,14 +54,15 @@ def timed(fn, device, seconds, warmup=3):
             return el / n
 
 
-def bench_train(cfg, batch, device, seconds, bf16):
-    torch.manual_seed(0)
-    model = unet(cfg, device).train()
-    # The fastest settings PyTorch offers for the device, as ours: one fused Adam kernel and
-    # multi-tensor EMA on CUDA; the CPU keeps PyTorch's defaults, as its rows say.
-    cuda = device == "cuda"
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4, eps=1e-8, fused=cuda or None)
+def train_step(model, batch, device, bf16=False, wrap=lambda m: m):
+    """One training step of `model` on `batch` images (eps-MSE, Adam, clipping, EMA), the network
+    called through `wrap(model)` (DistributedDataParallel in bench_ddp_train.py). The fastest
+    settings PyTorch offers for the device, as ours: one fused Adam kernel and multi-tensor EMA
+    on CUDA; the CPU keeps PyTorch's defaults, as its rows say."""
+    cuda = device.startswith("cuda")
     ema = EMAModel(model.parameters(), decay=0.9999, foreach=cuda)
+    net = wrap(model)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4, eps=1e-8, fused=cuda or None)
     x0 = torch.randn(batch, 3, 32, 32, device=device)
     ac = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0).to(device)
 
@@ -70,8 +71,8 @@ def bench_train(cfg, batch, device, seconds, bf16):
         eps = torch.randn_like(x0)
         a = ac[t].float().view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x_t, t).sample
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            out = net(x_t, t).sample
         loss = F.mse_loss(out.float(), eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -79,6 +80,13 @@ def bench_train(cfg, batch, device, seconds, bf16):
         opt.step()
         ema.step(model.parameters())
 
+    return step
+
+
+def bench_train(cfg, batch, device, seconds, bf16):
+    torch.manual_seed(0)
+    model = unet(cfg, device).train()
+    step = train_step(model, batch, device, bf16)
     s = timed(step, device, seconds)
     return {"seconds_per_step": s, "images_per_s": batch / s, "batch": batch,
             "params": sum(p.numel() for p in model.parameters())}

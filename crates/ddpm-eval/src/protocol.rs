@@ -291,24 +291,33 @@ pub fn reference(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<(Reference, String, String)>> {
     // Rank 0 reads what exists and decides; the others learn whether to help compute.
-    let (found, key) = match dist.is_main() {
+    let stored = match dist.is_main() {
         true => match stored_reference(spec, features, metrics, weights_sha) {
-            Ok(Stored::Found(r, desc, sha)) => (Ok(Some((r, desc, sha))), 1),
-            Ok(Stored::Compute(paths)) => (Err(paths), 2),
+            Ok(s) => Some(s),
             Err(e) => {
                 dist.broadcast_i64s(&[0])?;
                 return Err(e);
             }
         },
-        false => (Ok(None), 0),
+        false => None,
     };
-    match dist.broadcast_i64s(&[key])?[0] {
+    let code = match &stored {
+        Some(Stored::Found(..)) => 1,
+        Some(Stored::Compute { .. }) => 2,
+        None => 0,
+    };
+    match dist.broadcast_i64s(&[code])?[0] {
         0 => {
             return Err(EvalError::Samples(format!(
                 "rank 0 could not read the reference {spec} (its log says why)"
             )));
         }
-        1 => return Ok(found.ok().flatten()),
+        1 => {
+            return Ok(match stored {
+                Some(Stored::Found(r, desc, sha)) => Some((r, desc, sha)),
+                _ => None,
+            });
+        }
         _ => {}
     }
     let imgs = load_images(spec)?;
@@ -320,17 +329,21 @@ pub fn reference(
     // Everything the cache may be asked for later in the same pass: spatial statistics too.
     let needs = Needs { spatial: true, is: false, pool3_rows: metrics.pr };
     let f = inception_pass(net, &imgs, batch, dist, needs, progress)?;
-    let Err((stats_path, features_path)) = found else { return Ok(None) };
+    let Some(Stored::Compute { stats, features }) = stored else { return Ok(None) };
     let r = Reference { stats: Some(f.stats()?), features: f.pool3_rows };
-    r.save(&stats_path, metrics.pr.then_some(features_path.as_path()))?;
-    let desc = format!("{spec} (cached {})", stats_path.display());
-    Ok(Some((r, desc, sha256_file(&stats_path)?)))
+    r.save(&stats, metrics.pr.then_some(features.as_path()))?;
+    let desc = format!("{spec} (cached {})", stats.display());
+    Ok(Some((r, desc, sha256_file(&stats)?)))
 }
 
 /// What rank 0 finds for a reference: a usable one, or where to cache the one to compute.
 enum Stored {
     Found(Reference, String, String),
-    Compute((PathBuf, PathBuf)),
+    /// Where the statistics and the features are to be cached.
+    Compute {
+        stats: PathBuf,
+        features: PathBuf,
+    },
 }
 
 fn stored_reference(
@@ -378,7 +391,7 @@ fn stored_reference(
             return Ok(Stored::Found(r, desc, sha));
         }
     }
-    Ok(Stored::Compute((stats_path, features_path)))
+    Ok(Stored::Compute { stats: stats_path, features: features_path })
 }
 
 /// Images in [0, 1] from an `.npz`/`.npy` of samples, an image folder, or a data set.
