@@ -15,6 +15,9 @@
 #   nccl       the same config under `torchrun --nproc-per-node 1`: a one-rank NCCL process group
 #              (Gloo with DEVICE=cpu) whose gradient all-reduce runs every step; its checkpoint
 #              at the first interval equals the single-process one bit for bit
+#   nccl-timeout  an all-reduce queued behind GPU work longer than the group's timeout returns an
+#              error (NCCL's blocking wait is on, so a hung peer is named, not waited on); on the
+#              CPU the Gloo all-reduce must succeed (ddpm-check collective-timeout)
 #   adam       fused and per-tensor Adam agree within 1e-5 after 10 steps (ddpm-check)
 #   graph      a class-conditional model sampled with and without --cuda-graph gives the same
 #              images within 1e-3 (guidance on, so labels and both branches go through the graph)
@@ -122,6 +125,11 @@ nccl() {
     "$RUNS/resumed/checkpoints/ckpt-$(printf %09d "$CIFAR_STEPS").safetensors" --tol 0
 }
 step nccl "$OUT/nccl.log" nccl
+
+# 3c. NCCL failures are reported, not waited on: an all-reduce behind GPU work longer than the
+# group's timeout returns an error (TORCH_NCCL_BLOCKING_WAIT, set by ddpm-dist). One GPU cannot
+# lose a peer, so a dead rank under NCCL stays unchecked.
+step nccl-timeout "$OUT/nccl-timeout.log" bin ddpm-check collective-timeout --device "$DEVICE"
 
 # 4. Fused and per-tensor Adam.
 step adam "$OUT/adam.log" bin ddpm-check adam --device "$DEVICE"

@@ -63,9 +63,31 @@ impl DistEnv {
         }
     }
 
-    /// From this process's environment (torchrun's variables).
+    /// From this process's environment: torchrun's variables, or else those of a task that
+    /// `srun` started (see [`DistEnv::from_launcher_vars`]).
     pub fn from_env() -> Result<Self, EnvError> {
-        Self::from_vars(os_var)
+        Self::from_launcher_vars(os_var)
+    }
+
+    /// Which launcher started this process, from `var(name)`:
+    /// - torchrun (RANK or WORLD_SIZE set; also `srun torchrun ...`, whose workers torchrun
+    ///   describes): [`DistEnv::from_vars`];
+    /// - srun with more than one task and no torchrun (SLURM_JOB_ID, SLURM_PROCID and
+    ///   SLURM_NTASKS > 1): [`DistEnv::from_slurm_vars`], so `srun --ntasks-per-node=8
+    ///   ddpm-train train ...` forms one group of every task instead of starting independent
+    ///   trainers on one run directory; a task whose variables cannot describe the group is
+    ///   refused, naming the variable;
+    /// - otherwise a single process (a Slurm job of one task included).
+    pub fn from_launcher_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let torchrun = var("WORLD_SIZE").is_some() || var("RANK").is_some();
+        let slurm_tasks = match (var("SLURM_JOB_ID"), var("SLURM_PROCID"), var("SLURM_NTASKS")) {
+            (Some(_), Some(_), Some(n)) => parse("SLURM_NTASKS", &n)?,
+            _ => 1,
+        };
+        if !torchrun && slurm_tasks > 1 {
+            return Self::from_slurm_vars(var);
+        }
+        Self::from_vars(var)
     }
 
     /// From torchrun's variables as `var(name)` returns them.
@@ -600,6 +622,37 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(one, DistEnv::single());
+    }
+
+    /// Regression: the srun path was never called, so `srun --ntasks 4 ddpm-train` started
+    /// four independent trainers on one run directory. srun's tasks now form one group;
+    /// torchrun's variables win when both are set (`srun torchrun ...`), and a Slurm job of
+    /// one task is a single process.
+    #[test]
+    fn the_launcher_is_torchrun_or_srun_and_srun_tasks_form_one_group() {
+        let env = DistEnv::from_launcher_vars(vars(SLURM_2X2)).unwrap();
+        assert_eq!((env.rank, env.world_size, env.local_rank), (3, 4, 1));
+        assert!(env.rendezvous.is_some());
+        let mut both = SLURM_2X2.to_vec();
+        both.extend_from_slice(TORCHRUN_2);
+        let env = DistEnv::from_launcher_vars(vars(&both)).unwrap();
+        assert_eq!((env.rank, env.world_size, env.local_rank), (1, 2, 1));
+        assert!(env.rendezvous.as_ref().is_some_and(|r| r.agent_store), "torchrun's store");
+        let one = [("SLURM_JOB_ID", "7"), ("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1")];
+        assert_eq!(DistEnv::from_launcher_vars(vars(&one)).unwrap(), DistEnv::single());
+        assert_eq!(DistEnv::from_launcher_vars(vars(&[])).unwrap(), DistEnv::single());
+        // Several tasks whose variables cannot describe the group are refused, by name.
+        let no_local: Vec<_> =
+            SLURM_2X2.iter().copied().filter(|(k, _)| *k != "SLURM_LOCALID").collect();
+        let e = DistEnv::from_launcher_vars(vars(&no_local)).unwrap_err().to_string();
+        assert!(e.contains("SLURM_LOCALID"), "{e}");
+        let no_hosts: Vec<_> =
+            SLURM_2X2.iter().copied().filter(|(k, _)| *k != "SLURM_JOB_NODELIST").collect();
+        let e = DistEnv::from_launcher_vars(vars(&no_hosts)).unwrap_err().to_string();
+        assert!(e.contains("SLURM_NODELIST"), "{e}");
+        let bad = [("SLURM_JOB_ID", "7"), ("SLURM_PROCID", "0"), ("SLURM_NTASKS", "two")];
+        let e = DistEnv::from_launcher_vars(vars(&bad)).unwrap_err().to_string();
+        assert!(e.contains("SLURM_NTASKS=\"two\""), "{e}");
     }
 
     #[test]

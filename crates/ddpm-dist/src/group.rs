@@ -102,7 +102,14 @@ impl Dist {
         let store = root.prefixed(&env.store_prefix())?;
         let init = |source| DistError::Init { backend, rank, world_size, source };
         let pg = match device {
-            Device::Cuda(index) => ProcessGroup::nccl(&store, rank, world_size, timeout, index),
+            Device::Cuda(index) => {
+                if let Some((name, value)) = nccl_error_mode(|v| std::env::var(v).ok()) {
+                    // SAFETY: set once, before the NCCL group (whose constructor reads it) and
+                    // its watchdog threads exist; no other thread of ours reads the environment.
+                    unsafe { std::env::set_var(name, value) };
+                }
+                ProcessGroup::nccl(&store, rank, world_size, timeout, index)
+            }
             _ => ProcessGroup::gloo(&store, rank, world_size, timeout, &env.gloo_device),
         }
         .map_err(init)?;
@@ -391,6 +398,34 @@ impl Dist {
     }
 }
 
+/// How NCCL failures reach us, as `var(name)` has it: the variable to set before the group is
+/// made, or `None` when the user chose a mode.
+///
+/// `ProcessGroupNCCL`'s `Work::wait(timeout)` only orders the caller's stream after the
+/// collective's, and returns at once, unless `TORCH_NCCL_BLOCKING_WAIT=1`: then it blocks until
+/// the collective completes and throws when it failed or outlived the group's timeout (torch's
+/// documented behaviour; the constructor reads the variable). So we set it, and a dead or hung
+/// peer comes back from [`Dist`]'s collectives as an error naming the ranks, as on Gloo. Its
+/// cost: each wait holds the host until that collective is done (the gradient all-reduce once
+/// per step, before the optimiser, which needs it anyway). A user who sets
+/// `TORCH_NCCL_BLOCKING_WAIT` or `TORCH_NCCL_ASYNC_ERROR_HANDLING` (or their old `NCCL_`
+/// names) keeps that choice; under torch's default asynchronous error handling a failed or
+/// timed-out collective makes the watchdog abort the process instead, after the timeout, which
+/// torchrun then reports.
+pub fn nccl_error_mode(
+    var: impl Fn(&str) -> Option<String>,
+) -> Option<(&'static str, &'static str)> {
+    let chosen = [
+        "TORCH_NCCL_BLOCKING_WAIT",
+        "NCCL_BLOCKING_WAIT",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+        "NCCL_ASYNC_ERROR_HANDLING",
+    ]
+    .iter()
+    .any(|v| var(v).is_some());
+    (!chosen).then_some(("TORCH_NCCL_BLOCKING_WAIT", "1"))
+}
+
 /// The backend torch.distributed uses for a device type: Gloo for CPU tensors, NCCL for CUDA.
 pub fn backend_for(device: Device) -> Result<Backend> {
     match device {
@@ -418,6 +453,22 @@ pub fn shard(n: usize, rank: usize, world_size: usize) -> Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: nothing set NCCL's blocking wait, so `Work::wait` on NCCL returned at once
+    /// and a dead or hung peer was never named. It is set unless the user chose a mode.
+    #[test]
+    fn nccl_blocking_wait_is_set_unless_the_user_chose_an_error_mode() {
+        assert_eq!(nccl_error_mode(|_| None), Some(("TORCH_NCCL_BLOCKING_WAIT", "1")));
+        for chosen in [
+            "TORCH_NCCL_BLOCKING_WAIT",
+            "NCCL_BLOCKING_WAIT",
+            "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+            "NCCL_ASYNC_ERROR_HANDLING",
+        ] {
+            let var = |v: &str| (v == chosen).then(|| "0".to_string());
+            assert_eq!(nccl_error_mode(var), None, "{chosen}");
+        }
+    }
 
     #[test]
     fn shards_cover_every_item_once_in_rank_order() {

@@ -35,5 +35,5 @@ pub use buckets::{DEFAULT_BUCKET_CAP_BYTES, GradReducer};
 pub use ddpm_shim::dist::{Backend, GlooDevice};
 pub use env::{DEFAULT_MASTER_PORT, DistEnv, Rendezvous};
 pub use error::{DistError, EnvError, Result, SRUN_HINT, TORCHRUN_HINT};
-pub use group::{Dist, DistOptions, backend_for, shard};
+pub use group::{Dist, DistOptions, backend_for, nccl_error_mode, shard};
 pub use moments::FeatureMoments;

@@ -65,12 +65,13 @@ fn every_sampler_lands_on_the_swiss_roll() {
             labels: Labels::None,
             noise_file: None,
             sample_shape: vec![2],
+            bf16: false,
         };
         let out = runs.join(format!("s-{kind:?}-{steps}"));
         let npz = job::run(
             &model,
             &manifest,
-            &JobOptions { out, pngs: false, bf16: false, graph: None },
+            &JobOptions { out, pngs: false, graph: None },
             None,
             &mut |_| {},
         )

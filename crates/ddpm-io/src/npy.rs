@@ -126,6 +126,22 @@ pub fn to_bytes<T: Element>(shape: &[usize], values: &[T]) -> Vec<u8> {
     bytes
 }
 
+/// The `'shape': (...)` of a `.npy` header.
+fn header_shape(header: &str, origin: &Path) -> Result<Vec<usize>, NpyError> {
+    let shape_str = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split('(').nth(1))
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| err(origin, "no shape in the .npy header"))?;
+    shape_str
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| err(origin, format!("bad shape ({shape_str})"))))
+        .collect()
+}
+
 /// Parses a `.npy` file's bytes; `origin` names it in errors.
 pub fn parse<T: Element>(bytes: &[u8], origin: &Path) -> Result<Array<T>, NpyError> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
@@ -146,18 +162,7 @@ pub fn parse<T: Element>(bytes: &[u8], origin: &Path) -> Result<Array<T>, NpyErr
     if header.contains("'fortran_order': True") {
         return Err(err(origin, "Fortran-ordered arrays are not supported"));
     }
-    let shape_str = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split('(').nth(1))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| err(origin, "no shape in the .npy header"))?;
-    let shape: Vec<usize> = shape_str
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| err(origin, format!("bad shape ({shape_str})"))))
-        .collect::<Result<_, _>>()?;
+    let shape = header_shape(header, origin)?;
     let n = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
@@ -239,6 +244,32 @@ pub fn read<T: Element>(path: &Path, key: Option<&str>) -> Result<Array<T>, NpyE
 pub fn read_array(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
     let a = read::<f32>(path, Some(key))?;
     Ok((a.shape, a.values))
+}
+
+/// The shape of the array `key` of an `.npz` file, from its header alone (the values are not
+/// read, so this costs the same for 50,000 images as for one).
+pub fn npz_shape(path: &Path, key: &str) -> Result<Vec<usize>, NpyError> {
+    let file = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| err(path, format!("not an .npz file ({e})")))?;
+    let entry = format!("{key}.npy");
+    let names = entry_names(&zip);
+    let mut f = zip
+        .by_name(&entry)
+        .map_err(|_| err(path, format!("has no array {key:?} (it holds {})", names.join(", "))))?;
+    let mut head = vec![0u8; 12];
+    f.read_exact(&mut head).map_err(|_| err(path, format!("{entry}: truncated .npy header")))?;
+    let (hlen, start) = match (&head[..6] == MAGIC, head[6]) {
+        (true, 1) => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
+        (true, 2 | 3) => (u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize, 12),
+        _ => return Err(err(path, format!("{entry}: not a .npy array (bad magic or version)"))),
+    };
+    let mut rest = vec![0u8; (start + hlen).saturating_sub(12).min(1 << 20)];
+    f.read_exact(&mut rest).map_err(|_| err(path, format!("{entry}: truncated .npy header")))?;
+    head.extend(rest);
+    let header = std::str::from_utf8(&head[start..(start + hlen).min(head.len())])
+        .map_err(|_| err(path, format!("{entry}: bad .npy header")))?;
+    header_shape(header, &path.join(&entry))
 }
 
 /// The names of the arrays in an `.npz` file (without `.npy`).

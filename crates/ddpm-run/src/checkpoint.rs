@@ -203,11 +203,13 @@ impl Checkpoint {
         let file = TensorFile::open(path)?;
         let bad = |reason: String| RunError::Invalid { path: path.into(), reason };
         let get = |k: &str| file.metadata.get(k).map(String::as_str);
-        match get(meta::FORMAT) {
-            Some(FORMAT) => {
-                let stored = get(meta::CHECKSUM).ok_or_else(|| {
-                    bad(format!("damaged: a {FORMAT} checkpoint without its checksum"))
-                })?;
+        match (get(meta::FORMAT), get(meta::CHECKSUM)) {
+            (Some(FORMAT), None) => {
+                return Err(bad(format!("damaged: a {FORMAT} checkpoint without its checksum")));
+            }
+            // A file that carries a checksum is verified whatever its format says, so a v2 file
+            // whose `format` was changed to v1 cannot skip the check.
+            (Some(FORMAT | FORMAT_V1), Some(stored)) => {
                 let computed = checksum_of_file(&file);
                 if stored != computed {
                     return Err(bad(format!(
@@ -215,7 +217,7 @@ impl Checkpoint {
                     )));
                 }
             }
-            Some(FORMAT_V1) => {}
+            (Some(FORMAT_V1), None) => {}
             _ => return Err(bad(format!("not a {FORMAT} checkpoint"))),
         }
         let step = get(meta::STEP)
@@ -386,6 +388,33 @@ mod tests {
         std::fs::write(&damaged, &b).unwrap();
         let e = Checkpoint::open(&damaged).unwrap_err().to_string();
         assert!(e.contains("damaged: checksum"), "{e}");
+    }
+
+    /// Regression: a v2 file whose `format` was edited to say v1 was read unverified, so a
+    /// damaged tensor behind that edit loaded as if whole. A file with a `checksum` key is
+    /// always verified.
+    #[test]
+    fn a_v2_file_relabelled_v1_is_still_verified() {
+        let dir = ddpm_testkit::temp_dir("ckpt-relabel");
+        let path = dir.join("c.safetensors");
+        let meta = CheckpointMeta {
+            step: 3,
+            loader: LoaderState { epoch: 0, position: 0 },
+            timestep_sampler: None,
+            config: None,
+            source: None,
+        };
+        Checkpoint::write(&path, &store(1.0), &store(2.0), None, &meta).unwrap();
+        let mut b = std::fs::read(&path).unwrap();
+        let data_start = 8 + u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        let header = String::from_utf8_lossy(&b[8..data_start]).into_owned();
+        let at = 8 + header.find(FORMAT).expect("format in the header");
+        b[at..at + FORMAT_V1.len()].copy_from_slice(FORMAT_V1.as_bytes());
+        let last = b.len() - 1;
+        b[last] ^= 0x10;
+        std::fs::write(&path, &b).unwrap();
+        let e = Checkpoint::open(&path).unwrap_err().to_string();
+        assert!(e.contains("c.safetensors") && e.contains("damaged: checksum"), "{e}");
     }
 
     /// Files written before checksums (format v1) are still read.

@@ -137,19 +137,36 @@ impl RunDir {
         None
     }
 
-    /// Removes all but the newest `keep` checkpoints, and the temporary files that writers
-    /// killed mid-write left in the checkpoints folder (the trainer of a run is its only
-    /// writer; a crashed one leaves a checkpoint-sized file behind).
-    pub fn prune_checkpoints(&self, keep: usize) {
-        let all = self.list_checkpoints();
-        if all.len() > keep {
-            for (_, old) in &all[..all.len() - keep] {
-                let _ = std::fs::remove_file(old);
+    /// Keeps `written` (the checkpoint just written, known good) and the newest good
+    /// checkpoints before it, `keep` in all, and removes the other good ones and the temporary
+    /// files that writers killed mid-write left in the checkpoints folder (the trainer of a run
+    /// is its only writer; a crashed one leaves a checkpoint-sized file behind).
+    ///
+    /// A damaged checkpoint (one that [`Checkpoint::open`] refuses) never counts toward
+    /// `keep`: were it counted, resuming past a damaged newer file with `keep = 1` would
+    /// delete each new checkpoint as soon as it is written, and a crash would then restart
+    /// from step 0. Damaged files are left where they are (resume reports them and passes
+    /// over them; a later checkpoint of the same step replaces one atomically). Returns the
+    /// damaged files found.
+    pub fn prune_checkpoints(&self, keep: usize, written: &Path) -> Vec<RunError> {
+        let mut damaged = Vec::new();
+        let mut kept = 1;
+        for (_, path) in self.list_checkpoints().into_iter().rev() {
+            if path == written {
+                continue;
+            }
+            match Checkpoint::open(&path) {
+                Err(e) => damaged.push(e),
+                Ok(_) if kept < keep.max(1) => kept += 1,
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&path);
+                }
             }
         }
         for tmp in ddpm_io::stale_temporaries(&self.checkpoints_dir()) {
             let _ = std::fs::remove_file(tmp);
         }
+        damaged
     }
 
     /// One JSON line of training metrics per logging interval.

@@ -5,8 +5,8 @@
 use crate::error::Result;
 use crate::graph::{GraphMode, GraphedModel};
 use crate::guidance::GuidedModel;
-use crate::job::Labels;
 use crate::noise::ImageNoise;
+use crate::request::Labels;
 use crate::samplers::{self, SamplerOptions};
 use ddpm_core::rng::SplitMix64;
 use ddpm_core::tensor::TensorDiffusion;

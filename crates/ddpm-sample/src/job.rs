@@ -16,6 +16,9 @@
 use crate::batch::BatchSampler;
 use crate::error::{Result, SampleError, io};
 use crate::graph::GraphMode;
+use crate::guidance::GuidedModel;
+pub use crate::request::Labels;
+use crate::request::SampleRequest;
 use crate::samplers::SamplerOptions;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_dist::Dist;
@@ -24,20 +27,6 @@ use ddpm_run::LoadedModel;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
-
-/// Class labels for a conditional model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Labels {
-    /// Unconditional model (or the null class).
-    None,
-    /// Every image of this class.
-    Class(i64),
-    /// A class per image, drawn from the image's own seed.
-    Random,
-    /// Image i gets class i mod K: every class in turn (preview grids).
-    Cycle,
-}
 
 /// What defines a job's output: two runs with the same manifest produce the same files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +42,45 @@ pub struct Manifest {
     pub labels: Labels,
     pub noise_file: Option<String>,
     pub sample_shape: Vec<i64>,
+    /// bf16 autocast of the network (CUDA): it changes the images, so a resumed job never
+    /// mixes precisions. Absent in manifests written before it was recorded: f32.
+    #[serde(default)]
+    pub bf16: bool,
+}
+
+impl Manifest {
+    /// What defines `req`'s output, for `model` in batches of `batch_size`.
+    pub fn new(req: &SampleRequest, model: &LoadedModel, batch_size: usize) -> Self {
+        Manifest {
+            checkpoint: model.checkpoint.display().to_string(),
+            checkpoint_step: model.step,
+            ema: model.ema,
+            sampler: req.sampler.clone(),
+            seed: req.seed,
+            start: req.start,
+            n: req.n,
+            batch_size,
+            labels: req.labels.clone(),
+            noise_file: req.noise_file.as_ref().map(|p| p.display().to_string()),
+            sample_shape: model.net.sample_shape(),
+            bf16: req.bf16,
+        }
+    }
+
+    /// The manifest of the job already in `out`, if any (a damaged one is an error naming it).
+    pub fn read(out: &Path) -> Result<Option<Self>> {
+        let path = out.join("manifest.json");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|_| {
+                SampleError::Arg(format!(
+                    "{}: unreadable; remove it or choose another --out",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
 }
 
 /// Where and how to write.
@@ -60,7 +88,6 @@ pub struct Manifest {
 pub struct JobOptions {
     pub out: PathBuf,
     pub pngs: bool,
-    pub bf16: bool,
     /// Replay the network call from captured graphs (`--cuda-graph`: [`GraphMode::Cuda`]).
     pub graph: Option<GraphMode>,
 }
@@ -105,38 +132,88 @@ pub fn load_noise(path: &Path, n: usize, sample_shape: &[i64]) -> Result<Tensor>
     Ok(t)
 }
 
-/// Chooses a batch size: `requested`, or on the CPU 64, on CUDA the largest power of two up
-/// to 1024 (scaled for larger images) whose forward pass fits in memory.
+/// Chooses a batch size: `requested`, or on the CPU 64, or on CUDA the largest power of two
+/// up to 1024 (scaled for larger images) for which the network call the sampler really makes
+/// fits twice over: with `sampler`'s guidance the call runs both branches (`[x, x]`, twice the
+/// batch), with the labels of a conditional model, under bf16 autocast when asked; the factor
+/// of two is headroom for the sampler's own state (x, the x0 predictions a multistep solver
+/// keeps, the noise) and the allocator's fragmentation.
 pub fn auto_batch(
     requested: Option<usize>,
     n: usize,
     model: &LoadedModel,
-    device: Device,
+    sampler: &SamplerOptions,
+    bf16: bool,
 ) -> usize {
     if let Some(b) = requested {
         return b.max(1).min(n.max(1));
     }
+    let device = model.vs.device();
     if !device.is_cuda() {
         return 64.min(n.max(1));
     }
     let shape = model.net.sample_shape();
     let pixels: i64 = shape.iter().skip(1).product::<i64>().max(1);
-    let mut b = ((1024 * 1024) / pixels).clamp(1, 1024) as usize;
-    while b > 1 {
-        let mut full = vec![b as i64];
-        full.extend(&shape);
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let max = ((1024 * 1024) / pixels).clamp(1, 1024) as usize;
+    let guided = GuidedModel::new(&model.net, sampler.guidance_scale, bf16);
+    let fits = |b: usize| {
+        let rows = PROBE_HEADROOM * b;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _g = tch::no_grad_guard();
+            let mut full = vec![rows as i64];
+            full.extend(&shape);
             let x = Tensor::zeros(full.as_slice(), (Kind::Float, device));
-            let t = Tensor::zeros([b as i64], (Kind::Float, device));
-            let _ = model.net.forward_t(&x, &t, None, false);
-        }));
-        if ok.is_ok() {
-            break;
-        }
+            let t = Tensor::zeros([rows as i64], (Kind::Float, device));
+            let y = model
+                .net
+                .num_classes()
+                .map(|_| Tensor::zeros([rows as i64], (Kind::Int64, device)));
+            let _ = guided.output(&x, &t, y.as_ref());
+        }))
+        .is_ok()
+    };
+    largest_batch(max, fits).min(n.max(1))
+}
+
+/// How many times the batch a probe runs through the network call (see [`auto_batch`]).
+const PROBE_HEADROOM: usize = 2;
+
+/// The largest of max, max/2, ..., 1 for which `fits` holds (1 if none does).
+fn largest_batch(max: usize, mut fits: impl FnMut(usize) -> bool) -> usize {
+    let mut b = max.max(1);
+    while b > 1 && !fits(b) {
         b /= 2;
     }
-    b.min(n.max(1))
+    b
+}
+
+/// Samples `req` from `model` into `job.out` as one rank of `dist` (every rank calls it with
+/// the same arguments): the one way a checkpoint is sampled, by `ddpm-sample`, `ddpm-eval fid
+/// --checkpoint` and the trainer's previews and evaluations. The batch size is `batch_size`,
+/// or for a job already begun in `job.out` the one it was begun with (its parts are cut by
+/// it), or else rank 0's [`auto_batch`], broadcast so that every rank cuts the same batches.
+/// Returns `samples.npz` and the manifest.
+pub fn sample_checkpoint(
+    model: &LoadedModel,
+    req: &SampleRequest,
+    batch_size: Option<usize>,
+    job: &JobOptions,
+    noise_x_t: Option<&Tensor>,
+    dist: &Dist,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(PathBuf, Manifest)> {
+    let batch = match batch_size {
+        Some(b) => b.max(1).min(req.n.max(1)),
+        None if dist.is_main() => match Manifest::read(&job.out)? {
+            Some(old) if old == Manifest::new(req, model, old.batch_size) => old.batch_size,
+            _ => auto_batch(None, req.n, model, &req.sampler, req.bf16),
+        },
+        None => 0,
+    };
+    let batch = dist.broadcast_i64s(&[batch as i64])?[0] as usize;
+    let manifest = Manifest::new(req, model, batch);
+    let npz = run_sharded(model, &manifest, job, noise_x_t, dist, progress)?;
+    Ok((npz, manifest))
 }
 
 /// Runs (or resumes) the job in this process; `progress(images_done)` after each batch.
@@ -169,22 +246,26 @@ pub fn run_sharded(
     let out = &job.out;
     std::fs::create_dir_all(out.join("parts")).map_err(io(out))?;
     let manifest_path = out.join("manifest.json");
-    if let Ok(text) = std::fs::read_to_string(&manifest_path) {
-        let old: Manifest = serde_json::from_str(&text).map_err(|_| {
-            SampleError::Arg(format!(
-                "{}: unreadable; remove it or choose another --out",
-                manifest_path.display()
-            ))
-        })?;
-        if &old != manifest {
+    let npz = out.join("samples.npz");
+    match Manifest::read(out)? {
+        Some(old) if &old != manifest => {
             return Err(SampleError::Arg(format!(
                 "{} holds samples of a different job; choose another --out (or delete it)",
                 out.display()
             )));
         }
-    } else if dist.is_main() {
-        let text = serde_json::to_string_pretty(manifest).expect("serialises");
-        ddpm_io::write_atomic(&manifest_path, text.as_bytes()).map_err(io(&manifest_path))?;
+        // A finished job: samples.npz is written last (atomically, after every part), so
+        // its presence beside the same manifest means every image is in it.
+        Some(_) if npz_holds(&npz, manifest)? => {
+            progress(manifest.n, manifest.n);
+            return Ok(npz);
+        }
+        Some(_) => {}
+        None if dist.is_main() => {
+            let text = serde_json::to_string_pretty(manifest).expect("serialises");
+            ddpm_io::write_atomic(&manifest_path, text.as_bytes()).map_err(io(&manifest_path))?;
+        }
+        None => {}
     }
     let shape = manifest.sample_shape.clone();
     let b = manifest.batch_size.max(1);
@@ -214,7 +295,7 @@ pub fn run_sharded(
             manifest.sampler.clone(),
             manifest.seed,
             manifest.labels.clone(),
-            job.bf16,
+            manifest.bf16,
             job.graph,
         )?;
         let mut done = found;
@@ -242,7 +323,6 @@ pub fn run_sharded(
         }
     }
     dist.barrier()?;
-    let npz = out.join("samples.npz");
     if dist.is_main() {
         if let Some(gone) = parts.iter().find(|p| !p.exists()) {
             return Err(SampleError::Arg(format!(
@@ -260,6 +340,25 @@ pub fn run_sharded(
     // samples.npz exists for every rank from here on.
     dist.barrier()?;
     Ok(npz)
+}
+
+/// Whether `npz` is a finished job's `samples.npz`: n images of the manifest's shape (a file of
+/// another shape is refused by name rather than taken or overwritten).
+fn npz_holds(npz: &Path, manifest: &Manifest) -> Result<bool> {
+    if !npz.exists() {
+        return Ok(false);
+    }
+    let shape = npy::npz_shape(npz, "samples")?;
+    let mut want = vec![manifest.n];
+    want.extend(manifest.sample_shape.iter().map(|&d| d as usize));
+    if shape != want {
+        return Err(SampleError::Arg(format!(
+            "{}: array samples has shape {shape:?}, the job's manifest says {want:?}; remove it \
+             or choose another --out",
+            npz.display()
+        )));
+    }
+    Ok(true)
 }
 
 /// Streams `parts` (npy files whose first dimensions add up to `shape[0]`) into `out` as its

@@ -4,11 +4,25 @@
 
 use crate::config::SamplingConfig;
 use crate::error::{Result, SampleError};
-use crate::job::{Labels, Manifest};
 use crate::samplers::{ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};
 use ddpm_core::ModelVar;
 use ddpm_run::{LoadedModel, RunDir};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+/// Class labels for a conditional model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Labels {
+    /// Unconditional model (or the null class).
+    None,
+    /// Every image of this class.
+    Class(i64),
+    /// A class per image, drawn from the image's own seed.
+    Random,
+    /// Image i gets class i mod K: every class in turn (preview grids).
+    Cycle,
+}
 
 /// The model to sample from, as both binaries take it.
 #[derive(Debug, Clone, clap::Args)]
@@ -191,6 +205,8 @@ pub struct SampleRequest {
     pub n: usize,
     pub labels: Labels,
     pub noise_file: Option<PathBuf>,
+    /// bf16 autocast of the network on CUDA (`--bf16`).
+    pub bf16: bool,
 }
 
 impl SampleRequest {
@@ -202,22 +218,5 @@ impl SampleRequest {
     /// The folder name of an FID evaluation: `<sampler>-<steps>-n<n>-seed<seed>`.
     pub fn fid_job_name(&self) -> String {
         format!("{}-{}-n{}-seed{}", self.sampler.kind.name(), self.sampler.steps, self.n, self.seed)
-    }
-
-    /// What defines the job's output, for `model` in batches of `batch_size`.
-    pub fn manifest(&self, model: &LoadedModel, batch_size: usize) -> Manifest {
-        Manifest {
-            checkpoint: model.checkpoint.display().to_string(),
-            checkpoint_step: model.step,
-            ema: model.ema,
-            sampler: self.sampler.clone(),
-            seed: self.seed,
-            start: self.start,
-            n: self.n,
-            batch_size,
-            labels: self.labels.clone(),
-            noise_file: self.noise_file.as_ref().map(|p| p.display().to_string()),
-            sample_shape: model.net.sample_shape(),
-        }
     }
 }

@@ -108,11 +108,12 @@ fn an_interrupted_job_resumes_where_it_stopped() {
         labels: Labels::None,
         noise_file: None,
         sample_shape: model.net.sample_shape(),
+        bf16: false,
     };
     let dir = temp_dir("sample-resume");
-    let whole = JobOptions { out: dir.join("whole"), pngs: false, bf16: false, graph: None };
+    let whole = JobOptions { out: dir.join("whole"), pngs: false, graph: None };
     job::run(&model, &manifest, &whole, None, &mut |_| {}).unwrap();
-    let cut = JobOptions { out: dir.join("cut"), pngs: false, bf16: false, graph: None };
+    let cut = JobOptions { out: dir.join("cut"), pngs: false, graph: None };
     // Stop after the first batch, as a kill would.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         job::run(&model, &manifest, &cut, None, &mut |done| {
@@ -135,6 +136,59 @@ fn an_interrupted_job_resumes_where_it_stopped() {
     other.seed = 2;
     let e = job::run(&model, &other, &cut, None, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("different job"), "{e}");
+}
+
+/// Regressions of the job's manifest and of finished jobs, through the one call every caller
+/// uses (`job::sample_checkpoint`): the manifest omitted `--bf16`, so a resumed job could mix
+/// precisions; it recorded the auto-probed batch size, so a rerun whose probe chose another
+/// was refused; and a finished job sampled everything again on rerun.
+#[test]
+fn a_finished_job_is_not_resampled_and_precision_but_not_the_probe_defines_a_job() {
+    let runs = trained();
+    let model =
+        load_model(&RunDir::resolve("tiny", &runs).unwrap(), tch::Device::Cpu, true).unwrap();
+    let mut sampler = SamplerOptions::new(SamplerKind::Ddpm, 100);
+    sampler.steps = 5;
+    let req = ddpm_sample::SampleRequest {
+        sampler,
+        seed: 4,
+        start: 0,
+        n: 6,
+        labels: Labels::None,
+        noise_file: None,
+        bf16: false,
+    };
+    let dir = temp_dir("sample-job-manifest");
+    let job = JobOptions { out: dir.join("job"), pngs: true, graph: None };
+    let single = ddpm_dist::Dist::single(tch::Device::Cpu);
+    let run = |req: &ddpm_sample::SampleRequest, batch: Option<usize>| {
+        let mut reports = Vec::new();
+        job::sample_checkpoint(&model, req, batch, &job, None, &single, &mut |d, of| {
+            reports.push((d, of))
+        })
+        .map(|(npz, m)| (npz, m, reports))
+    };
+    let (npz, m, _) = run(&req, Some(3)).unwrap();
+    assert_eq!(m.batch_size, 3);
+    let first = std::fs::read(&npz).unwrap();
+    // Rerun of the finished job, batch size left to the probe (64 on the CPU): nothing is
+    // sampled (no image is written again), the batches it was begun with are kept, and
+    // samples.npz is untouched.
+    std::fs::remove_dir_all(job.out.join("images")).unwrap();
+    let (npz, m, reports) = run(&req, None).unwrap();
+    assert_eq!(m.batch_size, 3, "the job's own batch size, not a new probe");
+    assert_eq!(reports, vec![(6, 6)]);
+    assert!(!job.out.join("images").exists(), "a finished job was sampled again");
+    assert_eq!(std::fs::read(&npz).unwrap(), first);
+    // The same job in bf16 is another job.
+    let bf16 = ddpm_sample::SampleRequest { bf16: true, ..req.clone() };
+    let e = run(&bf16, None).unwrap_err().to_string();
+    assert!(e.contains("different job"), "{e}");
+    // An interrupted job resumed with the probe's batch size keeps its own.
+    std::fs::remove_file(&npz).unwrap();
+    let (_, m, _) = run(&req, None).unwrap();
+    assert_eq!(m.batch_size, 3);
+    assert_eq!(std::fs::read(&npz).unwrap(), first);
 }
 
 fn fails(runs: &Path, args: &[&str], needle: &str) {

@@ -63,12 +63,13 @@ fn manifest(model: &LoadedModel, labels: Labels) -> Manifest {
         labels,
         noise_file: None,
         sample_shape: model.net.sample_shape(),
+        bf16: false,
     }
 }
 
 fn samples(model: &LoadedModel, m: &Manifest, graph: Option<GraphMode>, dir: &str) -> Vec<f32> {
     let out = ddpm_testkit::temp_dir(dir);
-    let opts = JobOptions { out: out.clone(), pngs: false, bf16: false, graph };
+    let opts = JobOptions { out: out.clone(), pngs: false, graph };
     let npz = job::run(model, m, &opts, None, &mut |_| {}).unwrap();
     npy::read_array(&npz, "samples").unwrap().1
 }

@@ -185,12 +185,19 @@ char *ddpm_graph_capture_begin(void *g) {
   })
 }
 
+// Ends the capture; the caller's stream and autocast's cache come back even when capture_end
+// throws (a capture invalidated by an op that failed inside it), so a failed capture leaves the
+// process able to run CUDA work and to capture again.
 char *ddpm_graph_capture_end(void *g) {
   GUARD({
     auto *gr = static_cast<ddpm_graph *>(g);
+    struct Restore {
+      ~Restore() {
+        at::autocast::set_autocast_cache_enabled(true);
+        c10::cuda::setCurrentCUDAStream(c10::cuda::getDefaultCUDAStream());
+      }
+    } restore;
     gr->graph.capture_end();
-    at::autocast::set_autocast_cache_enabled(true);
-    c10::cuda::setCurrentCUDAStream(c10::cuda::getDefaultCUDAStream());
     gr->stream.synchronize();
   })
 }

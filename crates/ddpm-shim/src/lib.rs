@@ -257,12 +257,18 @@ impl CudaGraph {
         Ok(Self { raw })
     }
 
-    /// Captures the kernels `f` launches (on the graph's side stream).
+    /// Captures the kernels `f` launches (on the graph's side stream). Panic-safe: when `f`
+    /// panics (tch ops panic on failure), the capture is ended before the panic goes on, so
+    /// the side stream does not stay current and later CUDA work (another capture included)
+    /// still runs.
     pub fn capture<R>(&mut self, f: impl FnOnce() -> R) -> Result<R, ShimError> {
         check(unsafe { ddpm_graph_capture_begin(self.raw) })?;
-        let r = f();
-        check(unsafe { ddpm_graph_capture_end(self.raw) })?;
-        Ok(r)
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let ended = check(unsafe { ddpm_graph_capture_end(self.raw) });
+        match r {
+            Ok(r) => ended.map(|()| r),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     pub fn replay(&self) -> Result<(), ShimError> {
@@ -366,5 +372,20 @@ mod tests {
             let got = Vec::<f32>::try_from(y.to_device(Device::Cpu)).unwrap();
             assert_eq!(got, vec![2.0 * v + 1.0; 4], "replay after x = {v}");
         }
+        // Regression: a panic inside the captured function left the capture open (the side
+        // stream current), so every later CUDA call failed. It is ended, and the next capture
+        // works.
+        let mut broken = CudaGraph::new().unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            broken.capture(|| panic!("an op failed inside the capture"))
+        }));
+        assert!(r.is_err());
+        let z = (&x + 1.0).to_device(Device::Cpu);
+        assert_eq!(Vec::<f32>::try_from(z).unwrap(), vec![-0.5; 4], "CUDA work after the panic");
+        let mut again = CudaGraph::new().unwrap();
+        again.capture(|| y.shallow_clone().copy_(&(&x * 3.0))).unwrap();
+        again.replay().unwrap();
+        tch::Cuda::synchronize(0);
+        assert_eq!(Vec::<f32>::try_from(y.to_device(Device::Cpu)).unwrap(), vec![-4.5; 4]);
     }
 }

@@ -46,25 +46,87 @@ pub fn spawn_ranks<S: AsRef<OsStr>>(
     dir: &Path,
     envs: &[(&str, &str)],
 ) -> Ranks {
-    let port = free_port();
+    let port = free_port().to_string();
+    spawn_with(exe, args, world, dir, envs, |rank| {
+        vec![
+            ("RANK", rank.to_string()),
+            ("WORLD_SIZE", world.to_string()),
+            ("LOCAL_RANK", rank.to_string()),
+            ("LOCAL_WORLD_SIZE", world.to_string()),
+            ("MASTER_ADDR", "127.0.0.1".into()),
+            ("MASTER_PORT", port.clone()),
+        ]
+    })
+}
+
+/// As [`spawn_ranks`], with the variables `srun --ntasks=world` gives its tasks on one node
+/// (SLURM_JOB_ID, SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID,
+/// SLURM_TASKS_PER_NODE, SLURM_JOB_NODELIST) and MASTER_PORT, and none of torchrun's.
+pub fn spawn_srun_tasks<S: AsRef<OsStr>>(
+    exe: &Path,
+    args: &[S],
+    world: usize,
+    dir: &Path,
+    envs: &[(&str, &str)],
+) -> Ranks {
+    let port = free_port().to_string();
+    spawn_with(exe, args, world, dir, envs, |rank| {
+        vec![
+            ("SLURM_JOB_ID", "4242".into()),
+            ("SLURM_PROCID", rank.to_string()),
+            ("SLURM_NTASKS", world.to_string()),
+            ("SLURM_LOCALID", rank.to_string()),
+            ("SLURM_NODEID", "0".into()),
+            ("SLURM_TASKS_PER_NODE", world.to_string()),
+            ("SLURM_JOB_NODELIST", "localhost".into()),
+            ("MASTER_PORT", port.clone()),
+        ]
+    })
+}
+
+const LAUNCHER_VARS: &[&str] = &[
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TORCHELASTIC_USE_AGENT_STORE",
+    "TORCHELASTIC_RESTART_COUNT",
+    "GLOO_SOCKET_IFNAME",
+    "SLURM_JOB_ID",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "SLURM_NTASKS_PER_NODE",
+    "SLURM_LOCALID",
+    "SLURM_NODEID",
+    "SLURM_TASKS_PER_NODE",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NODELIST",
+];
+
+fn spawn_with<S: AsRef<OsStr>>(
+    exe: &Path,
+    args: &[S],
+    world: usize,
+    dir: &Path,
+    envs: &[(&str, &str)],
+    launcher: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> Ranks {
     let mut children = Vec::new();
     let mut logs = Vec::new();
     for rank in 0..world {
         let log = dir.join(format!("rank{rank}.log"));
         let file = std::fs::File::create(&log).expect("rank log");
-        let child = Command::new(exe)
-            .args(args)
-            .env("RANK", rank.to_string())
-            .env("WORLD_SIZE", world.to_string())
-            .env("LOCAL_RANK", rank.to_string())
-            .env("LOCAL_WORLD_SIZE", world.to_string())
-            .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string())
+        let mut cmd = Command::new(exe);
+        cmd.args(args);
+        for v in LAUNCHER_VARS {
+            cmd.env_remove(v);
+        }
+        let child = cmd
+            .envs(launcher(rank))
             .env("OMP_NUM_THREADS", "1")
             .env("RUST_LOG", "info")
-            .env_remove("TORCHELASTIC_USE_AGENT_STORE")
-            .env_remove("TORCHELASTIC_RESTART_COUNT")
-            .env_remove("GLOO_SOCKET_IFNAME")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log handle"))

@@ -92,18 +92,24 @@ pub struct EvalLog {
 
 impl EvalLog {
     /// Opens the log of a run, keeping the lines up to `step` (a resumed run drops what it
-    /// logged after its checkpoint); rewrites the file atomically when it drops any.
+    /// logged after its checkpoint); rewrites the file atomically when it is not exactly those
+    /// lines, so that a torn last line of a crash is dropped here rather than glued to the
+    /// next line appended (which would make readers skip that evaluation too).
     pub fn open(run: &ddpm_run::RunDir, step: u64) -> std::io::Result<Self> {
         let path = run.eval_log_path();
-        let all = read_evals(&path)?;
-        let n = all.len();
-        let lines: Vec<EvalLine> = all.into_iter().filter(|l| l.step <= step).collect();
-        if lines.len() != n {
-            let mut text = String::new();
-            for l in &lines {
-                text.push_str(&serde_json::to_string(l).expect("eval lines serialise"));
-                text.push('\n');
-            }
+        let old = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let lines: Vec<EvalLine> =
+            read_evals(&path)?.into_iter().filter(|l| l.step <= step).collect();
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(&serde_json::to_string(l).expect("eval lines serialise"));
+            text.push('\n');
+        }
+        if old.is_some_and(|old| old != text) {
             ddpm_io::write_atomic(&path, text.as_bytes())?;
         }
         Ok(Self { path, lines })
@@ -188,6 +194,28 @@ mod tests {
         assert_eq!(log.lines().len(), 2);
         assert_eq!(read_evals(&log.path).unwrap(), log.lines());
         assert!(std::fs::read_to_string(&log.path).unwrap().ends_with("}\n"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression: a torn last line from a crash, resumed at a step past every logged line,
+    /// stayed in the file, and the next evaluation's line was appended to it, so readers
+    /// skipped that evaluation too.
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_evaluation() {
+        let dir = ddpm_testkit::temp_dir("eval-log-torn");
+        let run = ddpm_run::RunDir::new(&dir);
+        let mut log = EvalLog::open(&run, 0).unwrap();
+        log.append(EvalLine::new(500, "digits_fd", 5.0)).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log.path)
+            .unwrap()
+            .write_all(b"{\"step\":1000,\"met")
+            .unwrap();
+        let mut log = EvalLog::open(&run, 1000).unwrap();
+        log.append(EvalLine::new(1000, "digits_fd", 4.0)).unwrap();
+        let steps: Vec<u64> = read_evals(&log.path).unwrap().iter().map(|l| l.step).collect();
+        assert_eq!(steps, vec![500, 1000]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

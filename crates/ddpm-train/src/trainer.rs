@@ -317,7 +317,11 @@ impl Trainer {
         let m = &self.model;
         Checkpoint::write(&path, &m.vs, &m.ema_vs, Some(m.adam.moments()), &self.meta())?;
         self.last_good_checkpoint = Some(self.step);
-        self.run.prune_checkpoints(self.config.train.keep_checkpoints);
+        for e in self.run.prune_checkpoints(self.config.train.keep_checkpoints, &path) {
+            tracing::warn!(
+                "a damaged checkpoint does not count toward train.keep_checkpoints: {e}"
+            );
+        }
         Ok(path)
     }
 

@@ -59,6 +59,35 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_last_good_one() {
     assert_eq!(t.step, 5, "resumed from the last good checkpoint");
 }
 
+/// Regression: pruning counted a damaged newer checkpoint toward `keep_checkpoints`, so after
+/// resuming past it with `keep_checkpoints = 1` every new checkpoint was deleted as soon as it
+/// was written, and the next crash restarted the run from step 0.
+#[test]
+fn a_damaged_newer_checkpoint_never_counts_toward_keep_so_new_ones_survive() {
+    let runs = ddpm_testkit::temp_dir("ckpt-prune-damaged");
+    let mut c = tiny_config();
+    c.train.total_steps = 4;
+    c.train.checkpoint_every = 2;
+    c.train.keep_checkpoints = 1;
+    Trainer::new(c.clone(), &runs, Device::Cpu)
+        .unwrap()
+        .train(&no_stop(), &mut ddpm_train::LogProgress)
+        .unwrap();
+    let run = RunDir::new(runs.join("tiny"));
+    // A damaged file from later in the run (say, cut by a full disk) beside the good step 4.
+    let bytes = std::fs::read(run.checkpoint_path(4)).unwrap();
+    std::fs::write(run.checkpoint_path(50), &bytes[..bytes.len() / 3]).unwrap();
+    c.train.total_steps = 8;
+    let mut t = Trainer::new(c.clone(), &runs, Device::Cpu).unwrap();
+    assert_eq!(t.step, 4);
+    t.train(&no_stop(), &mut ddpm_train::LogProgress).unwrap();
+    let steps: Vec<u64> = run.list_checkpoints().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(steps, vec![8, 50], "the newest good checkpoint is kept, the damaged one left");
+    // A crash now resumes from step 8, not from 0.
+    let t = Trainer::new(c, &runs, Device::Cpu).unwrap();
+    assert_eq!(t.step, 8);
+}
+
 #[test]
 fn a_non_finite_loss_stops_the_run_and_names_the_step() {
     let runs = ddpm_testkit::temp_dir("ckpt-nan");

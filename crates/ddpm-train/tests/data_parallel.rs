@@ -17,7 +17,7 @@ mod common;
 use common::{tiny_config, weights};
 use ddpm_nets::ModelConfig;
 use ddpm_run::{Checkpoint, RunDir};
-use ddpm_testkit::ranks::{Exit, rank_child, spawn_ranks, torchrun_exe};
+use ddpm_testkit::ranks::{Exit, rank_child, spawn_ranks, spawn_srun_tasks, torchrun_exe};
 use ddpm_train::{RunConfig, TrainStep};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -233,6 +233,28 @@ fn one_rank_under_a_launcher_forms_a_group_and_trains_as_one_process() {
     let (plain, group) = (RunDir::new(dir.join("plain")), RunDir::new(dir.join("group")));
     let gap = compare(&group, &plain, &c, 2);
     assert!(gap.identical && gap.loss == 0.0, "{gap:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Regression: `srun --ntasks 2 ddpm-train train ...` without torchrun started two
+/// independent trainers writing one run directory. srun's tasks now form one group of two
+/// ranks and take the steps of one process with the whole batch.
+#[test]
+fn srun_tasks_without_torchrun_form_one_group() {
+    let _one_at_a_time = serial();
+    let dir = ddpm_testkit::temp_dir("ddp-srun");
+    let c = config(1000);
+    train_one(&c, &dir, "one", 12);
+    let exits =
+        spawn_srun_tasks(Path::new(BIN), &args(&c, &dir, "srun", 12), 2, &dir, &[]).wait(LIMIT);
+    for (r, e) in exits.iter().enumerate() {
+        assert_eq!(e.code, Some(0), "task {r}:\n{}", e.output);
+    }
+    assert!(exits[0].output.contains("(2 ranks, gloo)"), "{}", exits[0].output);
+    assert!(!exits[1].output.contains("checkpoint"), "task 1 wrote:\n{}", exits[1].output);
+    let (one, srun) = (RunDir::new(dir.join("one")), RunDir::new(dir.join("srun")));
+    assert_eq!(losses(&srun).len(), 12, "one metrics line per step, from rank 0 alone");
+    assert_close("2 srun tasks x 8 vs 1 process x 16, 12 steps", &compare(&srun, &one, &c, 0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

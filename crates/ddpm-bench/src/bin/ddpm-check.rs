@@ -7,7 +7,12 @@
 //! - `inception`: Inception features of the same images and (seeded random) weights on the
 //!   device and on the CPU agree, relative to the features' scale;
 //! - `same-weights A B`: two checkpoints hold the same tensors (bit-identical at tolerance 0);
-//! - `same-samples A B`: two `samples.npz` hold the same images within a tolerance.
+//! - `same-samples A B`: two `samples.npz` hold the same images within a tolerance;
+//! - `collective-timeout`: a one-rank group's all-reduce queued behind GPU work longer than the
+//!   group's timeout comes back as an error (NCCL's blocking wait is in effect, so a hung peer
+//!   is reported, not waited on forever); on the CPU (Gloo) the work finishes before the
+//!   collective starts, and the all-reduce must succeed. One GPU cannot lose a peer: a dead
+//!   rank under NCCL is not checked by this.
 
 use clap::{Parser, Subcommand};
 use ddpm_eval::FidInception;
@@ -55,6 +60,14 @@ enum Command {
         prefix: String,
         #[arg(long, default_value_t = 0.0)]
         tol: f64,
+    },
+    /// A one-rank group's all-reduce behind work longer than its timeout is an error (CUDA).
+    CollectiveTimeout {
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        /// The group's timeout, seconds.
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
     },
     /// Two samples.npz hold the same images.
     SameSamples {
@@ -133,6 +146,40 @@ fn inception(device: Device) -> f64 {
     max_abs_diff(&a, &b) / a.abs().max().double_value(&[]).max(1e-12)
 }
 
+/// Runs the check: Ok(seconds until the all-reduce returned, its error if any).
+fn collective_timeout(device: Device, timeout: u64) -> Result<(f64, Option<String>), String> {
+    let env = ddpm_dist::DistEnv {
+        rendezvous: Some(ddpm_dist::Rendezvous {
+            addr: "127.0.0.1".into(),
+            port: free_port(),
+            agent_store: false,
+        }),
+        ..ddpm_dist::DistEnv::single()
+    };
+    let options = ddpm_dist::DistOptions {
+        timeout: std::time::Duration::from_secs(timeout),
+        failure_grace: std::time::Duration::from_secs(1),
+    };
+    let dist = ddpm_dist::Dist::init(&env, device, options).map_err(|e| e.to_string())?;
+    ddpm_shim::set_cuda_math(false, false).map_err(|e| e.to_string())?;
+    let _g = tch::no_grad_guard();
+    // About 5x the timeout of f32 matmuls on an H100/H200 (16384^2: ~9 TFLOP each), all queued.
+    let n = if device.is_cuda() { 16384 } else { 512 };
+    let mut x = Tensor::randn([n, n], (Kind::Float, device)) / (n as f64).sqrt();
+    for _ in 0..(60 * timeout as usize / 2).max(4) {
+        x = x.mm(&x).tanh();
+    }
+    let sum = x.sum(Kind::Float).view([1]);
+    let start = std::time::Instant::now();
+    let result = dist.all_reduce_sum(std::slice::from_ref(&sum));
+    Ok((start.elapsed().as_secs_f64(), result.err().map(|e| e.to_string())))
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").port()
+}
+
 fn same_weights(a: &PathBuf, b: &PathBuf, prefix: &str) -> Result<(f64, usize), String> {
     let (fa, fb) = (
         TensorFile::open(a).map_err(|e| e.to_string())?,
@@ -193,6 +240,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::CollectiveTimeout { device: d, timeout } => {
+            let dev = device(&d);
+            match collective_timeout(dev, timeout) {
+                // CUDA: the error must come back (value 0 passes); CPU: no error.
+                Ok((secs, err)) => {
+                    let failed_as_expected = err.is_some() == dev.is_cuda();
+                    verdict(
+                        "collective_timeout",
+                        if failed_as_expected { 0.0 } else { 1.0 },
+                        0.0,
+                        json!({ "device": d, "timeout_s": timeout, "returned_after_s": secs, "error": err }),
+                    )
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::SameSamples { a, b, tol } => match same_samples(&a, &b) {
             Ok(d) => verdict("same_samples", d, tol, json!({ "bit_identical": d == 0.0 })),
             Err(e) => {

@@ -186,21 +186,32 @@ fn fid(a: FidArgs) -> Result<()> {
             };
             let labels =
                 if model.net.num_classes().is_some() { Labels::Random } else { Labels::None };
-            let req =
-                SampleRequest { sampler, seed: a.seed, start: 0, n, labels, noise_file: None };
+            let req = SampleRequest {
+                sampler,
+                seed: a.seed,
+                start: 0,
+                n,
+                labels,
+                noise_file: None,
+                bf16: false,
+            };
             let out = a.out.clone().unwrap_or_else(|| run.fid_dir(&req.fid_job_name()));
             if a.sample_batch_size == Some(0) {
                 bail!("--sample-batch-size must be at least 1");
             }
-            // Every rank must cut the same batches: rank 0's choice.
-            let batch = job::auto_batch(a.sample_batch_size, n, &model, dev);
-            let batch = dist.broadcast_i64s(&[batch as i64])?[0] as usize;
-            let manifest = req.manifest(&model, batch);
             if main {
                 tracing::info!("sampling {n} images with {} ({})", req.job_name(), out.display());
             }
-            let job = JobOptions { out: out.clone(), pngs: false, bf16: false, graph: None };
-            let npz = job::run_sharded(&model, &manifest, &job, None, &dist, &mut progress)?;
+            let job = JobOptions { out: out.clone(), pngs: false, graph: None };
+            let (npz, _) = job::sample_checkpoint(
+                &model,
+                &req,
+                a.sample_batch_size,
+                &job,
+                None,
+                &dist,
+                &mut progress,
+            )?;
             let protocol = Protocol {
                 checkpoint: Some(model.checkpoint.display().to_string()),
                 checkpoint_step: Some(model.step),

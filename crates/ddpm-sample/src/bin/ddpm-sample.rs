@@ -119,14 +119,12 @@ fn sample(a: SampleArgs) -> Result<()> {
         n: a.num,
         labels,
         noise_file: a.noise,
+        bf16: a.bf16,
     };
     let shape = model.net.sample_shape();
     let noise = req.noise_file.as_ref().map(|p| job::load_noise(p, a.num, &shape)).transpose()?;
     let dev = model.vs.device();
     let dist = Dist::init(&env, dev, DistOptions::default())?;
-    // Every rank must cut the same batches: rank 0's choice (it may probe GPU memory).
-    let batch = job::auto_batch(a.batch_size, a.num, &model, dev);
-    let batch = dist.broadcast_i64s(&[batch as i64])?[0] as usize;
     let out = a.out.unwrap_or_else(|| run.sample_job_dir(&req.job_name()));
     let main = dist.is_main();
     if main {
@@ -135,7 +133,7 @@ fn sample(a: SampleArgs) -> Result<()> {
             None => String::new(),
         };
         tracing::info!(
-            "sampling {} images with {} ({} network evaluations each, batch {batch}) from {} (step {}, {}) on {dev:?}{ranks}",
+            "sampling {} images with {} ({} network evaluations each) from {} (step {}, {}) on {dev:?}{ranks}",
             a.num,
             req.sampler.kind.name(),
             req.sampler.network_evaluations(),
@@ -148,19 +146,27 @@ fn sample(a: SampleArgs) -> Result<()> {
         if main { ddpm_cli::progress_bar(0, "images") } else { ddpm_cli::ProgressBar::hidden() };
     let started = std::time::Instant::now();
     let graph = a.cuda_graph.then_some(GraphMode::Cuda);
-    let job = JobOptions { out: out.clone(), pngs: !a.no_png, bf16: a.bf16, graph };
-    let manifest = req.manifest(&model, batch);
-    let npz = job::run_sharded(&model, &manifest, &job, noise.as_ref(), &dist, &mut |done, of| {
-        bar.set_length(of as u64);
-        bar.set_position(done as u64)
-    })?;
+    let job = JobOptions { out: out.clone(), pngs: !a.no_png, graph };
+    let (npz, manifest) = job::sample_checkpoint(
+        &model,
+        &req,
+        a.batch_size,
+        &job,
+        noise.as_ref(),
+        &dist,
+        &mut |done, of| {
+            bar.set_length(of as u64);
+            bar.set_position(done as u64)
+        },
+    )?;
     bar.finish_and_clear();
     if main {
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(
-            "{} images in {secs:.1} s ({:.2} images/s): {}",
+            "{} images in {secs:.1} s ({:.2} images/s, batch {}): {}",
             a.num,
             a.num as f64 / secs,
+            manifest.batch_size,
             npz.display()
         );
         println!("{}", out.display());
