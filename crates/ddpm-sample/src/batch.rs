@@ -113,12 +113,29 @@ impl<'a> BatchSampler<'a> {
         batch: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Tensor> {
+        self.sample_range(0..n, batch, progress)
+    }
+
+    /// Images `range` (e.g. this rank's [`ddpm_dist::Dist::shard`] of n) in batches of
+    /// `batch`, gathered on the CPU as f32; `progress(done)` counts this range's images.
+    pub fn sample_range(
+        &mut self,
+        range: std::ops::Range<usize>,
+        batch: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Tensor> {
         let mut parts = Vec::new();
-        for first in (0..n).step_by(batch.max(1)) {
-            let count = batch.max(1).min(n - first);
+        let shape = self.net.sample_shape();
+        for first in range.clone().step_by(batch.max(1)) {
+            let count = batch.max(1).min(range.end - first);
             let indices: Vec<u64> = (first as u64..(first + count) as u64).collect();
             parts.push(self.sample(&indices, None)?.to_device(Device::Cpu).to_kind(Kind::Float));
-            progress(first + count);
+            progress(first + count - range.start);
+        }
+        if parts.is_empty() {
+            let mut empty = vec![0i64];
+            empty.extend(&shape);
+            return Ok(Tensor::zeros(empty.as_slice(), (Kind::Float, Device::Cpu)));
         }
         Ok(Tensor::cat(&parts, 0))
     }

@@ -127,6 +127,10 @@ pub struct TrainConfig {
     pub device: String,
     /// Intra-op CPU threads; 0 keeps libtorch's default.
     pub threads: usize,
+    /// How long a rank of a data-parallel job waits in a collective (the rendezvous included)
+    /// for the others before the job stops with an error naming them: torch's default process
+    /// group timeout, 30 minutes.
+    pub dist_timeout_minutes: f64,
 }
 
 impl Default for TrainConfig {
@@ -154,6 +158,7 @@ impl Default for TrainConfig {
             class_dropout: 0.1,
             device: "auto".into(),
             threads: 0,
+            dist_timeout_minutes: 30.0,
         }
     }
 }
@@ -271,6 +276,12 @@ impl RunConfig {
         }
         if t.eval_batch_size == 0 {
             return err("train.eval_batch_size", "must be at least 1".into());
+        }
+        if !(t.dist_timeout_minutes > 0.0 && t.dist_timeout_minutes.is_finite()) {
+            return err(
+                "train.dist_timeout_minutes",
+                format!("must be a positive number of minutes, got {}", t.dist_timeout_minutes),
+            );
         }
         if t.keep_checkpoints == 0 {
             return err("train.keep_checkpoints", "must keep at least 1".into());

@@ -9,6 +9,7 @@ use crate::error::{Result, TrainError};
 use crate::eval_log::EvalLine;
 use ddpm_core::rng::derive_seed;
 use ddpm_core::tensor::TensorDiffusion;
+use ddpm_dist::Dist;
 use ddpm_eval::inception::default_weights_path;
 use ddpm_eval::protocol::{self, EvalOptions, FidReport, Measure, Protocol};
 use ddpm_nets::Denoiser;
@@ -86,12 +87,19 @@ impl Evaluator {
         )
     }
 
-    /// Samples from `net` (the EMA network) and measures them; one line per metric.
+    /// Samples from `net` (the EMA network) and measures them, as one rank of `dist` (every
+    /// rank calls it): each rank samples its share of the images (image i's noise and class
+    /// depend on (seed, i) alone, so the set is one process's), the shares are gathered, and
+    /// the measure runs as `ddpm-eval fid` runs it under torchrun (the Inception work shared
+    /// out). So no rank waits in a collective while another samples alone: an evaluation
+    /// longer than the group's timeout does not end the job, and no GPU idles. Rank 0 gets one
+    /// line per metric, the other ranks none.
     pub fn evaluate(
         &self,
         net: &Denoiser,
         diffusion: &TensorDiffusion,
         step: u64,
+        dist: &Dist,
     ) -> Result<Vec<EvalLine>> {
         let started = Instant::now();
         let labels = if net.num_classes().is_some() { Labels::Random } else { Labels::None };
@@ -104,18 +112,23 @@ impl Evaluator {
             false,
             None,
         )?;
-        let x0 = sampler.sample_n(self.samples, self.batch, &mut |_| {})?;
+        let mine = sampler.sample_range(dist.shard(self.samples), self.batch, &mut |_| {})?;
+        let x0 = dist.all_gather_rows(&mine.to_device(dist.device()))?.to_device(tch::Device::Cpu);
         // Images are measured in [0, 1], as pytorch-fid takes them; points as they are.
         let samples = if x0.dim() == 4 { (x0 + 1.0) / 2.0 } else { x0 };
-        let report = protocol::evaluate(
+        let report = protocol::evaluate_sharded(
             &samples,
             &self.measure,
             &self.options,
             Protocol::default(),
+            dist,
             &mut |_, _| {},
         )?;
+        // Rank 0 computed the distances alone (seconds); the others wait here, not in the
+        // next training step's collectives.
+        dist.barrier()?;
         let seconds = started.elapsed().as_secs_f64();
-        Ok(self.lines(&report, step, seconds))
+        Ok(report.map(|r| self.lines(&r, step, seconds)).unwrap_or_default())
     }
 
     fn lines(&self, r: &FidReport, step: u64, seconds: f64) -> Vec<EvalLine> {

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 /// Under torchrun (`torchrun --nproc-per-node N --no-python ddpm-train train ...`) this process
 /// is one rank of a data-parallel job.
 pub fn train(config: RunConfig, runs_dir: &Path) -> Result<Outcome> {
+    config.validate()?;
     let env = DistEnv::from_env().map_err(ddpm_dist::DistError::from)?;
     let device = env
         .device(&config.train.device, "train.device (--device)")
@@ -28,7 +29,11 @@ pub fn train(config: RunConfig, runs_dir: &Path) -> Result<Outcome> {
     }
     let name = config.name.clone();
     let total = config.train.total_steps;
-    let dist = Dist::init(&env, device, DistOptions::default())?;
+    let options = DistOptions {
+        timeout: std::time::Duration::from_secs_f64(config.train.dist_timeout_minutes * 60.0),
+        ..DistOptions::default()
+    };
+    let dist = Dist::init(&env, device, options)?;
     let main = dist.is_main();
     let mut trainer = Trainer::with_dist(config, runs_dir, dist)?;
     if main {

@@ -165,7 +165,7 @@ impl Trainer {
         check_fit(&dataset, &config.model, &config.data.dataset)?;
         let dataset = Arc::new(dataset);
         let model = TrainStep::new(&config, device)?;
-        let evaluator = if rank == 0 { Evaluator::for_run(&config, device)? } else { None };
+        let evaluator = Evaluator::for_run(&config, device)?;
         let timestep_sampler = TimestepSampler::new(
             config.diffusion.timestep_sampler,
             model.diffusion.num_timesteps(),
@@ -483,8 +483,8 @@ impl Trainer {
                 last_ckpt = Instant::now();
                 progress.line(&format!("checkpoint {}", path.display()));
             }
-            // Previews and evaluations are rank 0's alone, after a barrier (the checkpoint's
-            // when there is one); the other ranks go on and wait in the next step's collectives.
+            // Previews are rank 0's alone (seconds), after a barrier (the checkpoint's when there
+            // is one); evaluations are every rank's (see `evaluate`).
             let eval_every = self.config.train.eval_every;
             let preview_due = (sample_every > 0 && step.is_multiple_of(sample_every)) || at_end;
             let eval_due = eval_every > 0 && (step.is_multiple_of(eval_every) || at_end);
@@ -520,15 +520,14 @@ impl Trainer {
         Ok(Outcome::Finished { step: self.step })
     }
 
-    /// Measures the EMA weights with the run's metric (rank 0), logs the values, and keeps the
-    /// best checkpoint by the first metric as `checkpoints/best.safetensors`.
+    /// Measures the EMA weights with the run's metric (every rank takes part, see
+    /// [`Evaluator::evaluate`]); rank 0 logs the values and keeps the best checkpoint by the
+    /// first metric as `checkpoints/best.safetensors`.
     fn evaluate(&mut self, progress: &mut dyn Progress) -> Result<()> {
         let Some(evaluator) = &self.evaluator else { return Ok(()) };
-        if self.rank != 0 {
-            return Ok(());
-        }
         progress.line(&format!("evaluating the EMA weights: {}", evaluator.describe()));
-        let lines = evaluator.evaluate(&self.model.ema_net, &self.model.diffusion, self.step)?;
+        let m = &self.model;
+        let lines = evaluator.evaluate(&m.ema_net, &m.diffusion, self.step, &m.dist)?;
         let Some(first) = lines.first().cloned() else { return Ok(()) };
         let best = self.evals.as_ref().is_some_and(|log| log.is_best(&first));
         for line in &lines {

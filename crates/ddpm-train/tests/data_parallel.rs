@@ -258,6 +258,42 @@ fn srun_tasks_without_torchrun_form_one_group() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Regression: evaluation during data-parallel training ran on rank 0 alone while the other
+/// ranks went on into the next step's collectives, so an evaluation longer than the process
+/// group's timeout ended the job. Here the timeout is 3 s and each evaluation takes longer than
+/// that even shared between two ranks (about twice as long in one process); the job finishes,
+/// and the metric equals one process's.
+#[test]
+fn an_evaluation_longer_than_the_group_timeout_is_shared_and_the_job_goes_on() {
+    let _one_at_a_time = serial();
+    let dir = ddpm_testkit::temp_dir("ddp-eval-timeout");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/swissroll.toml");
+    let mut c = RunConfig::load(&path).unwrap();
+    c.train.threads = 1;
+    c.train.log_every = 1;
+    c.train.sample_every = 0;
+    c.train.sample_count = 16;
+    c.train.eval_every = 2;
+    c.train.eval_samples = 16_000;
+    c.train.eval_sampler = ddpm_sample::SamplerKind::Ddpm;
+    c.train.eval_steps = 100;
+    c.train.eval_batch_size = 5000;
+    c.train.dist_timeout_minutes = 0.05;
+    train_one(&c, &dir, "one", 4);
+    let exits = train_two(&c, &dir, "two", 4);
+    let evals = |name: &str| {
+        ddpm_train::eval_log::read_evals(&RunDir::new(dir.join(name)).eval_log_path()).unwrap()
+    };
+    let (one, two) = (evals("one"), evals("two"));
+    assert_eq!(two.iter().map(|l| l.step).collect::<Vec<_>>(), vec![2, 4], "{}", exits[0].output);
+    for (a, b) in one.iter().zip(&two) {
+        let seconds = b.seconds.unwrap();
+        assert!(seconds > 3.0, "the shared evaluation took {seconds:.1} s, not past the timeout");
+        assert!((a.value - b.value).abs() <= 1e-4 * a.value.abs(), "{a:?} vs {b:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_run_resumes_under_the_other_world_size_where_it_stopped() {
     let _one_at_a_time = serial();
