@@ -60,6 +60,30 @@ impl Measure {
         }
     }
 
+    /// Checks what this measure will need before any sample is drawn, so that a missing or
+    /// damaged input stops the command in a second rather than after hours of sampling: for
+    /// Inception, the weights at `inception` load, and a `reference` statistics file (`.npz`)
+    /// opens and holds pytorch-fid's `mu` and `sigma`. (The digits measure uses Inception only
+    /// when its weights exist.)
+    pub fn check_inputs(&self, inception: &Path, reference: Option<&str>) -> Result<()> {
+        if *self != Measure::Inception {
+            return Ok(());
+        }
+        FidInception::load(inception, Device::Cpu)?;
+        if let Some(r) = reference.filter(|r| r.ends_with(".npz")) {
+            let names = ddpm_io::npy::npz_names(Path::new(r))?;
+            if let Some(missing) =
+                ["mu", "sigma"].into_iter().find(|k| !names.iter().any(|n| n == k))
+            {
+                return Err(EvalError::Samples(format!(
+                    "--ref {r}: no array {missing:?} (it holds {}): not pytorch-fid statistics",
+                    names.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The measure for existing samples compared with `reference` (`--ref`): points for 2-D
     /// samples (`reference` names their data set), digits for `--ref digits`, else Inception.
     pub fn for_samples(samples: &Tensor, reference: Option<&str>) -> Result<Self> {

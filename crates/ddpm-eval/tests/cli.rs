@@ -297,6 +297,52 @@ fn two_d_runs_get_a_sliced_wasserstein_distance() {
     assert!(sw > 0.0 && base > 0.0 && base < sw, "{json}");
 }
 
+/// Regression: `fid --checkpoint` on an image run opened the Inception weights (and the
+/// reference) only after every sample was drawn, so a wrong path cost the whole sampling. Both
+/// are checked first: the command stops with one line and samples nothing.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn missing_inception_weights_or_a_bad_reference_stop_fid_before_any_sample() {
+    let runs = temp_dir("eval-check-first");
+    let imgs = runs.join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    for i in 0..16u32 {
+        image::GrayImage::from_fn(8, 8, |x, y| image::Luma([ref_pixel(i, x, y)]))
+            .save(imgs.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
+    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
+    c.name = "pngs".into();
+    c.train.total_steps = 2;
+    c.train.sample_every = 0;
+    c.data.dataset = "folder".into();
+    c.data.path = Some(imgs.clone());
+    c.data.image_size = Some(8);
+    c.data.channels = Some(1);
+    let mut t = ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu).unwrap();
+    t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
+    let not_stats = runs.join("not-stats.npz");
+    ddpm_io::npy::write_npz(&not_stats, &[("x", &[1usize][..], &[0.0f32][..])], false).unwrap();
+    let dir = temp_dir("eval-check-first-w");
+    let pth = dir.join("w.pth");
+    let w = dir.join("w.safetensors");
+    run_script("ref_fid.py", &["weights", pth.to_str().unwrap()]);
+    run_script("convert_inception.py", &[pth.to_str().unwrap(), w.to_str().unwrap()]);
+    for (args, needle) in [
+        (vec!["--inception", "/no/w.safetensors"], "/no/w.safetensors"),
+        (vec!["--inception", w.to_str().unwrap(), "--ref", not_stats.to_str().unwrap()], "\"mu\""),
+    ] {
+        let base = ["fid", "--checkpoint", "pngs", "-n", "4", "--sampler", "ddim", "--steps", "2"];
+        let o = eval(&[&base[..], &args[..]].concat(), &runs);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!runs.join("pngs/fid").exists(), "{args:?}: samples were drawn first");
+    }
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_code_2() {
     let runs = temp_dir("eval-bad");

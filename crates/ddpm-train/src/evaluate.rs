@@ -56,6 +56,7 @@ impl Evaluator {
                 inception.display()
             ))));
         }
+        measure.check_inputs(&inception, reference.as_deref())?;
         let samples = if t.eval_samples > 0 { t.eval_samples } else { measure.default_num()? };
         let mut sampler = SamplerOptions::new(t.eval_sampler, config.diffusion.steps);
         sampler.steps = t.eval_steps;

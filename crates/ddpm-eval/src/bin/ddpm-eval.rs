@@ -195,6 +195,15 @@ fn fid(a: FidArgs) -> Result<()> {
                 noise_file: None,
                 bf16: false,
             };
+            let reference = a.reference.clone().or_else(|| {
+                Some(
+                    data.path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or(data.dataset.clone()),
+                )
+            });
+            measure.check_inputs(&a.common.inception(), reference.as_deref())?;
             let out = a.out.clone().unwrap_or_else(|| run.fid_dir(&req.fid_job_name()));
             if a.sample_batch_size == Some(0) {
                 bail!("--sample-batch-size must be at least 1");
@@ -221,9 +230,6 @@ fn fid(a: FidArgs) -> Result<()> {
                 samples: npz.display().to_string(),
                 ..Protocol::default()
             };
-            let reference = a.reference.clone().or_else(|| {
-                Some(data.path.as_ref().map(|p| p.display().to_string()).unwrap_or(data.dataset))
-            });
             (protocol::samples_from_npz(&npz)?, measure, protocol, out, reference)
         }
         (None, Some(p)) => {
