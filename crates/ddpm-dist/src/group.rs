@@ -253,6 +253,33 @@ impl Dist {
         if self.group.is_none() {
             return Ok(rows.shallow_clone());
         }
+        let p = self.padded_rows(rows)?;
+        let all = Tensor::f_zeros([p.world * p.most * p.row], (rows.kind(), self.device))?;
+        self.collective("all_gather", |pg| pg.all_gather(&all, &p.padded))?;
+        p.unpad(&all, &rows.size())
+    }
+
+    /// As [`Dist::all_gather_rows`], to rank 0 alone (c10d's gather): rank 0 gets
+    /// `Some([n_0 + n_1 + ..., ...])`, the others `None` and hold no one else's rows (so memory
+    /// per rank does not grow with the world's rows, e.g. 50,000 x 2048 pool3 features).
+    pub fn gather_rows(&self, rows: &Tensor) -> Result<Option<Tensor>> {
+        if self.group.is_none() {
+            return Ok(Some(rows.shallow_clone()));
+        }
+        let p = self.padded_rows(rows)?;
+        let main = self.is_main();
+        let len = if main { p.world * p.most * p.row } else { 0 };
+        let all = Tensor::f_zeros([len], (rows.kind(), self.device))?;
+        self.collective("gather", |pg| pg.gather(&all, &p.padded))?;
+        if !main {
+            return Ok(None);
+        }
+        Ok(Some(p.unpad(&all, &rows.size())?))
+    }
+
+    /// The row counts of every rank (one all-reduce) and this rank's rows, flat and padded to
+    /// the largest count.
+    fn padded_rows(&self, rows: &Tensor) -> Result<PaddedRows> {
         let size = rows.size();
         let n = *size.first().ok_or_else(|| DistError::Mismatch {
             what: "rows to gather",
@@ -272,16 +299,7 @@ impl Dist {
             let flat = rows.f_to_device(self.device)?.f_contiguous()?.f_view([n * row])?;
             padded.f_narrow(0, 0, n * row)?.f_copy_(&flat)?;
         }
-        let all = Tensor::f_zeros([world as i64 * most * row], (rows.kind(), self.device))?;
-        self.collective("all_gather", |pg| pg.all_gather(&all, &padded))?;
-        let parts = counts
-            .iter()
-            .enumerate()
-            .map(|(r, &c)| all.f_narrow(0, r as i64 * most * row, c * row))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let mut shape = vec![counts.iter().sum::<i64>()];
-        shape.extend_from_slice(&size[1..]);
-        Ok(Tensor::f_cat(&parts, 0)?.f_view(shape.as_slice())?)
+        Ok(PaddedRows { counts, most, row, world: world as i64, padded })
     }
 
     /// Returns once every rank has called it (e.g. before rank 0 alone writes a checkpoint).
@@ -395,6 +413,31 @@ impl Dist {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// This rank's rows prepared for a gather: see [`Dist::padded_rows`].
+struct PaddedRows {
+    counts: Vec<i64>,
+    most: i64,
+    row: i64,
+    world: i64,
+    padded: Tensor,
+}
+
+impl PaddedRows {
+    /// The gathered [world * most * row] values without their padding, shaped as the rows.
+    fn unpad(&self, all: &Tensor, size: &[i64]) -> Result<Tensor> {
+        let (most, row) = (self.most, self.row);
+        let parts = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(r, &c)| all.f_narrow(0, r as i64 * most * row, c * row))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut shape = vec![self.counts.iter().sum::<i64>()];
+        shape.extend_from_slice(&size[1..]);
+        Ok(Tensor::f_cat(&parts, 0)?.f_view(shape.as_slice())?)
     }
 }
 

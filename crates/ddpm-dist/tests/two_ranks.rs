@@ -170,6 +170,15 @@ fn all_reduce_gives_exact_sums_and_broadcast_copies_rank0() {
         Vec::<f32>::try_from(all.view([-1])).unwrap(),
         vec![0., 1., 2., 3., 4., 5., 10., 11.]
     );
+    // The same to rank 0 alone: rank 1 holds nothing of rank 0's.
+    match dist.gather_rows(&rows).unwrap() {
+        Some(all) if dist.is_main() => assert_eq!(
+            Vec::<f32>::try_from(all.view([-1])).unwrap(),
+            vec![0., 1., 2., 3., 4., 5., 10., 11.]
+        ),
+        None if !dist.is_main() => {}
+        other => panic!("rank {}: {other:?}", dist.rank()),
+    }
     dist.barrier().unwrap();
     done(&dist);
 }

@@ -21,12 +21,14 @@ pub mod metrics;
 pub mod nll;
 pub mod precision_recall;
 pub mod protocol;
+pub mod samples;
 pub mod sharded;
 
 pub use error::{EvalError, Result};
 pub use fid::{Stats, frechet_distance, spatial_frechet_distance};
 pub use inception::FidInception;
-pub use metrics::{MetricValues, Metrics, Reference, compute_metrics, reference_from_images};
+pub use metrics::{MetricValues, Metrics, Reference, reference_from_images};
+pub use samples::Samples;
 
 /// Hex SHA-256 of a file (recorded in results so that protocols can be compared).
 pub fn sha256_file(path: &std::path::Path) -> Result<String> {

@@ -9,7 +9,7 @@
 //!   pool3 features ([`crate::feature_file`]).
 
 use crate::error::{EvalError, Result};
-use crate::features::{Features, inception_features_with_spatial};
+use crate::features::Features;
 use crate::fid::{Stats, frechet_distance, spatial_frechet_distance};
 use crate::inception::FidInception;
 use crate::inception_score::inception_score;
@@ -142,7 +142,7 @@ impl Reference {
     }
 }
 
-/// What [`compute_metrics`] measured; a field is `None` when its metric was not selected.
+/// The metrics of one evaluation; a field is `None` when its metric was not selected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricValues {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,33 +251,10 @@ fn values(
     Ok(out)
 }
 
-/// One Inception pass over `samples` [N, C, H, W] in [0, 1] (spatial features only when sFID is
-/// selected), then every selected metric against `reference`, precision/recall on the
-/// network's device with the evaluator's settings. Returns the values and the features.
-pub fn compute_metrics(
-    net: &FidInception,
-    samples: &Tensor,
-    batch: usize,
-    reference: &Reference,
-    metrics: Metrics,
-    progress: &mut dyn FnMut(usize),
-) -> Result<(MetricValues, Features)> {
-    // Fail before the (long) Inception pass when the reference cannot serve the selection.
-    reference.check(metrics)?;
-    let features =
-        inception_features_with_spatial(net, samples, batch, metrics.needs_spatial(), progress)?;
-    let values = metrics_from_features(
-        &features,
-        reference,
-        metrics,
-        &ManifoldConfig::default(),
-        net.vs.device(),
-    )?;
-    Ok((values, features))
-}
-
-/// The reference for `metrics` from reference images [N, C, H, W] in [0, 1]: one Inception pass
-/// (what `fid-stats` computes; save it with [`Reference::save`]).
+/// The reference for `metrics` from reference images [N, C, H, W] in [0, 1]: the one Inception
+/// pass ([`crate::sharded::inception_pass`], one process), its statistics (with the spatial ones
+/// when sFID is selected) and, for precision/recall, its pool3 features (what `fid-stats`
+/// computes; save it with [`Reference::save`]).
 pub fn reference_from_images(
     net: &FidInception,
     images: &Tensor,
@@ -285,9 +262,17 @@ pub fn reference_from_images(
     metrics: Metrics,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Reference> {
-    let features =
-        inception_features_with_spatial(net, images, batch, metrics.needs_spatial(), progress)?;
-    Reference::from_features(features, metrics)
+    crate::images::check_images(images, "images")?;
+    let needs = crate::sharded::Needs {
+        spatial: metrics.needs_spatial(),
+        is: false,
+        pool3_rows: metrics.pr,
+    };
+    let single = ddpm_dist::Dist::single(net.vs.device());
+    let set = crate::samples::Samples::Memory(images.shallow_clone());
+    let pass =
+        crate::sharded::inception_pass(net, &set, batch, &single, needs, &mut |d, _| progress(d))?;
+    Ok(Reference { stats: Some(pass.stats()?), features: pass.pool3_rows })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 use crate::digits_classifier::DigitsClassifier;
 use crate::error::{EvalError, Result};
 use crate::metrics::{MetricValues, Metrics, Reference, metrics_from_pass};
+use crate::samples::Samples;
 use crate::sharded::{Needs, inception_pass};
 use crate::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
 use ddpm_data::{DataConfig, Dataset};
@@ -86,8 +87,8 @@ impl Measure {
 
     /// The measure for existing samples compared with `reference` (`--ref`): points for 2-D
     /// samples (`reference` names their data set), digits for `--ref digits`, else Inception.
-    pub fn for_samples(samples: &Tensor, reference: Option<&str>) -> Result<Self> {
-        if samples.dim() == 2 {
+    pub fn for_samples(samples: &Samples, reference: Option<&str>) -> Result<Self> {
+        if samples.are_points() {
             let r = reference.ok_or_else(|| {
                 EvalError::Samples("--ref: name the 2-D data set to compare with".into())
             })?;
@@ -352,7 +353,7 @@ pub fn reference(
     }
     // Everything the cache may be asked for later in the same pass: spatial statistics too.
     let needs = Needs { spatial: true, is: false, pool3_rows: metrics.pr };
-    let f = inception_pass(net, &imgs, batch, dist, needs, progress)?;
+    let f = inception_pass(net, &Samples::Memory(imgs), batch, dist, needs, progress)?;
     let Some(Stored::Compute { stats, features }) = stored else { return Ok(None) };
     let r = Reference { stats: Some(f.stats()?), features: f.pool3_rows };
     r.save(&stats, metrics.pr.then_some(features.as_path()))?;
@@ -440,7 +441,7 @@ pub fn load_images(spec: &str) -> Result<Tensor> {
 /// the Inception work shared by the ranks of `dist`; fills the Inception part of `protocol`.
 /// Rank 0 gets the metrics, the other ranks `None`.
 pub fn inception_metrics(
-    samples: &Tensor,
+    samples: &Samples,
     net: &FidInception,
     opts: &EvalOptions,
     reference_spec: &str,
@@ -448,7 +449,7 @@ pub fn inception_metrics(
     dist: &Dist,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<MetricValues>> {
-    images::check_images(samples, "samples")?;
+    samples.check_images("samples")?;
     let weights_sha = sha256_file(&opts.inception)?;
     let metrics = opts.metrics;
     let batch = opts.batch_size;
@@ -462,7 +463,7 @@ pub fn inception_metrics(
         dist,
         progress,
     )?;
-    let n = samples.size()[0] as usize;
+    let n = samples.len();
     if dist.is_main() {
         tracing::info!("Inception features of {n} samples ({metrics})");
     }
@@ -515,7 +516,7 @@ pub struct EvalOptions {
 
 /// Measures `samples` as `measure` says, into a report carrying `protocol` (one process).
 pub fn evaluate(
-    samples: &Tensor,
+    samples: &Samples,
     measure: &Measure,
     opts: &EvalOptions,
     protocol: Protocol,
@@ -526,34 +527,39 @@ pub fn evaluate(
     Ok(report.expect("one process is rank 0"))
 }
 
-/// As [`evaluate`], as one rank of `dist` (every rank calls it with the same samples): the
-/// Inception work is shared (see [`inception_pass`]); rank 0 alone computes the distances and
-/// gets the report, the other ranks `None`.
+/// As [`evaluate`], as one rank of `dist` (every rank calls it, with the same samples or, for
+/// [`Samples::Shard`], each with its share): the Inception work is shared (see
+/// [`inception_pass`]; each rank reads only its batches); rank 0 alone computes the distances
+/// and gets the report, the other ranks `None`.
 pub fn evaluate_sharded(
-    samples: &Tensor,
+    samples: &Samples,
     measure: &Measure,
     opts: &EvalOptions,
     mut protocol: Protocol,
     dist: &Dist,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<FidReport>> {
-    protocol.n = samples.size()[0] as usize;
+    protocol.n = samples.len();
     let main = dist.is_main();
     let mut report = FidReport::default();
     match measure {
         Measure::Points(data) => {
+            let all = samples.gather(dist)?;
             if !main {
                 return Ok(None);
             }
             protocol.reference = Some(data.dataset.clone());
-            report.points = Some(points_distance(samples, data)?);
+            report.points = Some(points_distance(&all, data)?);
             report.protocol = protocol;
             return Ok(Some(report));
         }
-        Measure::Digits if main => {
-            report.digits = Some(digits_distance(samples, opts.device)?);
+        Measure::Digits => {
+            let all = samples.gather(dist)?;
+            if main {
+                report.digits = Some(digits_distance(&all, opts.device)?);
+            }
         }
-        Measure::Digits | Measure::Inception => {}
+        Measure::Inception => {}
     }
     let net = match FidInception::load(&opts.inception, opts.device) {
         Ok(n) => n,

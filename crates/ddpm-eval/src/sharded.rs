@@ -5,7 +5,7 @@
 //! completes: the pool3 features' count, sum and sum of outer products in f64
 //! ([`FeatureMoments`]: FID's mu and sigma), the same for the spatial features (sFID), and the
 //! Inception Score's per-split sums ([`IsSums`]); precision and recall need the features
-//! themselves, which are gathered in image order. A batch holds the same images whichever rank
+//! themselves, which are gathered to rank 0 in image order. A batch holds the same images whichever rank
 //! runs it, so every feature is one process's bit for bit and the statistics differ from one
 //! process's only in the order of the f64 sums. One process takes the same path with one share.
 
@@ -14,6 +14,7 @@ use crate::fid::Stats;
 use crate::images::to_rgb;
 use crate::inception::{FidInception, SPATIAL_DIM};
 use crate::inception_score::IsSums;
+use crate::samples::Samples;
 use ddpm_dist::{Dist, FeatureMoments};
 use tch::{Device, Tensor};
 
@@ -28,13 +29,13 @@ pub struct Needs {
     pub pool3_rows: bool,
 }
 
-/// What the ranks gathered together, the same on every rank.
+/// What the ranks gathered together: the sums the same on every rank, the pool3 rows on rank 0.
 #[derive(Debug)]
 pub struct ShardedFeatures {
     pub pool3: FeatureMoments,
     pub spatial: Option<FeatureMoments>,
     pub is: Option<IsSums>,
-    /// [N, 2048] in image order, on the CPU.
+    /// [N, 2048] in image order, on the CPU: on rank 0 alone.
     pub pool3_rows: Option<Tensor>,
 }
 
@@ -59,26 +60,23 @@ fn moments_stats(m: &FeatureMoments) -> Result<Stats> {
 /// `progress(done, of)` counts this rank's images. Every rank calls it with the same images.
 pub fn inception_pass(
     net: &FidInception,
-    images: &Tensor,
+    images: &Samples,
     batch: usize,
     dist: &Dist,
     needs: Needs,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ShardedFeatures> {
     let device = net.vs.device();
-    let n = images.size()[0] as usize;
-    let batch = batch.max(1);
+    let n = images.len();
     let mut pool3 = FeatureMoments::new(2048, device);
     let mut spatial = needs.spatial.then(|| FeatureMoments::new(SPATIAL_DIM, device));
     let mut is = needs.is.then(|| IsSums::new(n, 10, 1008, device));
     let mut rows = Vec::new();
-    let mine = dist.shard(n.div_ceil(batch));
-    let of = (mine.end * batch).min(n) - (mine.start * batch).min(n);
+    let mine = images.batches(batch, dist);
+    let of: usize = mine.iter().map(|&(_, b)| b).sum();
     let mut done = 0;
-    for k in mine {
-        let first = k * batch;
-        let b = batch.min(n - first);
-        let x = to_rgb(&images.narrow(0, first as i64, b as i64), "images")?;
+    for (first, b) in mine {
+        let x = to_rgb(&images.rows(first, b)?, "images")?;
         let out = net.forward_with_spatial(&x, needs.spatial);
         pool3.add(&out.pool3)?;
         if let (Some(m), Some(f)) = (&mut spatial, &out.spatial) {
@@ -105,8 +103,8 @@ pub fn inception_pass(
             true => Tensor::zeros([0, 2048], (tch::Kind::Float, Device::Cpu)),
             false => Tensor::cat(&rows, 0),
         };
-        let all = dist.all_gather_rows(&mine.to_device(dist.device()))?;
-        Some(all.to_device(Device::Cpu))
+        // To rank 0 alone, which computes precision and recall.
+        dist.gather_rows(&mine.to_device(dist.device()))?.map(|all| all.to_device(Device::Cpu))
     } else {
         None
     };
@@ -158,7 +156,8 @@ mod tests {
             .view([11, 3, 16, 16]);
         let all = Needs { spatial: true, is: true, pool3_rows: true };
         let single = Dist::single(Device::Cpu);
-        let f = inception_pass(&net, &images, 5, &single, all, &mut |_, _| {}).unwrap();
+        let set = Samples::Memory(images.shallow_clone());
+        let f = inception_pass(&net, &set, 5, &single, all, &mut |_, _| {}).unwrap();
         let want = inception_features_with_spatial(&net, &images, 5, true, &mut |_| {}).unwrap();
         let two_pass =
             Stats::from_features_with_spatial(&want.pool3, want.spatial.as_ref().unwrap()).unwrap();

@@ -249,27 +249,93 @@ pub fn read_array(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<f32>), NpyE
 /// The shape of the array `key` of an `.npz` file, from its header alone (the values are not
 /// read, so this costs the same for 50,000 images as for one).
 pub fn npz_shape(path: &Path, key: &str) -> Result<Vec<usize>, NpyError> {
-    let file = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
-    let mut zip =
-        zip::ZipArchive::new(file).map_err(|e| err(path, format!("not an .npz file ({e})")))?;
-    let entry = format!("{key}.npy");
-    let names = entry_names(&zip);
-    let mut f = zip
-        .by_name(&entry)
-        .map_err(|_| err(path, format!("has no array {key:?} (it holds {})", names.join(", "))))?;
-    let mut head = vec![0u8; 12];
-    f.read_exact(&mut head).map_err(|_| err(path, format!("{entry}: truncated .npy header")))?;
-    let (hlen, start) = match (&head[..6] == MAGIC, head[6]) {
-        (true, 1) => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
-        (true, 2 | 3) => (u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize, 12),
-        _ => return Err(err(path, format!("{entry}: not a .npy array (bad magic or version)"))),
-    };
-    let mut rest = vec![0u8; (start + hlen).saturating_sub(12).min(1 << 20)];
-    f.read_exact(&mut rest).map_err(|_| err(path, format!("{entry}: truncated .npy header")))?;
-    head.extend(rest);
-    let header = std::str::from_utf8(&head[start..(start + hlen).min(head.len())])
-        .map_err(|_| err(path, format!("{entry}: bad .npy header")))?;
-    header_shape(header, &path.join(&entry))
+    Ok(NpzRows::open(path, key)?.shape)
+}
+
+/// Rows of a float32 array stored (uncompressed, as `np.savez` and our writer store them) in
+/// an `.npz`, read straight from the file a few rows at a time: a rank of a sharded evaluation
+/// reads its own batches, and memory does not grow with the array. Partial reads cannot check
+/// the entry's CRC-32 (it covers the whole entry); [`read`] does.
+#[derive(Debug)]
+pub struct NpzRows {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Offset of the first value in the file.
+    offset: u64,
+    /// The array's shape; rows are along the first dimension.
+    pub shape: Vec<usize>,
+    /// Values per row.
+    pub row_len: usize,
+    /// Whether the values are float32 (rows can be read only then).
+    pub is_f32: bool,
+}
+
+impl NpzRows {
+    /// Opens array `key` of the `.npz` at `path`; errors name the file and what was expected.
+    pub fn open(path: &Path, key: &str) -> Result<Self, NpyError> {
+        let file = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
+        let mut zip = zip::ZipArchive::new(file.try_clone().map_err(|e| err(path, e.to_string()))?)
+            .map_err(|e| err(path, format!("not an .npz file ({e})")))?;
+        let entry = format!("{key}.npy");
+        let names: Vec<String> =
+            entry_names(&zip).iter().map(|n| n.trim_end_matches(".npy").to_owned()).collect();
+        let mut f = zip.by_name(&entry).map_err(|_| {
+            err(path, format!("has no array {key:?} (it holds {})", names.join(", ")))
+        })?;
+        let stored = f.compression() == zip::CompressionMethod::Stored;
+        let data_start = f.data_start();
+        let mut head = vec![0u8; 12];
+        f.read_exact(&mut head)
+            .map_err(|_| err(path, format!("{entry}: truncated .npy header")))?;
+        let (hlen, start) = match (&head[..6] == MAGIC, head[6]) {
+            (true, 1) => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
+            (true, 2 | 3) => (u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize, 12),
+            _ => {
+                return Err(err(path, format!("{entry}: not a .npy array (bad magic or version)")));
+            }
+        };
+        let mut rest = vec![0u8; (start + hlen).saturating_sub(12).min(1 << 20)];
+        f.read_exact(&mut rest)
+            .map_err(|_| err(path, format!("{entry}: truncated .npy header")))?;
+        head.extend(rest);
+        let header = std::str::from_utf8(&head[start..(start + hlen).min(head.len())])
+            .map_err(|_| err(path, format!("{entry}: bad .npy header")))?;
+        let origin = path.join(&entry);
+        let shape = header_shape(header, &origin)?;
+        let row_len = shape.iter().skip(1).try_fold(1usize, |a, &d| a.checked_mul(d));
+        let row_len = row_len.ok_or_else(|| err(path, format!("shape {shape:?} is too large")))?;
+        let is_f32 = header.contains("'<f4'") && stored && data_start.is_some();
+        let offset = data_start.unwrap_or(0) + (start + hlen) as u64;
+        if is_f32 {
+            let need = (shape.first().copied().unwrap_or(0) * row_len * 4) as u64;
+            let len = file.metadata().map_err(|e| err(path, e.to_string()))?.len();
+            if offset + need > len {
+                return Err(err(
+                    path,
+                    format!(
+                        "{entry}: truncated: {need} bytes of values expected at {offset}, the file has {len}"
+                    ),
+                ));
+            }
+        }
+        Ok(Self { file, path: path.into(), offset, shape, row_len, is_f32 })
+    }
+
+    /// Rows `first..first + count` as f32 values (row-major).
+    pub fn read_rows(&self, first: usize, count: usize) -> Result<Vec<f32>, NpyError> {
+        use std::os::unix::fs::FileExt;
+        let n = self.shape.first().copied().unwrap_or(0);
+        if !self.is_f32 {
+            return Err(err(&self.path, "rows are read from stored float32 arrays only"));
+        }
+        if first + count > n {
+            return Err(err(&self.path, format!("rows {first}..{} of {n}", first + count)));
+        }
+        let mut bytes = vec![0u8; count * self.row_len * 4];
+        let at = self.offset + (first * self.row_len * 4) as u64;
+        self.file.read_exact_at(&mut bytes, at).map_err(|e| err(&self.path, e.to_string()))?;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+    }
 }
 
 /// The names of the arrays in an `.npz` file (without `.npy`).
@@ -398,6 +464,45 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// Rows read straight from a stored `.npz` entry are the rows of the array, whatever the
+    /// entry's place in the file; a compressed entry or a cut file is refused by name.
+    #[test]
+    fn npz_rows_read_any_rows_of_a_stored_array_and_refuse_what_they_cannot() {
+        let d = dir("rows");
+        let p = d.join("s.npz");
+        let values: Vec<f32> = (0..5 * 2 * 3).map(|v| v as f32 * 0.5).collect();
+        write_npz(
+            &p,
+            &[("first", &[2][..], &[9.0f32, 8.0][..]), ("samples", &[5, 2, 3][..], &values[..])],
+            false,
+        )
+        .unwrap();
+        let rows = NpzRows::open(&p, "samples").unwrap();
+        assert_eq!((rows.shape.clone(), rows.row_len), (vec![5, 2, 3], 6));
+        assert_eq!(npz_shape(&p, "samples").unwrap(), vec![5, 2, 3]);
+        for (first, count) in [(0, 5), (1, 2), (4, 1), (3, 0)] {
+            assert_eq!(
+                rows.read_rows(first, count).unwrap(),
+                values[first * 6..(first + count) * 6]
+            );
+        }
+        assert!(rows.read_rows(4, 2).unwrap_err().to_string().contains("rows 4..6 of 5"));
+        let e = NpzRows::open(&p, "nope").unwrap_err().to_string();
+        assert!(e.contains("s.npz") && e.contains("first, samples"), "{e}");
+        let z = d.join("z.npz");
+        write_npz(&z, &[("samples", &[5, 2, 3][..], &values[..])], true).unwrap();
+        let rows = NpzRows::open(&z, "samples").unwrap();
+        assert!(!rows.is_f32);
+        assert!(rows.read_rows(0, 1).is_err());
+        // A file cut inside the values.
+        let bytes = std::fs::read(&p).unwrap();
+        let cut = d.join("cut.npz");
+        let mut w = bytes.clone();
+        w.truncate(bytes.len() - 40);
+        std::fs::write(&cut, &w).unwrap();
+        assert!(NpzRows::open(&cut, "samples").is_err());
     }
 
     #[test]

@@ -58,6 +58,30 @@ impl ImageNoise {
         }
     }
 
+    /// Streams for the `count` rows `first`, `first + stride`, ... of a larger batch under
+    /// `seed` (the training loss's eps: rank r of W holds global rows r, r + W, ...), with the
+    /// keys computed on the device from the row numbers, so no host tensor is copied per step
+    /// and the cost is that of these rows alone. Row k's stream is a pure function of (seed,
+    /// k), so any split of the batch into rows draws the same numbers; it differs from
+    /// [`ImageNoise::new`]'s stream of index k.
+    pub fn for_rows(
+        seed: u64,
+        first: u64,
+        stride: u64,
+        count: usize,
+        sample_shape: &[i64],
+        device: Device,
+    ) -> Self {
+        let _guard = tch::no_grad_guard();
+        let golden = 0x9E37_79B9_7F4A_7C15u64 as i64;
+        let rows =
+            Tensor::arange(count as i64, (Kind::Int64, device)) * stride as i64 + first as i64;
+        let keys = mix(&((rows + 1) * golden + seed as i64));
+        let mut shape = vec![count as i64];
+        shape.extend_from_slice(sample_shape);
+        Self { keys, numel: sample_shape.iter().product(), shape, device, draws: 0 }
+    }
+
     /// The next standard normal tensor [B, ...sample_shape] (f32).
     pub fn draw(&mut self) -> Tensor {
         let _guard = tch::no_grad_guard();
@@ -97,6 +121,14 @@ mod tests {
             let parts = Tensor::cat(&[a.draw(), b.draw()], 0);
             assert!(whole.equal(&parts));
         }
+        // Rows of a batch split as ranks split it (rank r: rows r, r + W, ...) draw the rows of
+        // the whole batch.
+        let whole = ImageNoise::for_rows(9, 0, 1, 6, &shape, Device::Cpu).draw();
+        let rank1 = ImageNoise::for_rows(9, 1, 3, 2, &shape, Device::Cpu).draw();
+        assert!(rank1.equal(&Tensor::cat(&[whole.get(1), whole.get(4)], 0).view([2, 1, 4, 4])));
+        let mean = whole.mean(Kind::Double).double_value(&[]);
+        let std = whole.std(true).double_value(&[]);
+        assert!(mean.abs() < 0.35 && (std - 1.0).abs() < 0.3, "{mean} {std}");
         let mut other_seed = ImageNoise::new(8, &[0], &shape, Device::Cpu);
         let mut same_seed = ImageNoise::new(7, &[0], &shape, Device::Cpu);
         assert!(!other_seed.draw().equal(&same_seed.draw()));

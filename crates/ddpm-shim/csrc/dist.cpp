@@ -279,6 +279,21 @@ char *ddpm_pg_allgather(void *g, tensor out, tensor in) {
   })
 }
 
+// On rank 0, `out` ([world_size * n], contiguous) <- every rank's `in` ([n]) in rank order;
+// the other ranks send `in` and leave `out` (which may be empty) untouched (c10d gather, root 0).
+char *ddpm_pg_gather(void *g, tensor out, tensor in) {
+  DIST_GUARD({
+    auto *grp = static_cast<Group *>(g);
+    c10d::GatherOptions opts;
+    opts.rootRank = 0;
+    opts.timeout = grp->timeout;
+    std::vector<at::Tensor> inputs{*in};
+    std::vector<std::vector<at::Tensor>> outputs;
+    if (grp->backend->getRank() == 0) outputs.push_back(out->chunk(grp->backend->getSize(), 0));
+    wait(grp, grp->backend->gather(outputs, inputs, opts));
+  })
+}
+
 char *ddpm_pg_barrier(void *g) {
   DIST_GUARD({
     auto *grp = static_cast<Group *>(g);

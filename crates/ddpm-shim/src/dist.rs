@@ -77,6 +77,7 @@ unsafe extern "C" {
         out: *const C_tensor,
         input: *const C_tensor,
     ) -> *mut c_char;
+    fn ddpm_pg_gather(g: *mut c_void, out: *const C_tensor, input: *const C_tensor) -> *mut c_char;
     fn ddpm_pg_barrier(g: *mut c_void) -> *mut c_char;
     fn ddpm_flat_pack(flat: *const C_tensor, ts: *const *const C_tensor, n: c_int) -> *mut c_char;
     fn ddpm_flat_unpack(
@@ -333,6 +334,12 @@ impl ProcessGroup {
         check(unsafe { ddpm_pg_allgather(self.raw, out.as_ptr(), input.as_ptr()) })
     }
 
+    /// On rank 0, `out` (`[size * n]`) receives every rank's `input` (`[n]`) in rank order;
+    /// the other ranks only send (their `out` is not touched and may be empty).
+    pub fn gather(&self, out: &Tensor, input: &Tensor) -> Result<(), ShimError> {
+        check(unsafe { ddpm_pg_gather(self.raw, out.as_ptr(), input.as_ptr()) })
+    }
+
     /// Returns once every rank has reached its barrier.
     pub fn barrier(&self) -> Result<(), ShimError> {
         check(unsafe { ddpm_pg_barrier(self.raw) })
@@ -429,6 +436,9 @@ mod tests {
         pg.broadcast(&a, 0).unwrap();
         let out = Tensor::zeros([3], (Kind::Float, Device::Cpu));
         pg.all_gather(&out, &a).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&out).unwrap(), vec![1.0, 2.0, 3.0]);
+        let out = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        pg.gather(&out, &a).unwrap();
         assert_eq!(Vec::<f32>::try_from(&out).unwrap(), vec![1.0, 2.0, 3.0]);
         pg.barrier().unwrap();
     }

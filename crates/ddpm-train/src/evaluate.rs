@@ -7,7 +7,6 @@
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::eval_log::EvalLine;
-use ddpm_core::rng::derive_seed;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_dist::Dist;
 use ddpm_eval::inception::default_weights_path;
@@ -18,7 +17,6 @@ use ddpm_sample::job::Labels;
 use ddpm_sample::samplers::SamplerOptions;
 use std::time::Instant;
 
-const STREAM_EVAL: u64 = 5;
 /// Images per Inception batch.
 const INCEPTION_BATCH: usize = 50;
 
@@ -74,7 +72,7 @@ impl Evaluator {
                 ref_features: None,
             },
             batch: t.eval_batch_size,
-            seed: derive_seed(config.seed, &[STREAM_EVAL]),
+            seed: crate::streams::Stream::Eval.seed(config.seed, &[]),
         }))
     }
 
@@ -113,10 +111,12 @@ impl Evaluator {
             false,
             None,
         )?;
-        let mine = sampler.sample_range(dist.shard(self.samples), self.batch, &mut |_| {})?;
-        let x0 = dist.all_gather_rows(&mine.to_device(dist.device()))?.to_device(tch::Device::Cpu);
-        // Images are measured in [0, 1], as pytorch-fid takes them; points as they are.
-        let samples = if x0.dim() == 4 { (x0 + 1.0) / 2.0 } else { x0 };
+        let range = dist.shard(self.samples);
+        let mine = sampler.sample_range(range.clone(), self.batch, &mut |_| {})?;
+        // Images are measured in [0, 1], as pytorch-fid takes them; points as they are. Each
+        // rank keeps its own share: the Inception pass reads each rank's own batches.
+        let local = if mine.dim() == 4 { (mine + 1.0) / 2.0 } else { mine };
+        let samples = ddpm_eval::Samples::Shard { local, range, n: self.samples };
         let report = protocol::evaluate_sharded(
             &samples,
             &self.measure,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval_log;
 pub mod evaluate;
 pub mod import;
+pub mod intervals;
 pub mod launch;
 pub mod metrics;
 pub mod optim;
@@ -20,6 +21,7 @@ pub mod preview;
 pub mod progress;
 pub mod report;
 pub mod step;
+pub mod streams;
 pub mod tensorboard;
 pub mod trainer;
 

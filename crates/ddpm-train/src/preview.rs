@@ -6,7 +6,6 @@
 
 use crate::config::RunConfig;
 use crate::error::{Result, io};
-use ddpm_core::rng::derive_seed;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_data::Dataset;
 use ddpm_nets::Denoiser;
@@ -16,8 +15,6 @@ use ddpm_sample::job::Labels;
 use ddpm_sample::samplers::SamplerOptions;
 use std::path::PathBuf;
 use tch::Kind;
-
-const STREAM_PREVIEW: u64 = 3;
 
 /// A preview written to disk; `png` holds the grid's bytes for image data.
 #[derive(Debug)]
@@ -46,7 +43,7 @@ pub fn write_preview(
 ) -> Result<Preview> {
     let n = config.train.sample_count;
     let opts = preview_sampler(config);
-    let seed = derive_seed(config.seed, &[STREAM_PREVIEW]);
+    let seed = crate::streams::Stream::Preview.seed(config.seed, &[]);
     let mut sampler =
         BatchSampler::new(net, diffusion, opts.clone(), seed, Labels::Cycle, false, None)?;
     let x0 = sampler.sample_n(n, n, &mut |_| {})?;

@@ -11,20 +11,23 @@
 //! Data parallelism, as DistributedDataParallel does it: every rank holds the same weights,
 //! takes the same step on the mean gradient of the global batch, and so stays identical.
 //! Rank r's batch holds rows r, r + W, r + 2W, ... of the global batch
-//! ([`ddpm_data::loader::global_row`]); eps is drawn for the whole global batch from the
-//! step's seed and these rows are kept, so W ranks draw exactly what one process would. The
-//! dropout masks are the exception: each rank draws its own from (seed, rank) after eps, as
-//! DDP does (drawing the global masks on every rank would multiply their cost by W), so runs
-//! with dropout agree with one process in distribution, not bit for bit.
+//! ([`ddpm_data::loader::global_row`]); eps of global row k comes from a counter-based stream
+//! of (step seed, k) ([`ddpm_sample::noise::ImageNoise::for_rows`]), so each rank draws only
+//! its rows, at its own cost, and W ranks draw exactly what one process would. The dropout
+//! masks are the exception: each rank draws its own from (seed, rank), as DDP does (drawing
+//! the global masks on every rank would multiply their cost by W), so runs with dropout agree
+//! with one process in distribution, not bit for bit.
 
 use crate::config::{Precision, RunConfig};
 use crate::error::{Result, TrainError};
 use crate::optim::Adam;
+use crate::streams::Stream;
 use ddpm_core::rng::derive_seed;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_dist::{Dist, GradReducer};
 use ddpm_nets::placement::{Placed, debug_check_placement};
 use ddpm_nets::{Denoiser, Ema};
+use ddpm_sample::noise::ImageNoise;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -84,7 +87,7 @@ impl TrainStep {
         let learned = config.diffusion.model_var.is_learned();
         let (vs, net, ema_vs, ema_net) = {
             let _rng = ddpm_nets::torch_rng_lock();
-            tch::manual_seed(derive_seed(config.seed, &[0]) as i64);
+            tch::manual_seed(Stream::Init.seed(config.seed, &[]) as i64);
             let vs = VarStore::new(device);
             let net = Denoiser::new(&vs.root(), &config.model, learned)?;
             let ema_vs = VarStore::new(device);
@@ -155,32 +158,28 @@ impl TrainStep {
         self.adam.set_step(updates);
     }
 
-    /// One step: eps and the dropout masks come from libtorch's generator seeded with
-    /// `seed` (under the process-wide RNG lock, so the step reproduces exactly), then loss,
-    /// backward, the gradient mean over ranks, clipping, Adam with learning rate `lr`, EMA.
-    /// With W ranks, `seed` must be the same on every rank: eps is drawn for the global batch
-    /// (W times this rank's) and this rank's rows kept; the dropout masks then come from
-    /// (seed, rank). Fails only when a collective fails (a rank died or timed out).
+    /// One step: eps from [`Stream::Eps`]'s counter-based per-row streams of `seed` (the
+    /// step's seed), then the dropout masks from libtorch's generator seeded by (seed, rank)
+    /// (under the process-wide RNG lock, so the step reproduces exactly), then loss, backward,
+    /// the gradient mean over ranks, clipping, Adam with learning rate `lr`, EMA. With W ranks,
+    /// `seed` must be the same on every rank: rank r's rows are rows r, r + W, ... of the
+    /// global batch, and each draws only its own, at its own cost, the numbers one process
+    /// would draw for them. Fails only when a collective fails (a rank died or timed out).
     pub fn run(&mut self, input: &StepInput, seed: u64, lr: f64) -> Result<StepOutput> {
         let _rng = ddpm_nets::torch_rng_lock();
-        tch::manual_seed(seed as i64);
-        let world = self.dist.world_size();
-        let eps = if world == 1 {
-            input.x0.randn_like()
-        } else {
-            // Global row r + W j is row j of rank r: view [W b, ...] as [b, W, ...].
-            let mut global = input.x0.size();
-            let b = global[0];
-            global[0] = b * world as i64;
-            let mut split = vec![b, world as i64];
-            split.extend_from_slice(&global[1..]);
-            let eps = Tensor::randn(global.as_slice(), (input.x0.kind(), input.x0.device()))
-                .view(split.as_slice())
-                .select(1, self.dist.rank() as i64)
-                .contiguous();
-            tch::manual_seed(derive_seed(seed, &[self.dist.rank() as u64]) as i64);
-            eps
-        };
+        let (rank, world) = (self.dist.rank() as u64, self.dist.world_size() as u64);
+        let size = input.x0.size();
+        let eps = ImageNoise::for_rows(
+            Stream::Eps.seed(seed, &[]),
+            rank,
+            world,
+            size[0] as usize,
+            &size[1..],
+            input.x0.device(),
+        )
+        .draw()
+        .to_kind(input.x0.kind());
+        tch::manual_seed(derive_seed(seed, &[rank]) as i64);
         let terms = {
             let _autocast = self.autocast.then(|| {
                 ddpm_shim::AutocastGuard::new(input.x0.device(), Kind::BFloat16)

@@ -11,7 +11,7 @@ use ddpm_dist::{Dist, DistEnv, DistOptions};
 use ddpm_eval::inception::default_weights_path;
 use ddpm_eval::metrics::{Metrics, reference_from_images};
 use ddpm_eval::protocol::{self, EvalOptions, Measure, Protocol};
-use ddpm_eval::{FidInception, images};
+use ddpm_eval::{FidInception, Samples, images};
 use ddpm_run::{DEFAULT_RUNS_DIR, open_model};
 use ddpm_sample::job::{self, JobOptions, Labels};
 use ddpm_sample::{SampleRequest, SamplerArgs};
@@ -230,11 +230,14 @@ fn fid(a: FidArgs) -> Result<()> {
                 samples: npz.display().to_string(),
                 ..Protocol::default()
             };
-            (protocol::samples_from_npz(&npz)?, measure, protocol, out, reference)
+            (Samples::from_npz(&npz)?, measure, protocol, out, reference)
         }
         (None, Some(p)) => {
-            let s =
-                if p.is_dir() { images::from_folder(p)? } else { protocol::samples_from_npz(p)? };
+            let s = if p.is_dir() {
+                Samples::Memory(images::from_folder(p)?)
+            } else {
+                Samples::from_npz(p)?
+            };
             let measure = Measure::for_samples(&s, a.reference.as_deref())?;
             let protocol = Protocol { samples: p.display().to_string(), ..Protocol::default() };
             let out = a.out.clone().unwrap_or_else(|| {
