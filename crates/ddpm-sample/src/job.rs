@@ -132,22 +132,13 @@ pub fn load_noise(path: &Path, n: usize, sample_shape: &[i64]) -> Result<Tensor>
     Ok(t)
 }
 
-/// Chooses a batch size: `requested`, or on the CPU 64, or on CUDA the largest power of two
+/// Chooses a batch size for `n` images: on the CPU 64, on CUDA the largest power of two
 /// up to 1024 (scaled for larger images) for which the network call the sampler really makes
 /// fits twice over: with `sampler`'s guidance the call runs both branches (`[x, x]`, twice the
 /// batch), with the labels of a conditional model, under bf16 autocast when asked; the factor
 /// of two is headroom for the sampler's own state (x, the x0 predictions a multistep solver
 /// keeps, the noise) and the allocator's fragmentation.
-pub fn auto_batch(
-    requested: Option<usize>,
-    n: usize,
-    model: &LoadedModel,
-    sampler: &SamplerOptions,
-    bf16: bool,
-) -> usize {
-    if let Some(b) = requested {
-        return b.max(1).min(n.max(1));
-    }
+pub fn auto_batch(n: usize, model: &LoadedModel, sampler: &SamplerOptions, bf16: bool) -> usize {
     let device = model.vs.device();
     if !device.is_cuda() {
         return 64.min(n.max(1));
@@ -188,8 +179,9 @@ fn largest_batch(max: usize, mut fits: impl FnMut(usize) -> bool) -> usize {
 }
 
 /// Samples `req` from `model` into `job.out` as one rank of `dist` (every rank calls it with
-/// the same arguments): the one way a checkpoint is sampled, by `ddpm-sample`, `ddpm-eval fid
-/// --checkpoint` and the trainer's previews and evaluations. The batch size is `batch_size`,
+/// the same arguments): the one way a checkpoint is sampled into a folder, by `ddpm-sample` and
+/// `ddpm-eval fid --checkpoint` (training's previews and evaluations sample in memory through
+/// the same [`BatchSampler`]). The batch size is `batch_size`,
 /// or for a job already begun in `job.out` the one it was begun with (its parts are cut by
 /// it), or else rank 0's [`auto_batch`], broadcast so that every rank cuts the same batches.
 /// Returns `samples.npz` and the manifest.
@@ -206,7 +198,7 @@ pub fn sample_checkpoint(
         Some(b) => b.max(1).min(req.n.max(1)),
         None if dist.is_main() => match Manifest::read(&job.out)? {
             Some(old) if old == Manifest::new(req, model, old.batch_size) => old.batch_size,
-            _ => auto_batch(None, req.n, model, &req.sampler, req.bf16),
+            _ => auto_batch(req.n, model, &req.sampler, req.bf16),
         },
         None => 0,
     };
@@ -244,10 +236,9 @@ pub fn run_sharded(
 ) -> Result<PathBuf> {
     let device = model.vs.device();
     let out = &job.out;
-    std::fs::create_dir_all(out.join("parts")).map_err(io(out))?;
     let manifest_path = out.join("manifest.json");
     let npz = out.join("samples.npz");
-    match Manifest::read(out)? {
+    let begun = match Manifest::read(out)? {
         Some(old) if &old != manifest => {
             return Err(SampleError::Arg(format!(
                 "{} holds samples of a different job; choose another --out (or delete it)",
@@ -260,12 +251,13 @@ pub fn run_sharded(
             progress(manifest.n, manifest.n);
             return Ok(npz);
         }
-        Some(_) => {}
-        None if dist.is_main() => {
-            let text = serde_json::to_string_pretty(manifest).expect("serialises");
-            ddpm_io::write_atomic(&manifest_path, text.as_bytes()).map_err(io(&manifest_path))?;
-        }
-        None => {}
+        Some(_) => true,
+        None => false,
+    };
+    std::fs::create_dir_all(out.join("parts")).map_err(io(out))?;
+    if !begun && dist.is_main() {
+        let text = serde_json::to_string_pretty(manifest).expect("serialises");
+        ddpm_io::write_atomic(&manifest_path, text.as_bytes()).map_err(io(&manifest_path))?;
     }
     let shape = manifest.sample_shape.clone();
     let b = manifest.batch_size.max(1);
