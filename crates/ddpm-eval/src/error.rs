@@ -10,6 +10,9 @@ pub enum EvalError {
     /// A statistics file that cannot be used.
     #[error("{}: {reason}", path.display())]
     Stats { path: PathBuf, reason: String },
+    /// An impossible argument (`-n 0`, `--batch-size 0`), named.
+    #[error("{0}")]
+    Arg(String),
     /// Sample images that cannot be evaluated together.
     #[error("{0}")]
     Samples(String),
@@ -28,6 +31,9 @@ pub enum EvalError {
     /// The launcher's environment, or a collective across ranks (a rank died or hung).
     #[error(transparent)]
     Dist(#[from] ddpm_dist::DistError),
+    /// The launcher's variables (torchrun, srun) that form no group.
+    #[error(transparent)]
+    Launcher(#[from] ddpm_dist::EnvError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -8,12 +8,13 @@
 //! Wasserstein distance for 2-D points. sFID and precision/recall follow guided-diffusion's
 //! evaluator ([`metrics`] computes a selection of them from one Inception pass).
 
+pub mod args;
 pub mod digits_classifier;
 pub mod distance2d;
 pub mod error;
 pub mod feature_file;
-pub mod features;
 pub mod fid;
+pub mod fid_request;
 pub mod images;
 pub mod inception;
 pub mod inception_score;
@@ -21,11 +22,13 @@ pub mod metrics;
 pub mod nll;
 pub mod precision_recall;
 pub mod protocol;
+pub mod reference;
 pub mod samples;
 pub mod sharded;
 
 pub use error::{EvalError, Result};
 pub use fid::{Stats, frechet_distance, spatial_frechet_distance};
+pub use fid_request::FidRequest;
 pub use inception::FidInception;
 pub use metrics::{MetricValues, Metrics, Reference, reference_from_images};
 pub use samples::Samples;

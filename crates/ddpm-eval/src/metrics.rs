@@ -9,10 +9,9 @@
 //!   pool3 features ([`crate::feature_file`]).
 
 use crate::error::{EvalError, Result};
-use crate::features::Features;
 use crate::fid::{Stats, frechet_distance, spatial_frechet_distance};
 use crate::inception::FidInception;
-use crate::inception_score::inception_score;
+
 use crate::precision_recall::{ManifoldConfig, precision_recall};
 use crate::sharded::ShardedFeatures;
 use std::path::Path;
@@ -106,22 +105,6 @@ impl Reference {
         Ok(())
     }
 
-    /// The reference for `metrics` from features of the reference images: statistics (spatial
-    /// ones when `metrics.sfid`, which needs `features.spatial`) and the pool3 features when
-    /// `metrics.pr`.
-    pub fn from_features(features: Features, metrics: Metrics) -> Result<Self> {
-        let stats = match (&features.spatial, metrics.sfid) {
-            (Some(sp), true) => Stats::from_features_with_spatial(&features.pool3, sp)?,
-            (None, true) => {
-                return Err(EvalError::Samples(
-                    "sFID statistics need the spatial features of the reference images".into(),
-                ));
-            }
-            (_, false) => Stats::from_features(&features.pool3)?,
-        };
-        Ok(Self { stats: Some(stats), features: metrics.pr.then_some(features.pool3) })
-    }
-
     /// Checks that this reference has what `metrics` need; the error says what is missing.
     pub fn check(&self, metrics: Metrics) -> Result<()> {
         let missing = |what: &str| Err(EvalError::Samples(what.into()));
@@ -159,29 +142,9 @@ pub struct MetricValues {
     pub recall: Option<f64>,
 }
 
-/// The selected metrics from the samples' Inception features and a reference; precision and
-/// recall run on `device` (the features are moved there).
-pub fn metrics_from_features(
-    samples: &Features,
-    reference: &Reference,
-    metrics: Metrics,
-    manifold: &ManifoldConfig,
-    device: Device,
-) -> Result<MetricValues> {
-    reference.check(metrics)?;
-    let stats = match (metrics.fid || metrics.sfid, &samples.spatial, metrics.sfid) {
-        (false, _, _) => None,
-        (true, Some(sp), true) => Some(Stats::from_features_with_spatial(&samples.pool3, sp)?),
-        (true, None, true) => return Err(no_spatial()),
-        (true, _, false) => Some(Stats::from_features(&samples.pool3)?),
-    };
-    let is = metrics.is.then(|| inception_score(&samples.logits, 10));
-    let side = SampleSide { stats, is, pool3: Some(&samples.pool3) };
-    values(side, reference, metrics, manifold, device)
-}
-
-/// As [`metrics_from_features`], from an Inception pass shared by ranks (its sums and gathered
-/// features), with the evaluator's precision/recall settings.
+/// The selected metrics from the samples' Inception pass (its sums, shared by ranks, and its
+/// gathered features) and a reference, with the evaluator's precision/recall settings;
+/// precision and recall run on `device` (the features are moved there).
 pub fn metrics_from_pass(
     pass: &ShardedFeatures,
     reference: &Reference,
@@ -278,6 +241,7 @@ pub fn reference_from_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inception_score::inception_score;
     use tch::Kind;
 
     #[test]
@@ -293,48 +257,61 @@ mod tests {
         assert!("".parse::<Metrics>().is_err());
     }
 
-    fn feats(n: i64, seed: i64) -> Features {
+    /// Random pool3 [n, 16], logits [n, 1008] and spatial [n, 6] features.
+    fn feats(n: i64, seed: i64) -> (Tensor, Tensor, Tensor) {
         let _g = ddpm_nets::torch_rng_lock();
         tch::manual_seed(seed);
         let opts = (Kind::Float, Device::Cpu);
-        Features {
-            pool3: Tensor::randn([n, 16], opts).relu(),
-            logits: Tensor::randn([n, 1008], opts),
-            spatial: Some(Tensor::randn([n, 6], opts).relu()),
+        let pool3 = Tensor::randn([n, 16], opts).relu();
+        (pool3, Tensor::randn([n, 1008], opts), Tensor::randn([n, 6], opts).relu())
+    }
+
+    /// What one Inception pass keeps of these features (all of it).
+    fn pass(f: &(Tensor, Tensor, Tensor)) -> ShardedFeatures {
+        let (pool3, logits, spatial) = f;
+        let n = pool3.size()[0];
+        let moments = |t: &Tensor| {
+            let mut m = ddpm_dist::FeatureMoments::new(t.size()[1], Device::Cpu);
+            m.add(t).unwrap();
+            m
+        };
+        let mut is = crate::inception_score::IsSums::new(n as usize, 10, 1008, Device::Cpu);
+        is.add(0, logits);
+        ShardedFeatures {
+            pool3: moments(pool3),
+            spatial: Some(moments(spatial)),
+            is: Some(is),
+            pool3_rows: Some(pool3.shallow_clone()),
+        }
+    }
+
+    fn reference(f: &(Tensor, Tensor, Tensor), pr: bool) -> Reference {
+        Reference {
+            stats: Some(pass(f).stats().unwrap()),
+            features: pr.then(|| f.0.shallow_clone()),
         }
     }
 
     #[test]
-    fn every_selected_metric_is_computed_from_one_feature_set() {
-        let reference =
-            Reference::from_features(feats(60, 1), "fid,sfid,pr".parse().unwrap()).unwrap();
-        assert!(
-            reference.stats.as_ref().unwrap().spatial.is_some() && reference.features.is_some()
-        );
+    fn every_selected_metric_is_computed_from_one_pass() {
+        let reference = reference(&feats(60, 1), true);
         let s = feats(50, 2);
         let all: Metrics = "fid,is,sfid,pr".parse().unwrap();
-        let v = metrics_from_features(&s, &reference, all, &ManifoldConfig::default(), Device::Cpu)
-            .unwrap();
-        let stats =
-            Stats::from_features_with_spatial(&s.pool3, s.spatial.as_ref().unwrap()).unwrap();
+        let v = metrics_from_pass(&pass(&s), &reference, all, Device::Cpu).unwrap();
+        let stats = Stats::from_features_with_spatial(&s.0, &s.2).unwrap();
         let r = reference.stats.as_ref().unwrap();
-        assert_eq!(v.fid, Some(frechet_distance(&stats, r).unwrap()));
-        assert_eq!(v.sfid, Some(spatial_frechet_distance(&stats, r).unwrap()));
-        assert!(v.sfid != v.fid && v.sfid.unwrap() > 0.0);
-        assert_eq!(v.is_mean, Some(inception_score(&s.logits, 10).0));
-        let pr =
-            precision_recall(reference.features.as_ref().unwrap(), &s.pool3, &Default::default())
-                .unwrap();
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() <= 1e-9 * b.abs().max(1.0);
+        assert!(close(v.fid, frechet_distance(&stats, r).unwrap()), "{v:?}");
+        assert!(close(v.sfid, spatial_frechet_distance(&stats, r).unwrap()), "{v:?}");
+        assert!(v.sfid != v.fid && v.sfid.unwrap() > 0.1);
+        let (is, _) = inception_score(&s.1, 10);
+        assert!(close(v.is_mean, is), "{v:?} vs {is}");
+        let pr = precision_recall(reference.features.as_ref().unwrap(), &s.0, &Default::default())
+            .unwrap();
         assert_eq!((v.precision, v.recall), (Some(pr.precision), Some(pr.recall)));
         // Only what was asked for.
-        let v = metrics_from_features(
-            &s,
-            &reference,
-            "is".parse().unwrap(),
-            &Default::default(),
-            Device::Cpu,
-        )
-        .unwrap();
+        let v =
+            metrics_from_pass(&pass(&s), &reference, "is".parse().unwrap(), Device::Cpu).unwrap();
         assert!(
             v.fid.is_none() && v.sfid.is_none() && v.precision.is_none() && v.is_mean.is_some()
         );
@@ -342,12 +319,19 @@ mod tests {
 
     #[test]
     fn a_reference_without_what_a_metric_needs_is_refused_by_name() {
-        let plain = Reference::from_features(feats(30, 3), Metrics::default()).unwrap();
-        assert!(plain.features.is_none());
+        let f = feats(30, 3);
+        let plain = Reference { stats: Some(Stats::from_features(&f.0).unwrap()), features: None };
         let e = plain.check("sfid".parse().unwrap()).unwrap_err().to_string();
         assert!(e.contains("mu_s"), "{e}");
         let e = plain.check("pr".parse().unwrap()).unwrap_err().to_string();
         assert!(e.contains("features"), "{e}");
         assert!(Reference::default().check(Metrics::default()).is_err());
+        // A pass without the spatial sums cannot give sFID.
+        let mut p = pass(&f);
+        p.spatial = None;
+        let e = metrics_from_pass(&p, &reference(&f, false), "sfid".parse().unwrap(), Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spatial"), "{e}");
     }
 }

@@ -19,7 +19,7 @@
 
 use crate::digits_classifier::DigitsClassifier;
 use crate::error::{EvalError, Result};
-use crate::metrics::{MetricValues, Metrics, Reference, metrics_from_pass};
+use crate::metrics::{MetricValues, Metrics, metrics_from_pass};
 use crate::samples::Samples;
 use crate::sharded::{Needs, inception_pass};
 use crate::{FidInception, Stats, distance2d, frechet_distance, images, sha256_file};
@@ -298,145 +298,6 @@ pub fn digits_distance(samples: &Tensor, device: Device) -> Result<DigitsDistanc
     })
 }
 
-/// The reference side of the selected metrics: a statistics `.npz` as given (with a features
-/// file for precision/recall), or the statistics (and features) of a data set or image folder,
-/// computed once (by the ranks of `dist` together) and cached by rank 0 under
-/// `$DDPM_HOME/fid-stats/` by a hash of what they were computed from and of the Inception
-/// weights (recomputed when the cache lacks what `metrics` need). Rank 0 gets (reference,
-/// description, SHA-256 of the statistics file), the other ranks `None`: only rank 0 measures.
-#[allow(clippy::too_many_arguments)]
-pub fn reference(
-    spec: &str,
-    features: Option<&Path>,
-    metrics: Metrics,
-    net: &FidInception,
-    weights_sha: &str,
-    batch: usize,
-    dist: &Dist,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Option<(Reference, String, String)>> {
-    // Rank 0 reads what exists and decides; the others learn whether to help compute.
-    let stored = match dist.is_main() {
-        true => match stored_reference(spec, features, metrics, weights_sha) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                dist.broadcast_i64s(&[0])?;
-                return Err(e);
-            }
-        },
-        false => None,
-    };
-    let code = match &stored {
-        Some(Stored::Found(..)) => 1,
-        Some(Stored::Compute { .. }) => 2,
-        None => 0,
-    };
-    match dist.broadcast_i64s(&[code])?[0] {
-        0 => {
-            return Err(EvalError::Samples(format!(
-                "rank 0 could not read the reference {spec} (its log says why)"
-            )));
-        }
-        1 => {
-            return Ok(match stored {
-                Some(Stored::Found(r, desc, sha)) => Some((r, desc, sha)),
-                _ => None,
-            });
-        }
-        _ => {}
-    }
-    let imgs = load_images(spec)?;
-    images::check_images(&imgs, spec)?;
-    let n = imgs.size()[0] as usize;
-    if dist.is_main() {
-        tracing::info!("reference statistics of {spec}: {n} images through Inception");
-    }
-    // Everything the cache may be asked for later in the same pass: spatial statistics too.
-    let needs = Needs { spatial: true, is: false, pool3_rows: metrics.pr };
-    let f = inception_pass(net, &Samples::Memory(imgs), batch, dist, needs, progress)?;
-    let Some(Stored::Compute { stats, features }) = stored else { return Ok(None) };
-    let r = Reference { stats: Some(f.stats()?), features: f.pool3_rows };
-    r.save(&stats, metrics.pr.then_some(features.as_path()))?;
-    let desc = format!("{spec} (cached {})", stats.display());
-    Ok(Some((r, desc, sha256_file(&stats)?)))
-}
-
-/// What rank 0 finds for a reference: a usable one, or where to cache the one to compute.
-enum Stored {
-    Found(Reference, String, String),
-    /// Where the statistics and the features are to be cached.
-    Compute {
-        stats: PathBuf,
-        features: PathBuf,
-    },
-}
-
-fn stored_reference(
-    spec: &str,
-    features: Option<&Path>,
-    metrics: Metrics,
-    weights_sha: &str,
-) -> Result<Stored> {
-    let path = Path::new(spec);
-    if path.extension().is_some_and(|e| e == "npz") {
-        let r = Reference::load(Some(path), features)?;
-        if let Some(s) = &r.stats
-            && s.dim() != 2048
-        {
-            return Err(EvalError::Stats {
-                path: path.into(),
-                reason: format!(
-                    "statistics of {} features; FID uses the 2048-d pool features",
-                    s.dim()
-                ),
-            });
-        }
-        r.check(metrics)?;
-        return Ok(Stored::Found(r, spec.to_string(), sha256_file(path)?));
-    }
-    let canonical =
-        std::fs::canonicalize(path).map(|p| p.display().to_string()).unwrap_or_default();
-    let key: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(format!("{spec}|{canonical}|{weights_sha}").as_bytes())
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let dir = ddpm_io::ddpm_home().join("fid-stats");
-    let (stats_path, features_path) =
-        (dir.join(format!("{key}.npz")), dir.join(format!("{key}-features.npz")));
-    if stats_path.exists() {
-        let cached_features = features_path.exists().then_some(features_path.as_path());
-        let r = Reference::load(Some(&stats_path), cached_features)?;
-        if r.check(metrics).is_ok() {
-            let desc = format!("{spec} (cached {})", stats_path.display());
-            let sha = sha256_file(&stats_path)?;
-            return Ok(Stored::Found(r, desc, sha));
-        }
-    }
-    Ok(Stored::Compute { stats: stats_path, features: features_path })
-}
-
-/// Images in [0, 1] from an `.npz`/`.npy` of samples, an image folder, or a data set.
-pub fn load_images(spec: &str) -> Result<Tensor> {
-    let p = Path::new(spec);
-    if p.extension().is_some_and(|e| e == "npz" || e == "npy") {
-        return images::from_npz(p);
-    }
-    let cfg = ddpm_data::config_from_arg(spec);
-    if cfg.dataset == "folder" {
-        return images::from_folder(p);
-    }
-    match ddpm_data::load(&cfg)?.0 {
-        Dataset::Images(set) => Ok(images::from_dataset(&set)),
-        Dataset::Points(_) => {
-            Err(EvalError::Samples(format!("{spec} holds 2-D points, not images")))
-        }
-    }
-}
-
 /// The selected Inception metrics of `samples` ([N, C, H, W] in [0, 1]) against the reference,
 /// the Inception work shared by the ranks of `dist`; fills the Inception part of `protocol`.
 /// Rank 0 gets the metrics, the other ranks `None`.
@@ -453,7 +314,7 @@ pub fn inception_metrics(
     let weights_sha = sha256_file(&opts.inception)?;
     let metrics = opts.metrics;
     let batch = opts.batch_size;
-    let r = reference(
+    let r = crate::reference::reference(
         reference_spec,
         opts.ref_features.as_deref(),
         metrics,

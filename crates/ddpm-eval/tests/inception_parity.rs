@@ -32,6 +32,29 @@ fn read(path: &Path, key: &str) -> Tensor {
     Tensor::from_slice(&v).view(shape.as_slice())
 }
 
+/// Every image's pool3, logits and (when asked) spatial features, `batch` images per call.
+struct Features {
+    pool3: Tensor,
+    logits: Tensor,
+    spatial: Option<Tensor>,
+}
+
+fn features(net: &FidInception, x: &Tensor, batch: i64, spatial: bool) -> Features {
+    let n = x.size()[0];
+    let outs: Vec<_> = (0..n)
+        .step_by(batch as usize)
+        .map(|f| net.forward_with_spatial(&x.narrow(0, f, batch.min(n - f)), spatial))
+        .collect();
+    let cat = |v: Vec<Tensor>| Tensor::cat(&v, 0);
+    Features {
+        pool3: cat(outs.iter().map(|o| o.pool3.shallow_clone()).collect()),
+        logits: cat(outs.iter().map(|o| o.logits.shallow_clone()).collect()),
+        spatial: spatial.then(|| {
+            cat(outs.iter().map(|o| o.spatial.as_ref().unwrap().shallow_clone()).collect())
+        }),
+    }
+}
+
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
     ((a - b).abs().max() / b.abs().max()).double_value(&[])
 }
@@ -61,7 +84,7 @@ fn features_and_logits_match_pytorch_fid_at_batch_sizes_1_and_7() {
                 &batch.to_string(),
             ],
         );
-        let f = ddpm_eval::features::inception_features(&net, &x, batch, &mut |_| {}).unwrap();
+        let f = features(&net, &x, batch, false);
         let (theirs_pool, theirs_logits) = (read(&out, "pool3"), read(&out, "logits"));
         let d = rel(&f.pool3, &theirs_pool);
         assert!(d <= 1e-4, "batch {batch}: pool3 relative difference {d:e}");
@@ -116,8 +139,7 @@ fn spatial_features_match_a_hook_on_pytorch_fids_mixed_6d_branch1x1() {
             "--spatial",
         ],
     );
-    let f = ddpm_eval::features::inception_features_with_spatial(&net, &x, 2, true, &mut |_| {})
-        .unwrap();
+    let f = features(&net, &x, 2, true);
     let ours = f.spatial.expect("spatial features were asked for");
     let theirs = read(&out, "spatial");
     assert_eq!(ours.size(), [5, ddpm_eval::inception::SPATIAL_DIM]);
@@ -129,7 +151,7 @@ fn spatial_features_match_a_hook_on_pytorch_fids_mixed_6d_branch1x1() {
     assert!(ours.min().double_value(&[]) >= 0.0);
     assert!(theirs.std(true).double_value(&[]) > 1e-3, "features are not degenerate");
     // Asking for them changes nothing else; not asking gives none.
-    let plain = ddpm_eval::features::inception_features(&net, &x, 2, &mut |_| {}).unwrap();
+    let plain = features(&net, &x, 2, false);
     assert!(plain.spatial.is_none());
     assert!(plain.pool3.equal(&f.pool3) && plain.logits.equal(&f.logits));
 }
@@ -252,9 +274,7 @@ fn fid_of_a_set_with_itself_is_zero_and_grows_with_noise() {
     let dir = temp_dir("fid-noise");
     let net = FidInception::load(&weights(&dir), Device::Cpu).unwrap();
     let x = images(12, 16);
-    let feats = |t: &Tensor| {
-        ddpm_eval::features::inception_features(&net, t, 12, &mut |_| {}).unwrap().pool3
-    };
+    let feats = |t: &Tensor| features(&net, t, 12, false).pool3;
     let base = Stats::from_features(&feats(&x)).unwrap();
     let self_fid = frechet_distance(&base, &Stats::from_features(&feats(&x)).unwrap()).unwrap();
     assert!(self_fid.abs() < 1e-6, "{self_fid}");

@@ -160,7 +160,14 @@ fn a_checkpoint_gets_sfid_and_precision_recall_against_a_cached_data_reference()
     assert!(json["protocol"]["ref"].as_str().unwrap().contains("cached"), "{json}");
     let again = eval(&args);
     assert_eq!(again["sfid"], json["sfid"]);
+    assert_eq!(again["protocol"]["ref"], json["protocol"]["ref"]);
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("fid.json")).unwrap()).unwrap();
     assert_eq!(written["sfid"], json["sfid"]);
+    // Regression: the cache was keyed by the folder's path, so an edited folder kept its stale
+    // statistics. It is keyed by the contents: a changed image gives new statistics.
+    image::RgbImage::from_pixel(8, 8, image::Rgb([250, 10, 10])).save(imgs.join("00.png")).unwrap();
+    let edited = eval(&args);
+    assert_ne!(edited["protocol"]["ref"], json["protocol"]["ref"], "{edited}");
+    assert_ne!(edited["sfid"], json["sfid"], "the reference statistics were not recomputed");
 }

@@ -9,8 +9,9 @@ use crate::error::{Result, TrainError};
 use crate::eval_log::EvalLine;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_dist::Dist;
+use ddpm_eval::FidRequest;
 use ddpm_eval::inception::default_weights_path;
-use ddpm_eval::protocol::{self, EvalOptions, FidReport, Measure, Protocol};
+use ddpm_eval::protocol::{EvalOptions, FidReport, Measure, Protocol};
 use ddpm_nets::Denoiser;
 use ddpm_sample::batch::BatchSampler;
 use ddpm_sample::job::Labels;
@@ -23,10 +24,9 @@ const INCEPTION_BATCH: usize = 50;
 /// What an evaluation measures and with which sampler, fixed for the run.
 #[derive(Debug, Clone)]
 pub struct Evaluator {
-    pub measure: Measure,
-    pub samples: usize,
+    /// The measurement, chosen as `ddpm-eval fid --checkpoint` chooses it for this run.
+    pub request: FidRequest,
     pub sampler: SamplerOptions,
-    pub options: EvalOptions,
     batch: usize,
     seed: u64,
 }
@@ -40,37 +40,29 @@ impl Evaluator {
         if t.eval_every == 0 {
             return Ok(None);
         }
-        let measure = Measure::for_data(&config.data);
-        let reference = t.eval_ref.clone().or_else(|| {
-            Some(match &config.data.path {
-                Some(p) => p.display().to_string(),
-                None => config.data.dataset.clone(),
-            })
-        });
         let inception = t.eval_inception.clone().unwrap_or_else(default_weights_path);
-        if measure == Measure::Inception && !inception.exists() {
+        if Measure::for_data(&config.data) == Measure::Inception && !inception.exists() {
             return Err(TrainError::Config(crate::config::ConfigError(format!(
                 "train.eval_every: FID during training needs the Inception weights at {} (`cargo xtask convert-inception`), or set eval_every = 0",
                 inception.display()
             ))));
         }
-        measure.check_inputs(&inception, reference.as_deref())?;
-        let samples = if t.eval_samples > 0 { t.eval_samples } else { measure.default_num()? };
+        let options = EvalOptions {
+            device,
+            inception,
+            reference: t.eval_ref.clone(),
+            batch_size: INCEPTION_BATCH,
+            metrics: ddpm_eval::Metrics::default(),
+            ref_features: None,
+        };
+        let n = (t.eval_samples > 0).then_some(t.eval_samples);
+        let request = FidRequest::for_data(&config.data, n, options)?;
         let mut sampler = SamplerOptions::new(t.eval_sampler, config.diffusion.steps);
         sampler.steps = t.eval_steps;
         sampler.clip_x0 = t.eval_sampler.clips_by_default();
         Ok(Some(Self {
-            measure,
-            samples,
+            request,
             sampler,
-            options: EvalOptions {
-                device,
-                inception,
-                reference,
-                batch_size: INCEPTION_BATCH,
-                metrics: ddpm_eval::Metrics::default(),
-                ref_features: None,
-            },
             batch: t.eval_batch_size,
             seed: crate::streams::Stream::Eval.seed(config.seed, &[]),
         }))
@@ -80,7 +72,7 @@ impl Evaluator {
     pub fn describe(&self) -> String {
         format!(
             "{} samples, {} {} steps",
-            self.samples,
+            self.request.n,
             self.sampler.kind.name(),
             self.sampler.steps
         )
@@ -111,20 +103,14 @@ impl Evaluator {
             false,
             None,
         )?;
-        let range = dist.shard(self.samples);
+        let n = self.request.n;
+        let range = dist.shard(n);
         let mine = sampler.sample_range(range.clone(), self.batch, &mut |_| {})?;
         // Images are measured in [0, 1], as pytorch-fid takes them; points as they are. Each
         // rank keeps its own share: the Inception pass reads each rank's own batches.
         let local = if mine.dim() == 4 { (mine + 1.0) / 2.0 } else { mine };
-        let samples = ddpm_eval::Samples::Shard { local, range, n: self.samples };
-        let report = protocol::evaluate_sharded(
-            &samples,
-            &self.measure,
-            &self.options,
-            Protocol::default(),
-            dist,
-            &mut |_, _| {},
-        )?;
+        let samples = ddpm_eval::Samples::Shard { local, range, n };
+        let report = self.request.measure(&samples, Protocol::default(), dist, &mut |_, _| {})?;
         // Rank 0 computed the distances alone (seconds); the others wait here, not in the
         // next training step's collectives.
         dist.barrier()?;
@@ -135,7 +121,7 @@ impl Evaluator {
     fn lines(&self, r: &FidReport, step: u64, seconds: f64) -> Vec<EvalLine> {
         let line = |metric: &str, value: f64, baseline: Option<f64>| EvalLine {
             baseline,
-            samples: Some(self.samples),
+            samples: Some(self.request.n),
             sampler: Some(self.sampler.kind.name().to_string()),
             sampler_steps: Some(self.sampler.steps),
             seconds: Some(seconds),

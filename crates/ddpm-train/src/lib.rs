@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval_log;
 pub mod evaluate;
 pub mod import;
+pub mod importance;
 pub mod intervals;
 pub mod launch;
 pub mod metrics;

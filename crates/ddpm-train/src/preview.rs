@@ -2,12 +2,15 @@
 //! (`train.sample_sampler`, DPM-Solver++ with 20 network evaluations by default) and fixed
 //! noise, so that previews of successive steps are comparable; conditional models show every
 //! class in turn. `samples/step-<step>.png` (2-D data: `.svg`, the samples over the data),
-//! copied to the run's `samples.png`/`samples.svg`.
+//! copied to the run's `samples.png`/`samples.svg`. Under a group every rank samples its share
+//! of the grid (image i's noise and class depend on (seed, i) alone, so the grid is one
+//! process's) and rank 0 gathers and writes it: no rank samples alone while others wait.
 
 use crate::config::RunConfig;
 use crate::error::{Result, io};
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_data::Dataset;
+use ddpm_dist::Dist;
 use ddpm_nets::Denoiser;
 use ddpm_run::RunDir;
 use ddpm_sample::batch::BatchSampler;
@@ -32,7 +35,8 @@ pub fn preview_sampler(config: &RunConfig) -> SamplerOptions {
     opts
 }
 
-/// Draws the preview of step `step` from `net` (the EMA network).
+/// Draws the preview of step `step` from `net` (the EMA network), as one rank of `dist`
+/// (every rank calls it): rank 0 gets the preview, the other ranks `None`.
 pub fn write_preview(
     config: &RunConfig,
     run: &RunDir,
@@ -40,14 +44,18 @@ pub fn write_preview(
     diffusion: &TensorDiffusion,
     data: &Dataset,
     step: u64,
-) -> Result<Preview> {
+    dist: &Dist,
+) -> Result<Option<Preview>> {
     let n = config.train.sample_count;
     let opts = preview_sampler(config);
     let seed = crate::streams::Stream::Preview.seed(config.seed, &[]);
     let mut sampler =
         BatchSampler::new(net, diffusion, opts.clone(), seed, Labels::Cycle, false, None)?;
-    let x0 = sampler.sample_n(n, n, &mut |_| {})?;
-    let values = Vec::<f32>::try_from(x0.to_kind(Kind::Float).flatten(0, -1)).expect("f32");
+    let range = dist.shard(n);
+    let mine = sampler.sample_range(range.clone(), range.len().max(1), &mut |_| {})?;
+    let Some(x0) = dist.gather_rows(&mine.to_device(dist.device()))? else { return Ok(None) };
+    let x0 = x0.to_device(tch::Device::Cpu).to_kind(Kind::Float);
+    let values = Vec::<f32>::try_from(x0.flatten(0, -1)).expect("f32");
     let shape = net.sample_shape();
     let (path, ext, png) = match shape.len() {
         3 => {
@@ -83,5 +91,5 @@ pub fn write_preview(
     let latest = run.latest_preview_path(ext);
     let bytes = std::fs::read(&path).map_err(io(&path))?;
     ddpm_io::write_atomic(&latest, &bytes).map_err(io(&latest))?;
-    Ok(Preview { path, png })
+    Ok(Some(Preview { path, png }))
 }

@@ -31,6 +31,7 @@ use crate::config::RunConfig;
 use crate::error::{Result, TrainError, io};
 use crate::eval_log::{EvalLine, EvalLog};
 use crate::evaluate::Evaluator;
+use crate::importance::LearnAcrossRanks;
 use crate::intervals::Intervals;
 use crate::metrics::{Accumulator, MetricsLog};
 use crate::optim::learning_rate;
@@ -364,24 +365,7 @@ impl Trainer {
         let input = StepInput { x0: &x0, t: &t, weights: Some(&w), y: y.as_ref() };
         let step_seed = Stream::Torch.seed(seed, &[GLOBAL, self.step]);
         let out = self.model.run(&input, step_seed, lr)?;
-        if self.timestep_sampler.kind == TimestepSamplerKind::LossSecondMoment {
-            // Importance sampling learns from every step's losses (a host read per step, as in
-            // improved-diffusion's LossSecondMomentResampler), those of the whole global batch
-            // (one more collective per step), so every rank keeps the same history.
-            let losses = out.per_example.to_kind(Kind::Double);
-            let losses = if self.model.dist.backend().is_some() {
-                let index: Vec<i64> = rows.iter().map(|&k| k as i64).collect();
-                let all = Tensor::zeros([(b * world) as i64], (Kind::Double, self.device));
-                let index = Tensor::from_slice(&index).to_device(self.device);
-                let all = all.index_copy(0, &index, &losses);
-                self.model.dist.all_reduce_sum(std::slice::from_ref(&all))?;
-                all
-            } else {
-                losses
-            };
-            let losses = Vec::<f64>::try_from(losses.to_device(Device::Cpu)).expect("f64 losses");
-            self.timestep_sampler.update(&global_ts, &losses);
-        }
+        self.timestep_sampler.learn(&global_ts, &rows, &out.per_example, &self.model.dist)?;
         self.step += 1;
         Ok((out, t))
     }
@@ -456,12 +440,8 @@ impl Trainer {
                 last_ckpt = Instant::now();
                 progress.line(&format!("checkpoint {}", path.display()));
             }
-            // Previews are rank 0's alone (seconds), after a barrier (the checkpoint's when there
-            // is one); evaluations are every rank's (see `evaluate`).
-            if (due.preview || due.eval) && !checkpoint {
-                self.model.dist.barrier()?;
-            }
-            if due.preview && self.rank == 0 {
+            // Previews and evaluations are every rank's: each samples its share.
+            if due.preview {
                 self.write_preview(progress)?;
             }
             if due.eval {
@@ -514,7 +494,8 @@ impl Trainer {
         Ok(())
     }
 
-    /// The preview of this step (rank 0): the grid, TensorBoard, the report.
+    /// The preview of this step (every rank samples its share; rank 0 writes): the grid,
+    /// TensorBoard, the report.
     fn write_preview(&mut self, progress: &mut dyn Progress) -> Result<()> {
         let t = &self.config.train;
         progress.line(&format!(
@@ -523,7 +504,7 @@ impl Trainer {
             t.sample_sampler.name(),
             t.sample_steps
         ));
-        let preview = self.preview()?;
+        let Some(preview) = self.preview()? else { return Ok(()) };
         if let (Some(tb), Some(png)) = (&mut self.tb, &preview.png)
             && let Err(e) = tb.add_image_png("samples", self.step, png)
         {
@@ -594,8 +575,9 @@ impl Trainer {
         }
     }
 
-    /// The preview of the current step from the EMA model (see [`crate::preview`]).
-    pub fn preview(&self) -> Result<crate::preview::Preview> {
+    /// The preview of the current step from the EMA model (see [`crate::preview`]); every rank
+    /// calls it, rank 0 gets the preview.
+    pub fn preview(&self) -> Result<Option<crate::preview::Preview>> {
         crate::preview::write_preview(
             &self.config,
             &self.run,
@@ -603,6 +585,7 @@ impl Trainer {
             &self.model.diffusion,
             &self.dataset,
             self.step,
+            &self.model.dist,
         )
     }
 

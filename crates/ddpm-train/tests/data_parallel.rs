@@ -171,8 +171,11 @@ fn assert_close(what: &str, gap: &Gap) {
 fn two_ranks_with_half_batches_take_the_steps_of_one_process_with_the_whole_batch() {
     let _one_at_a_time = serial();
     let dir = ddpm_testkit::temp_dir("ddp-equal");
-    let c = config(1000);
+    let mut c = config(1000);
     assert_eq!(c.optim.batch_size, 16);
+    // Previews at steps 10 and 20, 5 images: 3 sampled by rank 0, 2 by rank 1.
+    c.train.sample_every = 10;
+    c.train.sample_count = 5;
     train_one(&c, &dir, "one", 20);
     let exits = train_two(&c, &dir, "two", 20);
     let (one, two) = (RunDir::new(dir.join("one")), RunDir::new(dir.join("two")));
@@ -185,6 +188,18 @@ fn two_ranks_with_half_batches_take_the_steps_of_one_process_with_the_whole_batc
     // The runs trained: the loss fell.
     let l = losses(&two);
     assert!(l[19].1 < 0.8 * l[0].1, "{l:?}");
+    // Each rank sampled its share of the preview; rank 0's gathered grid is one process's
+    // (within one grey level: the network ran on batches of 3 and 2 rather than 5).
+    for step in [10, 20] {
+        let grid = |run: &RunDir| {
+            image::open(run.preview_path(step, "png")).unwrap().to_luma8().into_raw()
+        };
+        let (a, b) = (grid(&one), grid(&two));
+        assert_eq!(a.len(), b.len());
+        let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+        assert!(worst <= 1, "step {step}: previews differ by {worst} grey levels");
+        assert!(a.iter().any(|&v| v != a[0]), "the preview is not blank");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -258,11 +273,12 @@ fn srun_tasks_without_torchrun_form_one_group() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Regression: evaluation during data-parallel training ran on rank 0 alone while the other
-/// ranks went on into the next step's collectives, so an evaluation longer than the process
-/// group's timeout ended the job. Here the timeout is 3 s and each evaluation takes longer than
-/// that even shared between two ranks (about twice as long in one process); the job finishes,
-/// and the metric equals one process's.
+/// Regression: evaluation (and the preview) during data-parallel training ran on rank 0 alone
+/// while the other ranks went on into the next step's collectives, so an evaluation or a
+/// preview longer than the process group's timeout ended the job. Here the timeout is 3 s and
+/// each evaluation and each preview takes longer than that even shared between two ranks
+/// (about twice as long in one process); the job finishes, and the metric equals one
+/// process's.
 #[test]
 fn an_evaluation_longer_than_the_group_timeout_is_shared_and_the_job_goes_on() {
     let _one_at_a_time = serial();
@@ -271,8 +287,10 @@ fn an_evaluation_longer_than_the_group_timeout_is_shared_and_the_job_goes_on() {
     let mut c = RunConfig::load(&path).unwrap();
     c.train.threads = 1;
     c.train.log_every = 1;
-    c.train.sample_every = 0;
-    c.train.sample_count = 16;
+    c.train.sample_every = 2;
+    c.train.sample_count = 16_000;
+    c.train.sample_sampler = ddpm_sample::SamplerKind::Ddpm;
+    c.train.sample_steps = 100;
     c.train.eval_every = 2;
     c.train.eval_samples = 16_000;
     c.train.eval_sampler = ddpm_sample::SamplerKind::Ddpm;
@@ -290,6 +308,17 @@ fn an_evaluation_longer_than_the_group_timeout_is_shared_and_the_job_goes_on() {
         let seconds = b.seconds.unwrap();
         assert!(seconds > 3.0, "the shared evaluation took {seconds:.1} s, not past the timeout");
         assert!((a.value - b.value).abs() <= 1e-4 * a.value.abs(), "{a:?} vs {b:?}");
+    }
+    // The previews: every rank's share gathered, so the plot holds one process's samples
+    // (those inside the plot's limits, counted; the same count within 1 %).
+    for step in [2, 4] {
+        let drawn = |name: &str| {
+            let run = RunDir::new(dir.join(name));
+            let svg = std::fs::read_to_string(run.preview_path(step, "svg")).unwrap();
+            svg.matches("fill=\"#d62728\"").count() as f64
+        };
+        let (a, b) = (drawn("one"), drawn("two"));
+        assert!(a > 8_000.0 && (a - b).abs() <= 0.01 * a, "step {step}: {a} vs {b} samples drawn");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
