@@ -53,8 +53,11 @@ impl Picture {
 }
 
 /// `n` images (N x C x H x W floats in [-1, 1], C = 1 or 3) as one grid with `nrow` images per
-/// row, each pixel repeated `scale` times, laid out like torchvision's `make_grid`: `pad`
-/// pixels of [`GUTTER`] around and between the cells, empty cells of the last row filled too.
+/// row, each pixel repeated `scale` times, laid out like torchvision's `make_grid`: a gutter of
+/// [`GUTTER`] around and between the cells, empty cells of the last row filled too. The gutter
+/// is `pad` pixels, or a sixth of a cell's side when that is wider ([`gutter`]), so that each
+/// image stands alone: strokes that reach a cell's edge do not seem to run on into the next
+/// cell, as they did across a 2-pixel line between 64-pixel digits. `pad` 0: no gutter.
 pub fn image_grid(
     images: &[f32],
     shape: [usize; 4],
@@ -69,6 +72,7 @@ pub fn image_grid(
     let nrow = nrow.max(1).min(n.max(1));
     let rows = n.div_ceil(nrow).max(1);
     let (ch, cw) = (h * scale, w * scale);
+    let pad = gutter(pad, ch.max(cw));
     let gw = nrow * cw + (nrow + 1) * pad;
     let gh = rows * ch + (rows + 1) * pad;
     let mut px = vec![GUTTER; gw * gh * c];
@@ -85,6 +89,15 @@ pub fn image_grid(
         }
     }
     Picture { width: gw, height: gh, channels: c, pixels: px }
+}
+
+/// The gutter of a grid of cells `cell` pixels wide: `pad`, or `cell / 6` (rounded up) when
+/// wider; 0 stays 0.
+pub fn gutter(pad: usize, cell: usize) -> usize {
+    match pad {
+        0 => 0,
+        p => p.max(cell.div_ceil(6)),
+    }
 }
 
 /// [`image_grid`] encoded as PNG bytes (for a file, a TensorBoard image or a report).
@@ -625,6 +638,19 @@ mod tests {
         assert_eq!((rgb.width, rgb.height), (5, 5));
         assert_eq!(&rgb.pixels[..3], &[GUTTER; 3]);
         assert_eq!(&rgb.pixels[(2 * 5 + 2) * 3..(2 * 5 + 3) * 3], &[128u8; 3]);
+    }
+
+    /// Regression: 8x8 digits at scale 8 (64-pixel cells) were parted by 2 grey pixels.
+    #[test]
+    fn the_gutter_grows_with_the_cell_so_each_image_stands_alone() {
+        assert_eq!((gutter(2, 6), gutter(2, 64), gutter(2, 28 * 2), gutter(0, 64)), (2, 11, 10, 0));
+        let g = image_grid(&[1.0f32; 2 * 64], [2, 1, 8, 8], 2, 8, 2);
+        // Two 64-pixel cells, 11-pixel margins and gutter: 2 * 64 + 3 * 11 wide.
+        assert_eq!((g.width, g.height), (161, 86));
+        let row = &g.pixels[40 * g.width..41 * g.width];
+        let white: Vec<usize> = (0..g.width).filter(|&x| row[x] == 255).collect();
+        assert_eq!((white[0], white[63], white[64], white[127]), (11, 74, 86, 149));
+        assert!(row[75..86].iter().all(|&v| v == GUTTER));
     }
 
     #[test]
