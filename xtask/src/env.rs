@@ -2,7 +2,8 @@
 //! packages, shared between checkouts through a per-user cache keyed by the hash of
 //! `scripts/requirements.txt` and the Python version, and the checkout's `.ddpm/` directory
 //! that links to it (`.cargo/config.toml` points LIBTORCH and DDPM_PYTHON there); and
-//! Chromium, the browser the run-report test renders with (Debian's `chromium` package).
+//! Chromium, the browser the run-report test renders with (Debian's `chromium` package); and
+//! Fashion-MNIST (Debian's `dataset-fashion-mnist`), the first real data set at 28x28.
 
 use std::fs;
 use std::io::Write;
@@ -149,6 +150,7 @@ pub fn ensure() -> Result<Env, String> {
     let env = Env { root, home, venv, python, libtorch };
     export_digits(&env)?;
     ensure_chromium();
+    ensure_fashion_mnist();
     Ok(env)
 }
 
@@ -179,21 +181,14 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Installs Debian's `chromium` when it is missing and we may (root, with apt-get); otherwise
-/// names the command to run. Never an error: only the report test needs a browser, and it
-/// fails with the same command when there is none.
-fn ensure_chromium() {
-    if find_chromium().is_some() {
-        return;
-    }
-    if !(is_root() && find_on_path("apt-get").is_some()) {
-        eprintln!(
-            "xtask: Chromium is missing; the run-report test needs it: run `sudo {CHROMIUM_INSTALL}` \
-             (Debian/Ubuntu), or point DDPM_CHROMIUM at a Chromium or Chrome binary"
-        );
-        return;
-    }
-    eprintln!("xtask: installing Debian's chromium for the run-report test ({CHROMIUM_INSTALL})");
+/// Whether we may install Debian packages (root, with apt-get).
+fn can_apt() -> bool {
+    is_root() && find_on_path("apt-get").is_some()
+}
+
+/// `apt-get install -y PACKAGE`, after one `apt-get update` if the first try fails (a fresh
+/// machine may have no package lists yet).
+fn apt_install(package: &str) -> bool {
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)
@@ -201,13 +196,58 @@ fn ensure_chromium() {
             .status()
             .is_ok_and(|s| s.success())
     };
-    // A fresh machine may have no package lists yet: update once and try again.
-    let installed = apt(&["install", "-y", "chromium"])
-        || (apt(&["update"]) && apt(&["install", "-y", "chromium"]));
+    apt(&["install", "-y", package]) || (apt(&["update"]) && apt(&["install", "-y", package]))
+}
+
+/// Installs Debian's `chromium` when it is missing and we may (root, with apt-get); otherwise
+/// names the command to run. Never an error: only the report test needs a browser, and it
+/// fails with the same command when there is none.
+fn ensure_chromium() {
+    if find_chromium().is_some() {
+        return;
+    }
+    if !can_apt() {
+        eprintln!(
+            "xtask: Chromium is missing; the run-report test needs it: run `sudo {CHROMIUM_INSTALL}` \
+             (Debian/Ubuntu), or point DDPM_CHROMIUM at a Chromium or Chrome binary"
+        );
+        return;
+    }
+    eprintln!("xtask: installing Debian's chromium for the run-report test ({CHROMIUM_INSTALL})");
+    let installed = apt_install("chromium");
     if !installed || find_chromium().is_none() {
         eprintln!(
             "xtask: could not install chromium; the run-report test will fail until \
              `{CHROMIUM_INSTALL}` succeeds"
+        );
+    }
+}
+
+/// The command that installs Fashion-MNIST (ddpm-data's `fashion::INSTALL`; xtask depends
+/// on no workspace crate, so the path and package are spelled here too).
+pub const FASHION_INSTALL: &str = "apt-get install -y dataset-fashion-mnist";
+const FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Installs Debian's `dataset-fashion-mnist` when its files are missing and we may (root, with
+/// apt-get); otherwise prints one line naming the command. Never an error: only Fashion-MNIST
+/// runs and their tests need it, and they fail naming the package when it is absent.
+fn ensure_fashion_mnist() {
+    let present = || Path::new(FASHION_DIR).join("t10k-labels-idx1-ubyte.gz").is_file();
+    if present() {
+        return;
+    }
+    if !can_apt() {
+        eprintln!(
+            "xtask: Fashion-MNIST is missing ({FASHION_DIR}); its runs and tests need it: run \
+             `sudo {FASHION_INSTALL}` (Debian/Ubuntu), or point data.path / --data at a copy"
+        );
+        return;
+    }
+    eprintln!("xtask: installing Debian's dataset-fashion-mnist ({FASHION_INSTALL})");
+    if !apt_install("dataset-fashion-mnist") || !present() {
+        eprintln!(
+            "xtask: could not install dataset-fashion-mnist; Fashion-MNIST runs and tests will \
+             fail until `{FASHION_INSTALL}` succeeds"
         );
     }
 }

@@ -3,7 +3,7 @@
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::folder::LoadReport;
-use crate::{cifar, digits, folder, mnist, toy};
+use crate::{cifar, digits, fashion, folder, mnist, toy};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -17,12 +17,13 @@ pub const EMBEDDED_POINTS: [&str; 3] = ["swissroll", "gaussians8", "moons"];
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// digits, swissroll, gaussians8, moons, cifar10, folder or mnist.
+    /// digits, swissroll, gaussians8, moons, fashion-mnist, cifar10, folder or mnist.
     pub dataset: String,
-    /// Directory of the user's data (cifar10, folder, mnist).
+    /// Directory of the user's data (cifar10, folder, mnist; fashion-mnist defaults to
+    /// Debian's package, see [`fashion::DEFAULT_DIR`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// train or test (CIFAR-10 and MNIST; the other sources have one split).
+    /// train or test (Fashion-MNIST, CIFAR-10 and MNIST; the other sources have one split).
     pub split: String,
     /// Folders: the square side after resize and crop (default 32); digits: 8 (default), 16 or
     /// 32 (pixels repeated); MNIST: 28 (default) or 32 (zero-padded); CIFAR-10: 32 only.
@@ -67,10 +68,10 @@ impl DataConfig {
     }
 }
 
-/// `--data X`: an embedded data set by name, else a directory holding CIFAR-10 batches, MNIST
-/// IDX files, or images.
+/// `--data X`: an embedded data set or `fashion-mnist` (Debian's package) by name, else a
+/// directory holding CIFAR-10 batches, MNIST IDX files, or images.
 pub fn config_from_arg(s: &str) -> DataConfig {
-    if EMBEDDED.contains(&s) {
+    if EMBEDDED.contains(&s) || s == "fashion-mnist" {
         return DataConfig { dataset: s.into(), ..Default::default() };
     }
     let path = PathBuf::from(s);
@@ -136,6 +137,10 @@ pub fn load(c: &DataConfig) -> Result<(Dataset, LoadReport)> {
             check_channels(c, 1)?;
             images(mnist::load(&need_path()?, &c.split, c.image_size)?)
         }
+        "fashion-mnist" => {
+            check_channels(c, 1)?;
+            images(fashion::load(c.path.as_deref(), &c.split, c.image_size)?)
+        }
         "folder" => {
             let size = c.image_size.unwrap_or(32);
             let (set, report) =
@@ -145,7 +150,7 @@ pub fn load(c: &DataConfig) -> Result<(Dataset, LoadReport)> {
         other => Err(DataError::Config {
             field: "dataset",
             reason: format!(
-                "unknown data set {other:?}; expected digits, swissroll, gaussians8, moons, cifar10, mnist or folder"
+                "unknown data set {other:?}; expected digits, swissroll, gaussians8, moons, fashion-mnist, cifar10, mnist or folder"
             ),
         }),
     }
@@ -190,6 +195,8 @@ mod tests {
                 DataConfig { dataset: name.into(), ..Default::default() }
             );
         }
+        let c = config_from_arg("fashion-mnist");
+        assert_eq!((c.dataset.as_str(), c.path), ("fashion-mnist", None));
         let c = config_from_arg("/no/such/dir");
         assert_eq!((c.dataset.as_str(), c.path), ("folder", Some(PathBuf::from("/no/such/dir"))));
     }
@@ -205,6 +212,11 @@ mod tests {
         assert!(e.starts_with("data.image_size") && e.contains("64"), "{e}");
         let e = err(DataConfig { channels: Some(1), ..cifar });
         assert!(e.starts_with("data.channels") && e.contains("got 1"), "{e}");
+        let fashion = DataConfig { dataset: "fashion-mnist".into(), ..Default::default() };
+        let e = err(DataConfig { split: "validation".into(), ..fashion.clone() });
+        assert!(e.starts_with("data.split: ") && e.contains("\"validation\""), "{e}");
+        let e = err(DataConfig { channels: Some(3), ..fashion });
+        assert!(e.starts_with("data.channels") && e.contains("got 3"), "{e}");
         let (d, report) =
             load(&DataConfig { dataset: "swissroll".into(), num_points: 7, ..Default::default() })
                 .unwrap();

@@ -27,6 +27,9 @@ pub enum DataError {
         labels.display()
     )]
     Mismatch { images: PathBuf, num_images: u64, labels: PathBuf, num_labels: u64 },
+    /// A packaged data set's file that is missing or damaged; `hint` names the package.
+    #[error("{source} ({hint})")]
+    Package { source: Box<DataError>, hint: String },
     /// A `[data]` config field with an unusable value.
     #[error("data.{field}: {reason}")]
     Config { field: &'static str, reason: String },

@@ -2,8 +2,8 @@
 //!
 //! Data sets for diffusion training, with no libtorch: embedded ones that need nothing from
 //! the user (`digits` — scikit-learn's real 8x8 handwritten digits —, `swissroll`,
-//! `gaussians8`, `moons`), and the user's CIFAR-10 binary batches, image folders and MNIST
-//! IDX files; a background [`Loader`] that is exactly reproducible, resumable and sharded by
+//! `gaussians8`, `moons`), Fashion-MNIST from Debian's `dataset-fashion-mnist`, and the
+//! user's CIFAR-10 binary batches, image folders and MNIST IDX files; a background [`Loader`] that is exactly reproducible, resumable and sharded by
 //! rank; and [`viz`] for pictures (PNG grids, SVG plots).
 //!
 //! Images are kept as bytes ([`ImageSet`], N x C x H x W) and become f32 in [-1, 1] only in
@@ -16,6 +16,7 @@ pub mod config;
 pub mod dataset;
 pub mod digits;
 pub mod error;
+pub mod fashion;
 pub mod folder;
 pub mod loader;
 pub mod mnist;

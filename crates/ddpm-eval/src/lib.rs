@@ -5,19 +5,23 @@
 //! distance in f64 through symmetric eigendecompositions; pytorch-fid compatible statistics
 //! files; NLL in bits/dim from the full variational bound; and, for the embedded data sets
 //! where Inception makes no sense, a digit-classifier Frechet distance and a sliced
-//! Wasserstein distance for 2-D points. sFID and precision/recall follow guided-diffusion's
+//! Wasserstein distance for 2-D points; for Fashion-MNIST, FD and KID in the features of a
+//! classifier trained on it, beside the data's own floor ([`fashion`]). sFID and precision/recall follow guided-diffusion's
 //! evaluator ([`metrics`] computes a selection of them from one Inception pass).
 
 pub mod args;
 pub mod digits_classifier;
 pub mod distance2d;
 pub mod error;
+pub mod fashion;
+pub mod fashion_classifier;
 pub mod feature_file;
 pub mod fid;
 pub mod fid_request;
 pub mod images;
 pub mod inception;
 pub mod inception_score;
+pub mod kid;
 pub mod metrics;
 pub mod nll;
 pub mod precision_recall;

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | 2-D points | `Points` | sliced 2-Wasserstein distance to the data (200 directions, seed 0), beside the distance between two independent data draws |
 //! | the embedded digits | `Digits` | Frechet distance in the features of a small digit classifier, samples vs a seeded half of the data, beside the other half vs it; FID/IS too when Inception weights exist |
+//! | Fashion-MNIST | `Fashion` | FD and KID in the features of a Fashion-MNIST classifier, samples vs the test split, beside 10,000 training images vs it (see [`crate::fashion`], docs/metrics.md) |
 //! | images | `Inception` | FID and IS through pytorch-fid's Inception (see [`crate::inception`]) against reference statistics |
 //!
 //! The measure follows from the run's data set (or, for `--samples`, from `--ref`), never from
@@ -45,6 +46,9 @@ pub enum Measure {
     Points(DataConfig),
     /// The embedded digits: the classifier Frechet distance (and FID/IS if weights exist).
     Digits,
+    /// Fashion-MNIST (its files in this directory, or Debian's package): FD and KID in
+    /// classifier features against the test split, with the floor.
+    Fashion(Option<PathBuf>),
     /// Images: FID and IS through Inception.
     Inception,
 }
@@ -56,6 +60,8 @@ impl Measure {
             Self::Points(data.clone())
         } else if data.dataset == "digits" {
             Self::Digits
+        } else if data.dataset == "fashion-mnist" {
+            Self::Fashion(data.path.clone())
         } else {
             Self::Inception
         }
@@ -86,7 +92,8 @@ impl Measure {
     }
 
     /// The measure for existing samples compared with `reference` (`--ref`): points for 2-D
-    /// samples (`reference` names their data set), digits for `--ref digits`, else Inception.
+    /// samples (`reference` names their data set), digits for `--ref digits`, Fashion-MNIST
+    /// for `--ref fashion-mnist`, else Inception.
     pub fn for_samples(samples: &Samples, reference: Option<&str>) -> Result<Self> {
         if samples.are_points() {
             let r = reference.ok_or_else(|| {
@@ -94,15 +101,20 @@ impl Measure {
             })?;
             return Ok(Self::Points(ddpm_data::config_from_arg(r)));
         }
-        Ok(if reference == Some("digits") { Self::Digits } else { Self::Inception })
+        Ok(match reference {
+            Some("digits") => Self::Digits,
+            Some("fashion-mnist") => Self::Fashion(None),
+            _ => Self::Inception,
+        })
     }
 
     /// How many samples the distance compares by default: the 898-image half of the digits,
-    /// 2,000 points, or the standard 50,000 for FID.
+    /// 2,000 points, the 10,000 of Fashion-MNIST's test split, or the standard 50,000 for FID.
     pub fn default_num(&self) -> Result<usize> {
         Ok(match self {
             Self::Digits => ddpm_data::load(&DataConfig::default())?.0.len() / 2,
             Self::Points(_) => 2000,
+            Self::Fashion(_) => crate::fashion::MAX_N,
             Self::Inception => 50_000,
         })
     }
@@ -180,6 +192,8 @@ pub struct FidReport {
     pub digits: Option<DigitsDistance>,
     #[serde(flatten)]
     pub points: Option<PointsDistance>,
+    #[serde(flatten)]
+    pub fashion: Option<crate::fashion::FashionDistance>,
     /// FID, IS, sFID, precision and recall, as selected (`--metrics`).
     #[serde(flatten)]
     pub inception: Option<MetricValues>,
@@ -206,6 +220,9 @@ impl FidReport {
                 d.data_halves,
                 100.0 * d.classifier_accuracy
             ));
+        }
+        if let Some(f) = &self.fashion {
+            v.push(f.summary());
         }
         if let Some(s) = &self.inception_skipped {
             v.push(format!("FID/IS skipped: {s}"));
@@ -419,6 +436,18 @@ pub fn evaluate_sharded(
             if main {
                 report.digits = Some(digits_distance(&all, opts.device)?);
             }
+        }
+        Measure::Fashion(dir) => {
+            // Its own feature network only: Inception on 28x28 garments is not this measure.
+            let all = samples.gather(dist)?;
+            if !main {
+                return Ok(None);
+            }
+            protocol.reference = Some("fashion-mnist test split (10,000 images)".into());
+            report.fashion =
+                Some(crate::fashion::fashion_distance(&all, dir.as_deref(), opts.device)?);
+            report.protocol = protocol;
+            return Ok(Some(report));
         }
         Measure::Inception => {}
     }

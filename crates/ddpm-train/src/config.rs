@@ -316,7 +316,11 @@ impl RunConfig {
     pub fn with_overrides(mut self, o: &Overrides) -> Result<Self, ConfigError> {
         if let Some(d) = &o.data {
             let from_arg = ddpm_data::config_from_arg(d);
-            self.data.dataset = from_arg.dataset;
+            // Fashion-MNIST's files are MNIST's IDX files: a directory given to a
+            // fashion-mnist config is another copy of it, not MNIST.
+            if !(self.data.dataset == "fashion-mnist" && from_arg.dataset == "mnist") {
+                self.data.dataset = from_arg.dataset;
+            }
             self.data.path = from_arg.path;
         }
         if let Some(n) = &o.name {

@@ -1,7 +1,8 @@
 //! Evaluation during training (`train.eval_every`): the run's own metric on the EMA weights,
 //! measured as `ddpm-eval fid` measures it ([`ddpm_eval::protocol`]) on samples drawn in
-//! memory with the configured sampler — the digits classifier distance for the digits, the
-//! sliced Wasserstein distance for 2-D data, FID and IS for image sets (with Inception weights
+//! memory with the configured sampler — the digits classifier distance for the digits, FD and
+//! KID in classifier features for Fashion-MNIST (beside their floor), the sliced Wasserstein
+//! distance for 2-D data, FID and IS for image sets (with Inception weights
 //! and a reference). Each evaluation becomes lines of `eval.jsonl`.
 
 use crate::config::RunConfig;
@@ -137,6 +138,10 @@ impl Evaluator {
         }
         if let Some(d) = &r.digits {
             v.push(line("digits_fd", d.fd, Some(d.data_halves)));
+        }
+        if let Some(f) = &r.fashion {
+            v.push(line("fashion_fd", f.fd, Some(f.floor_fd)));
+            v.push(line("fashion_kid", f.kid_mean, Some(f.floor_kid)));
         }
         if let Some(m) = &r.inception {
             if let Some(fid) = m.fid {
