@@ -38,9 +38,10 @@ fn ok(o: &std::process::Output) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// Width and height of a grid of `rows` x `cols` 8x8 cells scaled 8x with 2-pixel padding.
+/// Width and height of a grid of `rows` x `cols` 8x8 cells scaled 8x, with the 11-pixel
+/// gutters of 64-pixel cells (`ddpm_data::viz::gutter`).
 fn grid_size(rows: u32, cols: u32) -> (u32, u32) {
-    (cols * 64 + (cols + 1) * 2, rows * 64 + (rows + 1) * 2)
+    (cols * 64 + (cols + 1) * 11, rows * 64 + (rows + 1) * 11)
 }
 
 #[test]
@@ -62,7 +63,7 @@ fn progressive_and_interpolation_grids_have_one_cell_per_sample_and_column() {
     // differ, and the picture is not blank.
     let luma = img.to_luma8();
     let cell = |r: u32, c: u32| -> Vec<u8> {
-        let (x0, y0) = (2 + c * 66, 2 + r * 66);
+        let (x0, y0) = (11 + c * 75, 11 + r * 75);
         (0..64)
             .flat_map(|y| (0..64).map(move |x| (x0 + x, y0 + y)))
             .map(|(x, y)| luma.get_pixel(x, y)[0])
@@ -84,7 +85,7 @@ fn progressive_and_interpolation_grids_have_one_cell_per_sample_and_column() {
         for x in 0..8u32 {
             let v = first[(y * 8 + x) as usize];
             let want = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round();
-            let got = img.get_pixel(2 + x * 8 + 3, 2 + y * 8 + 3)[0] as f32;
+            let got = img.get_pixel(11 + x * 8 + 3, 11 + y * 8 + 3)[0] as f32;
             assert!((got - want).abs() <= 1.0, "pixel ({x},{y}): {got} vs {want}");
         }
     }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The run's sample grids: 16 digits-sized images, 4 per row, scale 8, pad 2: 266 x 266.
-const GRID_PX: u32 = 4 * 64 + 5 * 2;
+/// Four 64-pixel cells and five 11-pixel gutters (a sixth of a cell, see `viz::gutter`).
+const GRID_PX: u32 = 4 * 64 + 5 * 11;
 const GRID_STEPS: [u64; 4] = [500, 1000, 1500, 2000];
 
 fn digits_config(name: &str) -> RunConfig {
