@@ -126,6 +126,7 @@ impl FidArgs {
             batch_size: self.common.batch_size,
             metrics: self.metrics.parse()?,
             ref_features: self.ref_features.clone(),
+            fashion: Default::default(),
         };
         if let Some(ckpt) = &self.checkpoint {
             let (run, model) = open(ckpt, &self.common.runs_dir, device, self.raw)?;
@@ -195,6 +196,11 @@ pub struct NllArgs {
     /// Data (default: the run's data set).
     #[arg(long)]
     pub data: Option<String>,
+    /// The split of the data: train or test (Fashion-MNIST, MNIST, CIFAR-10; default: the
+    /// run's, or train for --data). `--split test` measures the run's own data set's test
+    /// images, at the run's size.
+    #[arg(long)]
+    pub split: Option<String>,
     /// Evaluate the first n images (default: all).
     #[arg(short = 'n', long)]
     pub num: Option<usize>,
@@ -220,10 +226,13 @@ impl NllArgs {
     pub fn run(&self, progress: &mut dyn FnMut(usize, usize)) -> Result<NllRun> {
         let dev = self.common.device()?;
         let (run, model) = open(&self.checkpoint, &self.common.runs_dir, dev, self.raw)?;
-        let cfg = match &self.data {
+        let mut cfg = match &self.data {
             Some(d) => ddpm_data::config_from_arg(d),
             None => run.section("data")?,
         };
+        if let Some(split) = &self.split {
+            cfg.split = split.clone();
+        }
         let Dataset::Images(set) = ddpm_data::load(&cfg)?.0 else {
             return Err(EvalError::Arg("NLL in bits/dim needs image data".into()));
         };

@@ -23,7 +23,9 @@ use crate::kid::{self, Kid};
 use crate::{Stats, frechet_distance, images};
 use ddpm_core::rng::SplitMix64;
 use serde::Serialize;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tch::{Device, Tensor};
 
 /// The most samples compared (the size of the test split).
@@ -60,6 +62,10 @@ pub struct FashionDistance {
     /// The feature network's accuracy on the test split.
     #[serde(rename = "fashion_classifier_accuracy")]
     pub classifier_accuracy: f64,
+    /// For samples asked for classes (a class-conditional model, guided or not): the share
+    /// the feature network classifies as the class asked for.
+    #[serde(rename = "fashion_class_accuracy", skip_serializing_if = "Option::is_none")]
+    pub class_accuracy: Option<f64>,
 }
 
 impl FashionDistance {
@@ -76,7 +82,15 @@ impl FashionDistance {
             self.floor_kid,
             self.n,
             100.0 * self.classifier_accuracy
-        )
+        ) + &self
+            .class_accuracy
+            .map(|a| {
+                format!(
+                    "  class accuracy {:.1} % (samples classified as the class asked for)",
+                    100.0 * a
+                )
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -120,39 +134,150 @@ pub fn fd_and_kid(features: &Tensor, reference: &Tensor) -> Result<(f64, Kid)> {
     Ok((fd, kid))
 }
 
+/// The reference side of the measure, built once per process and reused by every
+/// evaluation: the feature network, the test split's features and the floor's training
+/// images' features (both divided by the scale), and the floor's distances for each n asked.
+pub struct FashionReference {
+    pub classifier: FashionClassifier,
+    /// What the features are divided by: the test features' root mean square.
+    pub scale: f64,
+    /// The test split's features / scale [10,000, 128].
+    reference: Tensor,
+    /// The first [`MAX_N`] floor images' features / scale (the floor at n uses the first n).
+    floor_features: Tensor,
+    /// (FD, KID) of the floor, by n.
+    floors: Mutex<HashMap<usize, (f64, Kid)>>,
+    /// The folder it was read from (None: Debian's package).
+    data_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for FashionReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FashionReference")
+            .field("classifier", &self.classifier.path)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FashionReference {
+    /// Reads both splits from `data_dir` (default: Debian's package), trains the feature
+    /// network on the first call (see [`FashionClassifier::trained`]) and computes the test
+    /// and floor features.
+    pub fn load(data_dir: Option<&Path>, device: Device) -> Result<Self> {
+        let train = ddpm_data::fashion::load(data_dir, "train", None)?;
+        let test = ddpm_data::fashion::load(data_dir, "test", None)?;
+        let classifier = FashionClassifier::trained(&train, &test, device)?;
+        let reference = classifier.features_of(&images::from_dataset(&test));
+        let scale = feature_scale(&reference);
+        let n_floor = MAX_N.min(train.n);
+        let floor_images = images::from_dataset(&train)
+            .index_select(0, &Tensor::from_slice(&floor_indices(train.n, n_floor)));
+        let floor_features = classifier.features_of(&floor_images) / scale;
+        Ok(Self {
+            classifier,
+            scale,
+            reference: reference / scale,
+            floor_features,
+            floors: Mutex::new(HashMap::new()),
+            data_dir: data_dir.map(Path::to_path_buf),
+        })
+    }
+
+    /// The distances of `samples` ([N, 1, 28, 28] or [N, 1, 32, 32] in [0, 1]), with the
+    /// floor at the same n.
+    pub fn distance(&self, samples: &Tensor) -> Result<FashionDistance> {
+        let samples = to_28(samples)?;
+        let n = (samples.size()[0] as usize).min(self.floor_features.size()[0] as usize);
+        let sample_feats =
+            self.classifier.features_of(&samples.narrow(0, 0, n as i64)) / self.scale;
+        let (fd, kid) = fd_and_kid(&sample_feats, &self.reference)?;
+        let (floor_fd, floor_kid) = self.floor(n)?;
+        Ok(FashionDistance {
+            fd,
+            kid_mean: kid.mean,
+            kid_std: kid.std,
+            floor_fd,
+            floor_kid: floor_kid.mean,
+            floor_kid_std: floor_kid.std,
+            n,
+            kid_subsets: kid.subsets,
+            kid_subset_size: kid.subset_size,
+            classifier_accuracy: self.classifier.record.test_accuracy,
+            class_accuracy: None,
+        })
+    }
+
+    /// The share of `samples` ([N, 1, 28, 28] or padded [N, 1, 32, 32] in [0, 1]) that the
+    /// feature network classifies as `classes[i]`, the class image i was asked for.
+    pub fn class_accuracy(&self, samples: &Tensor, classes: &[i64]) -> Result<f64> {
+        let samples = to_28(samples)?;
+        let n = samples.size()[0];
+        if n as usize != classes.len() || n == 0 {
+            return Err(EvalError::Samples(format!(
+                "class accuracy: {n} samples for {} classes asked for",
+                classes.len()
+            )));
+        }
+        let _g = tch::no_grad_guard();
+        let mut hits = 0i64;
+        for s in (0..n).step_by(500) {
+            let b = 500.min(n - s);
+            let predicted = self.classifier.logits(&samples.narrow(0, s, b)).argmax(1, false);
+            let asked = Tensor::from_slice(&classes[s as usize..(s + b) as usize])
+                .to_device(predicted.device());
+            hits += predicted.eq_tensor(&asked).sum(tch::Kind::Int64).int64_value(&[]);
+        }
+        Ok(hits as f64 / n as f64)
+    }
+
+    /// The floor's (FD, KID) at `n`, computed once.
+    fn floor(&self, n: usize) -> Result<(f64, Kid)> {
+        let mut floors = self.floors.lock().expect("the floor cache is not poisoned");
+        if let Some(&f) = floors.get(&n) {
+            return Ok(f);
+        }
+        let f = fd_and_kid(&self.floor_features.narrow(0, 0, n as i64), &self.reference)?;
+        floors.insert(n, f);
+        Ok(f)
+    }
+}
+
+/// The one [`FashionReference`] of a measurement, built at its first use (on the rank that
+/// measures) and shared by every evaluation of a training run.
+#[derive(Clone, Default)]
+pub struct FashionCache(Arc<Mutex<Option<Arc<FashionReference>>>>);
+
+impl std::fmt::Debug for FashionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let built = self.0.lock().map(|g| g.is_some()).unwrap_or(false);
+        f.debug_tuple("FashionCache").field(&if built { "built" } else { "empty" }).finish()
+    }
+}
+
+impl FashionCache {
+    /// The reference read from `data_dir`, built now if this cache holds none (or another
+    /// folder's).
+    pub fn get(&self, data_dir: Option<&Path>, device: Device) -> Result<Arc<FashionReference>> {
+        let mut slot = self.0.lock().expect("the reference cache is not poisoned");
+        if let Some(r) = slot.as_ref().filter(|r| r.data_dir.as_deref() == data_dir) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(FashionReference::load(data_dir, device)?);
+        *slot = Some(r.clone());
+        Ok(r)
+    }
+}
+
 /// The Fashion-MNIST distances of `samples` ([N, 1, 28, 28] or [N, 1, 32, 32] in [0, 1])
-/// against the test split in `data_dir` (default: Debian's package), with the floor. Trains
-/// the feature network on the first call (see [`FashionClassifier::trained`]).
+/// against the test split in `data_dir` (default: Debian's package), with the floor, from a
+/// reference built for this call alone (see [`FashionCache`] to reuse one).
 pub fn fashion_distance(
     samples: &Tensor,
     data_dir: Option<&Path>,
     device: Device,
 ) -> Result<FashionDistance> {
-    let samples = to_28(samples)?;
-    let train = ddpm_data::fashion::load(data_dir, "train", None)?;
-    let test = ddpm_data::fashion::load(data_dir, "test", None)?;
-    let clf = FashionClassifier::trained(&train, &test, device)?;
-    let n = (samples.size()[0] as usize).min(MAX_N).min(train.n);
-    let floor_images = images::from_dataset(&train)
-        .index_select(0, &Tensor::from_slice(&floor_indices(train.n, n)));
-    let reference = clf.features_of(&images::from_dataset(&test));
-    let scale = feature_scale(&reference);
-    let reference = reference / scale;
-    let sample_feats = clf.features_of(&samples.narrow(0, 0, n as i64)) / scale;
-    let (fd, kid) = fd_and_kid(&sample_feats, &reference)?;
-    let (floor_fd, floor_kid) = fd_and_kid(&(clf.features_of(&floor_images) / scale), &reference)?;
-    Ok(FashionDistance {
-        fd,
-        kid_mean: kid.mean,
-        kid_std: kid.std,
-        floor_fd,
-        floor_kid: floor_kid.mean,
-        floor_kid_std: floor_kid.std,
-        n,
-        kid_subsets: kid.subsets,
-        kid_subset_size: kid.subset_size,
-        classifier_accuracy: clf.record.test_accuracy,
-    })
+    FashionReference::load(data_dir, device)?.distance(samples)
 }
 
 #[cfg(test)]
@@ -223,11 +348,17 @@ mod tests {
             kid_subsets: 100,
             kid_subset_size: 1000,
             classifier_accuracy: 0.91,
+            class_accuracy: None,
         };
         let line = d.summary();
         assert!(
             line.contains("FD 3.000 (floor 1.500, ratio 2.00)") && line.contains("91.0 %"),
             "{line}"
+        );
+        assert!(!line.contains("class accuracy"), "{line}");
+        let guided = FashionDistance { class_accuracy: Some(0.875), ..d }.summary();
+        assert!(
+            guided.ends_with("class accuracy 87.5 % (samples classified as the class asked for)")
         );
     }
 }

@@ -124,7 +124,21 @@ impl FidRequest {
             samples: npz.display().to_string(),
             ..Protocol::default()
         };
-        let report = self.measure(&Samples::from_npz(&npz)?, protocol, dist, progress)?;
+        let mut report = self.measure(&Samples::from_npz(&npz)?, protocol, dist, progress)?;
+        // Samples asked for classes: how many of them the feature network takes for the class
+        // asked for (the guidance paper's trade: this beside the distance, at each w).
+        if let (Some(r), Measure::Fashion(dir), Some(k)) =
+            (report.as_mut(), &self.measure, model.net.num_classes())
+        {
+            let indices: Vec<u64> = (0..self.n as u64).collect();
+            if let (Some(f), Some(classes)) =
+                (r.fashion.as_mut(), req.labels.classes(sampling.seed, &indices, k))
+            {
+                let reference = self.options.fashion.get(dir.as_deref(), self.options.device)?;
+                let images = crate::images::from_npz(&npz)?;
+                f.class_accuracy = Some(reference.class_accuracy(&images, &classes)?);
+            }
+        }
         Ok(report.map(|r| (r, out)))
     }
 }

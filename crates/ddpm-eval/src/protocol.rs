@@ -390,6 +390,8 @@ pub struct EvalOptions {
     pub metrics: Metrics,
     /// The reference's pool3 features (precision/recall with a statistics `.npz` reference).
     pub ref_features: Option<PathBuf>,
+    /// The Fashion-MNIST measure's reference side, built at its first use and kept.
+    pub fashion: crate::fashion::FashionCache,
 }
 
 /// Measures `samples` as `measure` says, into a report carrying `protocol` (one process).
@@ -444,8 +446,8 @@ pub fn evaluate_sharded(
                 return Ok(None);
             }
             protocol.reference = Some("fashion-mnist test split (10,000 images)".into());
-            report.fashion =
-                Some(crate::fashion::fashion_distance(&all, dir.as_deref(), opts.device)?);
+            let reference = opts.fashion.get(dir.as_deref(), opts.device)?;
+            report.fashion = Some(reference.distance(&all)?);
             report.protocol = protocol;
             return Ok(Some(report));
         }

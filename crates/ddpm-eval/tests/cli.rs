@@ -370,3 +370,55 @@ fn bad_input_is_one_line_and_exit_code_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// A class-conditional Fashion-MNIST model (2 steps on the real files): `fid --checkpoint`
+/// reports the class accuracy of its samples (each asked for a class drawn from the seed),
+/// with and without guidance, beside FD, KID and the floor; `nll --split test` measures the
+/// test images at the run's size, which differ from the training images' bits/dim; a split
+/// that does not exist is one line naming it.
+#[test]
+fn fashion_runs_report_class_accuracy_and_nll_takes_the_test_split() {
+    let runs = temp_dir("eval-cli-fashion");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/fashion-mnist.toml");
+    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
+    c.optim.batch_size = 8;
+    c.train.total_steps = 2;
+    c.train.sample_every = 0;
+    c.train.eval_every = 0;
+    let mut t = ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu).unwrap();
+    t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
+    let out = temp_dir("eval-cli-fashion-out");
+    let fid = |w: &str| -> serde_json::Value {
+        let dir = out.join(format!("w{w}"));
+        let args = ["fid", "--checkpoint", "fashion-mnist", "-n", "20", "--sampler", "ddim"];
+        let more = ["--steps", "2", "--guidance", w, "--json", "--out", dir.to_str().unwrap()];
+        let text = ok(&eval(&[&args[..], &more[..]].concat(), &runs));
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    };
+    for w in ["1", "2"] {
+        let j = fid(w);
+        assert_eq!(j["fashion_images"].as_u64(), Some(20), "{j}");
+        let acc = j["fashion_class_accuracy"].as_f64().unwrap_or(-1.0);
+        // 20 samples: a multiple of 1/20.
+        assert!((0.0..=1.0).contains(&acc) && (acc * 20.0 - (acc * 20.0).round()).abs() < 1e-9);
+        assert!(j["fashion_fd"].as_f64().unwrap() > j["fashion_fd_floor"].as_f64().unwrap());
+    }
+    let nll = |split: &str| -> std::process::Output {
+        eval(
+            &["nll", "--checkpoint", "fashion-mnist", "--split", split, "-n", "2", "--json"],
+            &runs,
+        )
+    };
+    let bpd = |o: &std::process::Output| -> f64 {
+        let j: serde_json::Value =
+            serde_json::from_str(ok(o).trim().lines().last().unwrap()).unwrap();
+        j["bpd"].as_f64().unwrap()
+    };
+    let (test, train) = (bpd(&nll("test")), bpd(&nll("train")));
+    assert!(test.is_finite() && test > 0.0 && (test - train).abs() > 1e-6, "{test} {train}");
+    let o = nll("validation");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("split") && err.contains("validation"), "{err}");
+}

@@ -46,6 +46,21 @@ fn the_feature_network_reaches_90_percent_is_cached_and_the_measure_has_a_floor(
     assert!(d.floor_fd > 1e-3, "{d:?}");
     let padded = x.constant_pad_nd([2, 2, 2, 2]);
     assert_eq!(fashion_distance(&padded, None, Device::Cpu).unwrap(), d);
+    // A measurement's cache builds the reference side once and gives the same numbers.
+    let cache = fashion::FashionCache::default();
+    let built = cache.get(None, Device::Cpu).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&built, &cache.get(None, Device::Cpu).unwrap()), "built once");
+    assert_eq!(built.distance(&padded).unwrap(), d);
+    assert_eq!(built.scale, fashion::feature_scale(&clf.features_of(&x)));
+    // Class accuracy: the test images asked for their own labels score the network's test
+    // accuracy; asked for the next class, about none of them.
+    let labels: Vec<i64> = test.labels.as_ref().unwrap().iter().map(|&l| l as i64).collect();
+    let acc = built.class_accuracy(&padded, &labels).unwrap();
+    assert!((acc - clf.record.test_accuracy).abs() < 1e-9, "{acc} vs {:?}", clf.record);
+    let next: Vec<i64> = labels.iter().map(|l| (l + 1) % 10).collect();
+    assert!(built.class_accuracy(&x, &next).unwrap() < 0.1);
+    let e = built.class_accuracy(&x, &labels[..10]).unwrap_err().to_string();
+    assert!(e.contains("10000 samples for 10 classes"), "{e}");
 
     // Noisier copies of 2,000 test images are farther from the test split, in order.
     let reference = clf.features_of(&x);

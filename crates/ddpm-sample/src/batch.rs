@@ -8,7 +8,6 @@ use crate::guidance::GuidedModel;
 use crate::noise::ImageNoise;
 use crate::request::Labels;
 use crate::samplers::{self, SamplerOptions};
-use ddpm_core::rng::SplitMix64;
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_nets::Denoiser;
 use ddpm_nets::placement::debug_check_placement;
@@ -62,16 +61,8 @@ impl<'a> BatchSampler<'a> {
     /// The class labels of images `indices` (None for unconditional models or no labels).
     pub fn labels_for(&self, indices: &[u64]) -> Option<Tensor> {
         let device = self.device();
-        let k = self.net.num_classes()? as u64;
-        let ys: Vec<i64> = match &self.labels {
-            Labels::None => return None,
-            Labels::Class(c) => vec![*c; indices.len()],
-            Labels::Random => indices
-                .iter()
-                .map(|&i| SplitMix64::derived(self.seed, &[u64::MAX, i]).below(k) as i64)
-                .collect(),
-            Labels::Cycle => indices.iter().map(|&i| (i % k) as i64).collect(),
-        };
+        let k = self.net.num_classes()?;
+        let ys = self.labels.classes(self.seed, indices, k)?;
         Some(Tensor::from_slice(&ys).to_device(device))
     }
 

@@ -24,6 +24,24 @@ pub enum Labels {
     Cycle,
 }
 
+impl Labels {
+    /// The classes of images `indices` of a job with `seed`, for a model of `k` classes
+    /// (None: no labels). Image i's random class depends on (seed, i) alone, so any rank, and
+    /// a measure afterwards, knows which class each image was asked for.
+    pub fn classes(&self, seed: u64, indices: &[u64], k: usize) -> Option<Vec<i64>> {
+        let k = k as u64;
+        Some(match self {
+            Self::None => return None,
+            Self::Class(c) => vec![*c; indices.len()],
+            Self::Random => indices
+                .iter()
+                .map(|&i| ddpm_core::rng::SplitMix64::derived(seed, &[u64::MAX, i]).below(k) as i64)
+                .collect(),
+            Self::Cycle => indices.iter().map(|&i| (i % k) as i64).collect(),
+        })
+    }
+}
+
 /// The model to sample from, as both binaries take it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {

@@ -127,11 +127,20 @@ char *ddpm_set_deterministic(int on) {
 // autograd engine's included), so calls of other threads of the process are not counted.
 static std::atomic<long long> g_op_count{0};
 static std::atomic<long long> g_top_count{0};
+// Host reads the measured code issues itself: top-level aten::item or aten::_local_scalar_dense
+// (what tch's double_value, int64_value and f64::try_from run; on a GPU the host waits there
+// for the device). Reads nested inside another op are that op's own: PyTorch's CPU
+// _fused_adam_ reads each parameter's step count, which its CUDA kernel does not.
+static std::atomic<long long> g_host_reads{0};
 static thread_local int t_depth = 0;
 static at::CallbackHandle g_op_handle = 0;
 
-static std::unique_ptr<at::ObserverContext> count_op(const at::RecordFunction &) {
+static std::unique_ptr<at::ObserverContext> count_op(const at::RecordFunction &fn) {
   g_op_count.fetch_add(1, std::memory_order_relaxed);
+  const char *name = fn.name();
+  if (t_depth == 0 && (std::strcmp(name, "aten::item") == 0 ||
+                       std::strcmp(name, "aten::_local_scalar_dense") == 0))
+    g_host_reads.fetch_add(1, std::memory_order_relaxed);
   if (t_depth++ == 0) g_top_count.fetch_add(1, std::memory_order_relaxed);
   return nullptr;
 }
@@ -142,17 +151,20 @@ char *ddpm_op_counter_start() {
   GUARD({
     g_op_count = 0;
     g_top_count = 0;
+    g_host_reads = 0;
     g_op_handle = at::addThreadLocalCallback(
         at::RecordFunctionCallback(&count_op, &end_op).scopes({at::RecordScope::FUNCTION}));
   })
 }
 
-// All calls (nested ones included) and top-level calls (those the caller issued itself).
-char *ddpm_op_counter_stop(long long *count, long long *top_level) {
+// All calls (nested ones included), top-level calls (those the caller issued itself) and host
+// reads.
+char *ddpm_op_counter_stop(long long *count, long long *top_level, long long *host_reads) {
   GUARD({
     at::removeCallback(g_op_handle);
     *count = g_op_count.load();
     *top_level = g_top_count.load();
+    *host_reads = g_host_reads.load();
   })
 }
 

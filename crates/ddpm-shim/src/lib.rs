@@ -55,7 +55,11 @@ unsafe extern "C" {
     fn ddpm_set_cuda_math(tf32: c_int, cudnn_benchmark: c_int) -> *mut c_char;
     fn ddpm_set_deterministic(on: c_int) -> *mut c_char;
     fn ddpm_op_counter_start() -> *mut c_char;
-    fn ddpm_op_counter_stop(count: *mut i64, top_level: *mut i64) -> *mut c_char;
+    fn ddpm_op_counter_stop(
+        count: *mut i64,
+        top_level: *mut i64,
+        host_reads: *mut i64,
+    ) -> *mut c_char;
     fn ddpm_has_cuda_graphs() -> c_int;
     fn ddpm_graph_new(out: *mut *mut c_void) -> *mut c_char;
     fn ddpm_graph_capture_begin(g: *mut c_void) -> *mut c_char;
@@ -227,15 +231,20 @@ pub struct OpCount {
     /// Calls issued directly by the measured code: on a GPU, foreach and fused ops are one
     /// call each whatever the number of tensors.
     pub top_level: i64,
+    /// Reads of a tensor's value that the measured code issues itself (top-level `aten::item`
+    /// or `aten::_local_scalar_dense`): on a GPU each one waits for the device to finish the
+    /// work queued so far. Reads inside another op (PyTorch's CPU `_fused_adam_` reads each
+    /// step count) are not counted.
+    pub host_reads: i64,
 }
 
 /// Counts the ATen operator calls that `f` makes (process-wide).
 pub fn count_ops<R>(f: impl FnOnce() -> R) -> Result<(R, OpCount), ShimError> {
     check(unsafe { ddpm_op_counter_start() })?;
     let r = f();
-    let (mut all, mut top_level) = (0i64, 0i64);
-    check(unsafe { ddpm_op_counter_stop(&mut all, &mut top_level) })?;
-    Ok((r, OpCount { all, top_level }))
+    let (mut all, mut top_level, mut host_reads) = (0i64, 0i64, 0i64);
+    check(unsafe { ddpm_op_counter_stop(&mut all, &mut top_level, &mut host_reads) })?;
+    Ok((r, OpCount { all, top_level, host_reads }))
 }
 
 /// Whether this build can capture CUDA graphs (it found the CUDA headers of a CUDA libtorch).
@@ -328,6 +337,13 @@ mod tests {
         assert_eq!(loop_ops.top_level, 2, "{loop_ops:?}");
         let (_, fused_ops) = count_ops(|| foreach_zero_(&ts).unwrap()).unwrap();
         assert_eq!(fused_ops.top_level, 1, "{fused_ops:?}");
+        assert_eq!((loop_ops.host_reads, fused_ops.host_reads), (0, 0));
+        let (_, read) = count_ops(|| {
+            let s = ts[0].sum(Kind::Float);
+            (s.double_value(&[]), s.int64_value(&[]))
+        })
+        .unwrap();
+        assert_eq!(read.host_reads, 2, "two item() reads: {read:?}");
         assert!(ts.iter().all(|t| t.sum(Kind::Float).double_value(&[]) == 0.0));
         set_cuda_math(true, true).unwrap();
         set_deterministic(true).unwrap();

@@ -12,7 +12,7 @@ use ddpm_core::tensor::TensorDiffusion;
 use ddpm_dist::Dist;
 use ddpm_eval::FidRequest;
 use ddpm_eval::inception::default_weights_path;
-use ddpm_eval::protocol::{EvalOptions, FidReport, Measure, Protocol};
+use ddpm_eval::protocol::{EvalOptions, FidReport, Protocol};
 use ddpm_nets::Denoiser;
 use ddpm_sample::batch::BatchSampler;
 use ddpm_sample::job::Labels;
@@ -42,12 +42,6 @@ impl Evaluator {
             return Ok(None);
         }
         let inception = t.eval_inception.clone().unwrap_or_else(default_weights_path);
-        if Measure::for_data(&config.data) == Measure::Inception && !inception.exists() {
-            return Err(TrainError::Config(crate::config::ConfigError(format!(
-                "train.eval_every: FID during training needs the Inception weights at {} (`cargo xtask convert-inception`), or set eval_every = 0",
-                inception.display()
-            ))));
-        }
         let options = EvalOptions {
             device,
             inception,
@@ -55,9 +49,16 @@ impl Evaluator {
             batch_size: INCEPTION_BATCH,
             metrics: ddpm_eval::Metrics::default(),
             ref_features: None,
+            fashion: Default::default(),
         };
         let n = (t.eval_samples > 0).then_some(t.eval_samples);
-        let request = FidRequest::for_data(&config.data, n, options)?;
+        // The request checks the measure's inputs (the Inception weights, a reference .npz);
+        // its error is the user's to read with the key that asked for it.
+        let request = FidRequest::for_data(&config.data, n, options).map_err(|e| {
+            TrainError::Config(crate::config::ConfigError(format!(
+                "train.eval_every: {e}; or set eval_every = 0"
+            )))
+        })?;
         let mut sampler = SamplerOptions::new(t.eval_sampler, config.diffusion.steps);
         sampler.steps = t.eval_steps;
         sampler.clip_x0 = t.eval_sampler.clips_by_default();

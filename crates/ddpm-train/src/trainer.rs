@@ -31,7 +31,7 @@ use crate::config::RunConfig;
 use crate::error::{Result, TrainError, io};
 use crate::eval_log::{EvalLine, EvalLog};
 use crate::evaluate::Evaluator;
-use crate::importance::LearnAcrossRanks;
+use crate::importance::learn_across_ranks;
 use crate::intervals::Intervals;
 use crate::metrics::{Accumulator, MetricsLog};
 use crate::optim::learning_rate;
@@ -365,7 +365,13 @@ impl Trainer {
         let input = StepInput { x0: &x0, t: &t, weights: Some(&w), y: y.as_ref() };
         let step_seed = Stream::Torch.seed(seed, &[GLOBAL, self.step]);
         let out = self.model.run(&input, step_seed, lr)?;
-        self.timestep_sampler.learn(&global_ts, &rows, &out.per_example, &self.model.dist)?;
+        learn_across_ranks(
+            &mut self.timestep_sampler,
+            &global_ts,
+            &rows,
+            &out.per_example,
+            &self.model.dist,
+        )?;
         self.step += 1;
         Ok((out, t))
     }

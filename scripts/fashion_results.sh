@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# README's Fashion-MNIST numbers and pictures, from a run of configs/fashion-mnist.toml:
+#   - FD and KID beside the floor (ratio to it) over 3 sampling seeds;
+#   - classifier-free guidance at w in {1, 2, 4}: the class accuracy beside the distance;
+#   - bits/dim on the first NLL_N test images (the full variational bound, T terms);
+#   - samples, one row per class at w = GUIDE_W, progressive generation, interpolation.
+# Every result is a JSON file under OUT (default runs/RUN/results); figures go to docs/.
+#
+#   bash scripts/fashion_results.sh [RUN] [OUT]
+# N (samples per measurement, 2000), NLL_N (100), GUIDE_W (2), SAMPLER and STEPS (ddim 20,
+# x0 clipped as ddim clips by default) override the defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-fashion-mnist}
+OUT=${2:-runs/$RUN/results}
+N=${N:-2000}
+NLL_N=${NLL_N:-100}
+GUIDE_W=${GUIDE_W:-2}
+SAMPLER=${SAMPLER:-ddim}
+STEPS=${STEPS:-20}
+mkdir -p "$OUT" docs
+x() { cargo xtask "$@"; }
+fid() { x fid --checkpoint "$RUN" --sampler "$SAMPLER" --steps "$STEPS" -n "$N" --json "$@"; }
+
+for seed in 0 1 2; do
+  fid --seed "$seed" > "$OUT/fid-w1-seed$seed.json"
+done
+for w in 2 4; do
+  fid --seed 0 --guidance "$w" > "$OUT/fid-w$w-seed0.json"
+done
+x nll --checkpoint "$RUN" --split test -n "$NLL_N" --json > "$OUT/nll-test.json"
+
+# Pictures: unconditional-looking random classes, one row per class, the paper's figures.
+x sample --checkpoint "$RUN" --sampler "$SAMPLER" --steps "$STEPS" -n 100 --random-classes \
+  --out "$OUT/samples" --no-png
+cp "$OUT/samples/grid.png" docs/fashion-samples.png
+for k in 0 1 2 3 4 5 6 7 8 9; do
+  x sample --checkpoint "$RUN" --sampler ddim --steps 50 -n 10 --class "$k" \
+    --guidance "$GUIDE_W" --seed "$k" --out "$OUT/class-$k" --no-png
+done
+.ddpm/venv/bin/python scripts/stack_rows.py docs/fashion-classes.png "$OUT"/class-{0,1,2,3,4,5,6,7,8,9}/samples.npz
+x figures progressive --checkpoint "$RUN" --out "$OUT/progressive"
+x figures interpolate --checkpoint "$RUN" --out "$OUT/interpolate"
+cp "$OUT/progressive/progressive.png" docs/fashion-progressive.png
+cp "$OUT/interpolate/interpolate.png" docs/fashion-interpolation.png
+python3 - "$OUT" <<'EOF'
+import json, sys, statistics as st, pathlib
+out = pathlib.Path(sys.argv[1])
+rows = [json.loads((out / f"fid-w1-seed{s}.json").read_text()) for s in range(3)]
+ratio = [r["fashion_fd"] / r["fashion_fd_floor"] for r in rows]
+kid = [r["fashion_kid"] for r in rows]
+summary = {
+    "fd": [r["fashion_fd"] for r in rows], "fd_floor": rows[0]["fashion_fd_floor"],
+    "fd_ratio_mean": st.mean(ratio), "fd_ratio_std": st.stdev(ratio),
+    "kid_mean": st.mean(kid), "kid_std_over_seeds": st.stdev(kid),
+    "kid_floor": rows[0]["fashion_kid_floor"], "n": rows[0]["fashion_images"],
+    "guidance": {w: {k: json.loads((out / f"fid-w{w}-seed0.json").read_text()).get(k)
+                     for k in ("fashion_fd", "fashion_kid", "fashion_class_accuracy")}
+                 for w in (1, 2, 4)
+                 if (out / f"fid-w{w}-seed0.json").exists() or w == 1},
+    "nll": json.loads((out / "nll-test.json").read_text()),
+}
+summary["guidance"][1] = {k: rows[0].get(k) for k in ("fashion_fd", "fashion_kid", "fashion_class_accuracy")}
+(out / "summary.json").write_text(json.dumps(summary, indent=2))
+print(json.dumps(summary, indent=2))
+EOF
