@@ -228,13 +228,53 @@ pub struct SampleRequest {
 }
 
 impl SampleRequest {
-    /// The folder name of a sampling job: `<sampler>-<steps>-seed<seed>`.
+    /// The folder name of a sampling job: `<sampler>-<steps>[-w<w>]-seed<seed>`.
     pub fn job_name(&self) -> String {
-        format!("{}-{}-seed{}", self.sampler.kind.name(), self.sampler.steps, self.seed)
+        let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
+        format!("{kind}-{steps}{}-seed{}", self.guidance_tag(), self.seed)
     }
 
-    /// The folder name of an FID evaluation: `<sampler>-<steps>-n<n>-seed<seed>`.
+    /// The folder name of an FID evaluation: `<sampler>-<steps>[-w<w>]-n<n>-seed<seed>`.
     pub fn fid_job_name(&self) -> String {
-        format!("{}-{}-n{}-seed{}", self.sampler.kind.name(), self.sampler.steps, self.n, self.seed)
+        let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
+        format!("{kind}-{steps}{}-n{}-seed{}", self.guidance_tag(), self.n, self.seed)
+    }
+
+    /// `-w<w>` for a guided job (so that guided and unguided samples of the same seed get
+    /// their own folders), nothing for w = 1.
+    fn guidance_tag(&self) -> String {
+        let w = self.sampler.guidance_scale;
+        if w == 1.0 { String::new() } else { format!("-w{w}") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guided and unguided jobs of the same sampler, steps and seed get their own folders, so
+    /// a guided `fid --checkpoint` does not meet the unguided job's samples (which the
+    /// manifest check would refuse) and neither overwrites the other.
+    #[test]
+    fn guided_jobs_are_named_apart_from_unguided_ones() {
+        let mut req = SampleRequest {
+            sampler: SamplerOptions::new(SamplerKind::Ddpm, 1000),
+            seed: 3,
+            start: 0,
+            n: 1000,
+            labels: Labels::Random,
+            noise_file: None,
+            bf16: false,
+        };
+        req.sampler.steps = 100;
+        assert_eq!(
+            (req.job_name(), req.fid_job_name()),
+            ("ddpm-100-seed3".into(), "ddpm-100-n1000-seed3".into())
+        );
+        req.sampler.guidance_scale = 2.5;
+        assert_eq!(
+            (req.job_name(), req.fid_job_name()),
+            ("ddpm-100-w2.5-seed3".into(), "ddpm-100-w2.5-n1000-seed3".into())
+        );
     }
 }
