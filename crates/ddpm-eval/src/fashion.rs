@@ -23,9 +23,10 @@ use crate::kid::{self, Kid};
 use crate::{Stats, frechet_distance, images};
 use ddpm_core::rng::SplitMix64;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 use tch::{Device, Tensor};
 
 /// The most samples compared (the size of the test split).
@@ -146,7 +147,7 @@ pub struct FashionReference {
     /// The first [`MAX_N`] floor images' features / scale (the floor at n uses the first n).
     floor_features: Tensor,
     /// (FD, KID) of the floor, by n.
-    floors: Mutex<HashMap<usize, (f64, Kid)>>,
+    floors: RefCell<HashMap<usize, (f64, Kid)>>,
     /// The folder it was read from (None: Debian's package).
     data_dir: Option<PathBuf>,
 }
@@ -179,7 +180,7 @@ impl FashionReference {
             scale,
             reference: reference / scale,
             floor_features,
-            floors: Mutex::new(HashMap::new()),
+            floors: RefCell::new(HashMap::new()),
             data_dir: data_dir.map(Path::to_path_buf),
         })
     }
@@ -219,21 +220,12 @@ impl FashionReference {
                 classes.len()
             )));
         }
-        let _g = tch::no_grad_guard();
-        let mut hits = 0i64;
-        for s in (0..n).step_by(500) {
-            let b = 500.min(n - s);
-            let predicted = self.classifier.logits(&samples.narrow(0, s, b)).argmax(1, false);
-            let asked = Tensor::from_slice(&classes[s as usize..(s + b) as usize])
-                .to_device(predicted.device());
-            hits += predicted.eq_tensor(&asked).sum(tch::Kind::Int64).int64_value(&[]);
-        }
-        Ok(hits as f64 / n as f64)
+        Ok(self.classifier.accuracy_of(&samples, &Tensor::from_slice(classes)))
     }
 
     /// The floor's (FD, KID) at `n`, computed once.
     fn floor(&self, n: usize) -> Result<(f64, Kid)> {
-        let mut floors = self.floors.lock().expect("the floor cache is not poisoned");
+        let mut floors = self.floors.borrow_mut();
         if let Some(&f) = floors.get(&n) {
             return Ok(f);
         }
@@ -244,13 +236,14 @@ impl FashionReference {
 }
 
 /// The one [`FashionReference`] of a measurement, built at its first use (on the rank that
-/// measures) and shared by every evaluation of a training run.
+/// measures) and shared by every evaluation of a training run (one thread: libtorch's
+/// modules are not shared between threads here).
 #[derive(Clone, Default)]
-pub struct FashionCache(Arc<Mutex<Option<Arc<FashionReference>>>>);
+pub struct FashionCache(Rc<RefCell<Option<Rc<FashionReference>>>>);
 
 impl std::fmt::Debug for FashionCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let built = self.0.lock().map(|g| g.is_some()).unwrap_or(false);
+        let built = self.0.borrow().is_some();
         f.debug_tuple("FashionCache").field(&if built { "built" } else { "empty" }).finish()
     }
 }
@@ -258,12 +251,12 @@ impl std::fmt::Debug for FashionCache {
 impl FashionCache {
     /// The reference read from `data_dir`, built now if this cache holds none (or another
     /// folder's).
-    pub fn get(&self, data_dir: Option<&Path>, device: Device) -> Result<Arc<FashionReference>> {
-        let mut slot = self.0.lock().expect("the reference cache is not poisoned");
+    pub fn get(&self, data_dir: Option<&Path>, device: Device) -> Result<Rc<FashionReference>> {
+        let mut slot = self.0.borrow_mut();
         if let Some(r) = slot.as_ref().filter(|r| r.data_dir.as_deref() == data_dir) {
             return Ok(r.clone());
         }
-        let r = Arc::new(FashionReference::load(data_dir, device)?);
+        let r = Rc::new(FashionReference::load(data_dir, device)?);
         *slot = Some(r.clone());
         Ok(r)
     }

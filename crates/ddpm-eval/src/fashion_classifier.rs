@@ -133,9 +133,13 @@ impl FashionClassifier {
 
     /// The share of `set`'s images classified as their label.
     pub fn accuracy(&self, set: &ImageSet) -> f64 {
+        self.accuracy_of(&crate::images::from_dataset(set), &labels_of(set))
+    }
+
+    /// The share of `images` [N, 1, 28, 28] in [0, 1] whose predicted class (argmax of the
+    /// logits) is `labels[i]` (int64 [N]), in batches without gradients.
+    pub fn accuracy_of(&self, images: &Tensor, labels: &Tensor) -> f64 {
         let _g = tch::no_grad_guard();
-        let images = crate::images::from_dataset(set);
-        let labels = labels_of(set);
         let n = images.size()[0];
         let mut correct = 0i64;
         for s in (0..n).step_by(EVAL_BATCH as usize) {

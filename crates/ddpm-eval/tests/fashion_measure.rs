@@ -49,7 +49,7 @@ fn the_feature_network_reaches_90_percent_is_cached_and_the_measure_has_a_floor(
     // A measurement's cache builds the reference side once and gives the same numbers.
     let cache = fashion::FashionCache::default();
     let built = cache.get(None, Device::Cpu).unwrap();
-    assert!(std::sync::Arc::ptr_eq(&built, &cache.get(None, Device::Cpu).unwrap()), "built once");
+    assert!(std::rc::Rc::ptr_eq(&built, &cache.get(None, Device::Cpu).unwrap()), "built once");
     assert_eq!(built.distance(&padded).unwrap(), d);
     assert_eq!(built.scale, fashion::feature_scale(&clf.features_of(&x)));
     // Class accuracy: the test images asked for their own labels score the network's test
