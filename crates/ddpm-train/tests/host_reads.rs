@@ -3,8 +3,9 @@
 //! checkpoint agreement was an all-reduce whose flags were read back to the host in every
 //! step. Counted on a one-rank Gloo group in this process (the collectives really run), as the
 //! difference between a run of 10 steps and one of 1 step: the 9 extra steps must issue exactly
-//! the gradient buckets' all-reduces, and no host read (`aten::_local_scalar_dense`, counted by
-//! the shim's operator observer on the training thread).
+//! the gradient buckets' all-reduces, and no host read that our code issues (top-level
+//! `aten::item` / `aten::_local_scalar_dense`, counted by the shim's operator observer on the
+//! training thread; PyTorch's CPU `_fused_adam_` reads inside itself are its own).
 
 mod common;
 
