@@ -8,11 +8,16 @@ padded to 32x32 with 2 black pixels a side (as ddpm-rs pads them), trains with t
 diffusion (T = 1000, linear betas, eps prediction) and the given batch, learning rate and EMA
 decay (EMA updated every step, as ddpm-rs does), `calculate_fid = False`, then samples the EMA
 model with DDIM (eta 0) or ancestrally into `samples.npz` (array `samples`, float32 in [-1, 1],
-N x 1 x 32 x 32), which `cargo xtask fid --samples OUT/samples-ddim50.npz --ref fashion-mnist`
+N x 1 x 32 x 32), which `cargo xtask fid --samples OUT/samples-ddim50-seed0.npz --ref fashion-mnist`
 measures with our measure. The last line of stdout is a JSON summary (parameters, wall times,
 images per second).
 
     python scripts/peer_fashion.py --out /tmp/peer --steps 2000 --dim 28 --samples 10000
+
+For a comparison at equal wall time (scripts/peer_fashion_budget.sh), `--save-every S` makes the
+Trainer save `results/model-{step // S}.pt` every S steps (its own `save_and_sample_every`; the
+one image it samples there uses DDIM at 50 steps), the training is stopped from outside at the
+budget, and `--from-milestone M` then samples that saved model instead of training.
 """
 
 import argparse
@@ -74,6 +79,10 @@ def main() -> None:
     p.add_argument("--sample-batch", type=int, default=250)
     p.add_argument("--samplers", default="ddim50", help="comma-separated: ddim50, ancestral")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=10**9, help="the Trainer's save_and_sample_every")
+    p.add_argument("--from-milestone", type=int, default=None,
+                   help="skip training: sample results/model-M.pt")
+    p.add_argument("--prepare-only", action="store_true", help="write the PNG folder, then stop")
     a = p.parse_args()
     if a.steps < 1 or a.samples < 0 or a.batch < 16:
         sys.exit("--steps must be >= 1, --samples >= 0, --batch >= 16 (the Trainer's minimum)")
@@ -86,6 +95,8 @@ def main() -> None:
 
     folder = a.out / "images"
     n_images = write_images(a.data, folder, a.limit)
+    if a.prepare_only:
+        return
     model = Unet(dim=a.dim, dim_mults=(1, 2, 2), channels=1)
     params = sum(t.numel() for t in model.parameters())
     diffusion = GaussianDiffusion(
@@ -94,6 +105,7 @@ def main() -> None:
         timesteps=1000,
         objective="pred_noise",
         beta_schedule="linear",
+        sampling_timesteps=50,
     )
     trainer = Trainer(
         diffusion,
@@ -104,14 +116,20 @@ def main() -> None:
         ema_update_every=1,
         ema_decay=a.ema_decay,
         augment_horizontal_flip=False,
-        save_and_sample_every=10**9,
+        save_and_sample_every=a.save_every,
+        num_samples=1,
         results_folder=str(a.out / "results"),
         calculate_fid=False,
         amp=False,
     )
-    started = time.time()
-    trainer.train()
-    train_s = time.time() - started
+    if a.from_milestone is None:
+        started = time.time()
+        (a.out / "started").write_text(f"{started}\n")
+        trainer.train()
+        train_s = time.time() - started
+    else:
+        trainer.load(a.from_milestone)
+        a.steps, train_s = trainer.step, float("nan")
     summary = {
         "peer": "denoising-diffusion-pytorch",
         "params": params,
@@ -140,7 +158,8 @@ def main() -> None:
                 left -= b
         secs = time.time() - started
         x = torch.cat(parts).float().numpy()
-        path = a.out / f"samples-{sampler}.npz"
+        tag = "" if a.from_milestone is None else f"-m{a.from_milestone}"
+        path = a.out / f"samples-{sampler}{tag}-seed{a.seed}.npz"
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, samples=x)
         os.replace(tmp, path)

@@ -13,6 +13,9 @@ Usage: ref_kdiffusion.py INPUT.json -> one JSON object. INPUT has "cmd":
   "heun":   {"T", "n", "m", "s", "x_T"} -> {"x0", "sigmas"}: sample_heun on those Karras sigmas from
                                         x = x_T sqrt(1 + sigma_0^2) (x_T: the VP state)
   "dpmpp":  {"sigmas", "m", "s", "x_T"} -> {"x0"}: sample_dpmpp_2m on the given sigmas (ending in 0)
+  "euler":  {"sigmas", "m", "s", "x_T"} -> {"x0"}: sample_euler (no churn) on the given sigmas
+  "euler_ancestral": {"sigmas", "m", "s", "x_T", "noise"} -> {"x0"}: sample_euler_ancestral (eta 1)
+                                        whose noise_sampler returns noise[0], noise[1], ... in turn
   "conversions": {"T", "t", "sigma", "x", "grid_sigma"} -> t_to_sigma(t), sigma_to_t(sigma), and
                                         the eps and v wrappers' D(x; grid_sigma) with `net` below
 """
@@ -66,6 +69,19 @@ def main():
         sigmas = torch.tensor(inp["sigmas"], dtype=torch.float64)
         x = torch.tensor(inp["x_T"], dtype=torch.float64) * (1 + sigmas[0] ** 2) ** 0.5
         x0 = sampling.sample_dpmpp_2m(gaussian_denoiser(inp["m"], inp["s"]), x.reshape(1, -1), sigmas, disable=True)
+        out = {"x0": flat(x0)}
+    elif cmd in ("euler", "euler_ancestral"):
+        torch.set_default_dtype(torch.float64)
+        sigmas = torch.tensor(inp["sigmas"], dtype=torch.float64)
+        x = torch.tensor(inp["x_T"], dtype=torch.float64) * (1 + sigmas[0] ** 2) ** 0.5
+        x = x.reshape(1, -1)
+        D = gaussian_denoiser(inp["m"], inp["s"])
+        if cmd == "euler":
+            x0 = sampling.sample_euler(D, x, sigmas, disable=True)
+        else:
+            draws = iter(inp["noise"])
+            noise = lambda sigma, sigma_next: torch.tensor(next(draws), dtype=torch.float64).reshape(x.shape)
+            x0 = sampling.sample_euler_ancestral(D, x, sigmas, disable=True, noise_sampler=noise)
         out = {"x0": flat(x0)}
     elif cmd == "conversions":
         torch.set_default_dtype(torch.float64)

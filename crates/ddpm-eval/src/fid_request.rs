@@ -31,7 +31,8 @@ pub struct CheckpointSampling {
     pub seed: u64,
     /// Images per sampling batch (default: [`job::sample_checkpoint`]'s choice).
     pub batch_size: Option<usize>,
-    /// Where samples and `fid.json` go (default: `<run>/fid/<sampler>-<steps>-n<n>-seed<seed>`).
+    /// Where samples and `fid.json` go (default:
+    /// `<run>/fid/step<step>[-raw]-<sampler>-<steps>[-w<w>]-n<n>-seed<seed>`).
     pub out: Option<PathBuf>,
 }
 
@@ -103,12 +104,15 @@ impl FidRequest {
             noise_file: None,
             bf16: false,
         };
-        let out = sampling.out.clone().unwrap_or_else(|| run.fid_dir(&req.fid_job_name()));
+        let out = sampling
+            .out
+            .clone()
+            .unwrap_or_else(|| run.fid_dir(&req.fid_job_name(model.step, model.ema)));
         if dist.is_main() {
             tracing::info!(
                 "sampling {} images with {} ({})",
                 self.n,
-                req.job_name(),
+                req.job_name(model.step, model.ema),
                 out.display()
             );
         }
@@ -124,7 +128,8 @@ impl FidRequest {
             samples: npz.display().to_string(),
             ..Protocol::default()
         };
-        let mut report = self.measure(&Samples::from_npz(&npz)?, protocol, dist, progress)?;
+        let samples = Samples::from_npz(&npz)?;
+        let mut report = self.measure(&samples, protocol, dist, progress)?;
         // Samples asked for classes: how many of them the feature network takes for the class
         // asked for (the guidance paper's trade: this beside the distance, at each w).
         if let (Some(r), Measure::Fashion(dir), Some(k)) =
@@ -135,8 +140,16 @@ impl FidRequest {
                 (r.fashion.as_mut(), req.labels.classes(sampling.seed, &indices, k))
             {
                 let reference = self.options.fashion.get(dir.as_deref(), self.options.device)?;
-                let images = crate::images::from_npz(&npz)?;
-                f.class_accuracy = Some(reference.class_accuracy(&images, &classes)?);
+                // Batch by batch from the file, so that memory does not grow with n.
+                let batch = self.options.batch_size.max(1);
+                let mut right = 0.0;
+                for first in (0..self.n).step_by(batch) {
+                    let count = batch.min(self.n - first);
+                    let images = samples.rows(first, count)?;
+                    let asked = &classes[first..first + count];
+                    right += reference.class_accuracy(&images, asked)? * count as f64;
+                }
+                f.class_accuracy = Some(right / self.n as f64);
             }
         }
         Ok(report.map(|r| (r, out)))

@@ -228,16 +228,22 @@ pub struct SampleRequest {
 }
 
 impl SampleRequest {
-    /// The folder name of a sampling job: `<sampler>-<steps>[-w<w>]-seed<seed>`.
-    pub fn job_name(&self) -> String {
+    /// The folder name of a sampling job from the weights of checkpoint `step` (EMA or raw):
+    /// `step<step>[-raw]-<sampler>-<steps>[-w<w>]-seed<seed>`. The weights are in the name
+    /// so that sampling a run again after it trained on (or its raw weights) gets a folder of
+    /// its own instead of meeting the older job's manifest, which would refuse it.
+    pub fn job_name(&self, step: u64, ema: bool) -> String {
         let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
-        format!("{kind}-{steps}{}-seed{}", self.guidance_tag(), self.seed)
+        let w = self.guidance_tag();
+        format!("{}-{kind}-{steps}{w}-seed{}", weights_tag(step, ema), self.seed)
     }
 
-    /// The folder name of an FID evaluation: `<sampler>-<steps>[-w<w>]-n<n>-seed<seed>`.
-    pub fn fid_job_name(&self) -> String {
+    /// The folder name of an FID evaluation:
+    /// `step<step>[-raw]-<sampler>-<steps>[-w<w>]-n<n>-seed<seed>`.
+    pub fn fid_job_name(&self, step: u64, ema: bool) -> String {
         let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
-        format!("{kind}-{steps}{}-n{}-seed{}", self.guidance_tag(), self.n, self.seed)
+        let w = self.guidance_tag();
+        format!("{}-{kind}-{steps}{w}-n{}-seed{}", weights_tag(step, ema), self.n, self.seed)
     }
 
     /// `-w<w>` for a guided job (so that guided and unguided samples of the same seed get
@@ -246,6 +252,11 @@ impl SampleRequest {
         let w = self.sampler.guidance_scale;
         if w == 1.0 { String::new() } else { format!("-w{w}") }
     }
+}
+
+/// `step<step>`, with `-raw` for the raw (not EMA) weights.
+fn weights_tag(step: u64, ema: bool) -> String {
+    format!("step{step}{}", if ema { "" } else { "-raw" })
 }
 
 #[cfg(test)]
@@ -268,13 +279,34 @@ mod tests {
         };
         req.sampler.steps = 100;
         assert_eq!(
-            (req.job_name(), req.fid_job_name()),
-            ("ddpm-100-seed3".into(), "ddpm-100-n1000-seed3".into())
+            (req.job_name(500, true), req.fid_job_name(500, true)),
+            ("step500-ddpm-100-seed3".into(), "step500-ddpm-100-n1000-seed3".into())
         );
         req.sampler.guidance_scale = 2.5;
         assert_eq!(
-            (req.job_name(), req.fid_job_name()),
-            ("ddpm-100-w2.5-seed3".into(), "ddpm-100-w2.5-n1000-seed3".into())
+            (req.job_name(500, true), req.fid_job_name(500, true)),
+            ("step500-ddpm-100-w2.5-seed3".into(), "step500-ddpm-100-w2.5-n1000-seed3".into())
         );
+    }
+
+    /// Another checkpoint of the same run, or its raw weights, gets a folder of its own: a
+    /// run sampled, trained on and sampled again is not refused by the first job's manifest.
+    #[test]
+    fn each_checkpoints_weights_get_their_own_folder() {
+        let req = SampleRequest {
+            sampler: SamplerOptions::new(SamplerKind::Ddim, 1000),
+            seed: 0,
+            start: 0,
+            n: 100,
+            labels: Labels::None,
+            noise_file: None,
+            bf16: false,
+        };
+        let names = [(500, true), (1000, true), (1000, false)].map(|(s, e)| req.job_name(s, e));
+        assert_eq!(
+            names,
+            ["step500-ddim-50-seed0", "step1000-ddim-50-seed0", "step1000-raw-ddim-50-seed0"]
+        );
+        assert_eq!(req.fid_job_name(1000, false), "step1000-raw-ddim-50-n100-seed0");
     }
 }

@@ -316,12 +316,14 @@ fn noise_npz_takes_the_array_named_noise_or_the_only_array() {
     fails(&runs, &["-n", "2", "--noise", two.to_str().unwrap()], "two.npz");
 }
 
-/// Output folders use the names the command line uses: `dpm-solver++-<steps>-seed<seed>`
-/// (they were `dpmsolverpp-...`).
+/// Output folders use the names the command line uses: `step<step>-dpm-solver++-<steps>-seed<seed>`
+/// (they were `dpmsolverpp-...`), after the weights sampled (the run's 3 steps, EMA).
 #[test]
 fn default_output_folders_are_named_as_the_command_line_names_samplers() {
     let runs = trained();
-    for (sampler, folder) in [("dpm-solver++", "dpm-solver++-2-seed5"), ("ddim", "ddim-2-seed5")] {
+    for (sampler, folder) in
+        [("dpm-solver++", "step3-dpm-solver++-2-seed5"), ("ddim", "step3-ddim-2-seed5")]
+    {
         let o = Command::new(env!("CARGO_BIN_EXE_ddpm-sample"))
             .args(["sample", "--checkpoint", "tiny", "--device", "cpu", "--runs-dir"])
             .arg(&runs)

@@ -2,8 +2,9 @@
 //! diffusers (`scheduler_parity.rs`) and the closed forms (`gaussian_closed_form.rs`):
 //! - denoising-diffusion-pytorch's `GaussianDiffusion.ddim_sample` (eta 0, clipped x0 with eps
 //!   re-derived), on its own step placement linspace(-1, T-1, S+1) (`scripts/ref_ddp.py`);
-//! - k-diffusion's `get_sigmas_karras`, `sample_heun` (no churn), `sample_dpmpp_2m` on the exact
-//!   denoiser of Gaussian data, and its discrete VP <-> VE conversions (`scripts/ref_kdiffusion.py`).
+//! - k-diffusion's `get_sigmas_karras`, `sample_heun` (no churn), `sample_dpmpp_2m`,
+//!   `sample_euler`, `sample_euler_ancestral` on the exact denoiser of Gaussian data, and its
+//!   discrete VP <-> VE conversions (`scripts/ref_kdiffusion.py`).
 //!
 //! Our samplers hand the network its time as a float32 tensor (`samplers::time_tensor`); the
 //! closed-form model reads t back from it, which moves abar by ~1e-8 relative at fractional
@@ -14,8 +15,8 @@ use ddpm_core::tensor::TensorDiffusion;
 use ddpm_core::{DiffusionConfig, ModelMean, ScheduleName};
 use ddpm_sample::noise::ImageNoise;
 use ddpm_sample::samplers::{
-    self, SamplerKind, SamplerOptions, TimeSteps, abar_at, ddim, dpm_solver, eps_and_x0, heun,
-    t_of_log_abar,
+    self, SamplerKind, SamplerOptions, TimeSteps, abar_at, ddim, dpm_solver, eps_and_x0, euler,
+    heun, t_of_log_abar,
 };
 use ddpm_testkit::{NEEDS_VENV, f64s, max_rel_diff, run_json, temp_dir};
 use serde_json::{Value, json};
@@ -160,6 +161,48 @@ fn dpm_solver_pp_matches_k_diffusion_sample_dpmpp_2m() {
             assert!(d < 1e-7, "DPM-Solver++ {placement:?} {steps}: {d:e}");
         }
     }
+}
+
+/// Euler and Euler ancestral against k-diffusion's `sample_euler` / `sample_euler_ancestral`
+/// on the same Karras sigmas, from the same x_T. The ancestral sampler's fresh noise is each
+/// image's own stream: k-diffusion's `noise_sampler` is handed, step by step, exactly the draws
+/// a second `ImageNoise` of the same seed and image indices makes, for a batch of two images
+/// (so that mixing up images or steps would show).
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn euler_and_euler_ancestral_match_k_diffusion() {
+    let td = td(ScheduleName::Linear, ModelMean::Eps);
+    for (kind, cmd) in
+        [(SamplerKind::Euler, "euler"), (SamplerKind::EulerAncestral, "euler_ancestral")]
+    {
+        for steps in [5usize, 30] {
+            let sigmas = heun::sigmas(&td, steps);
+            let x = x_t(2, 13);
+            let mut twin = ImageNoise::new(4, &[10, 11], &[1, 4, 4], Device::Cpu);
+            // One draw per step with sigma_{i+1} > 0: every step but the last.
+            let noise: Vec<Vec<f64>> = (0..steps - 1).map(|_| flat(&twin.draw())).collect();
+            let theirs = oracle(
+                "ref_kdiffusion.py",
+                json!({"cmd": cmd, "sigmas": sigmas, "m": M, "s": S, "x_T": flat(&x), "noise": noise}),
+            );
+            let mut opts = SamplerOptions::new(kind, 1000);
+            (opts.steps, opts.clip_x0) = (steps, false);
+            let mut noise = ImageNoise::new(4, &[10, 11], &[1, 4, 4], Device::Cpu);
+            let mut evals = 0;
+            let x0 =
+                samplers::sample(&opts, &td, &mut gaussian_model(&td), x, &mut noise, &mut |_| {
+                    evals += 1
+                })
+                .unwrap();
+            assert_eq!((evals, opts.network_evaluations()), (steps, steps));
+            let d = rel_to_scale(&flat(&x0), &f64s(&theirs["x0"]));
+            eprintln!("{} {steps} steps: {d:e}", kind.name());
+            assert!(d < 1e-7, "{} {steps}: {d:e}", kind.name());
+        }
+    }
+    // The ancestral step's split, against k-diffusion's get_ancestral_step at eta = 1.
+    let (down, up) = euler::ancestral_step(2.0, 0.5);
+    assert!((down - 0.125).abs() < 1e-15 && (up - (0.25f64 * 3.75 / 4.0).sqrt()).abs() < 1e-15);
 }
 
 /// k-diffusion's discrete DDPM wrappers against our VP <-> VE conversions. On the grid of

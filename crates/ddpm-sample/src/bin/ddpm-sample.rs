@@ -44,7 +44,7 @@ struct SampleArgs {
     /// Images per batch (default: 64 on the CPU, the most that fits on a GPU).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Output directory (default: <run>/samples/<sampler>-<steps>-seed<seed>).
+    /// Output directory (default: <run>/samples/step<step>[-raw]-<sampler>-<steps>[-w<w>]-seed<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Class of every image (class-conditional models).
@@ -125,7 +125,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     let noise = req.noise_file.as_ref().map(|p| job::load_noise(p, a.num, &shape)).transpose()?;
     let dev = model.vs.device();
     let dist = Dist::init(&env, dev, DistOptions::default())?;
-    let out = a.out.unwrap_or_else(|| run.sample_job_dir(&req.job_name()));
+    let out = a.out.unwrap_or_else(|| run.sample_job_dir(&req.job_name(model.step, model.ema)));
     let main = dist.is_main();
     if main {
         let ranks = match dist.backend() {

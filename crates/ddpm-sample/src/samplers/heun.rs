@@ -26,7 +26,7 @@ pub fn sigmas(process: &TensorDiffusion, steps: usize) -> Vec<f64> {
 }
 
 /// D(x~; sigma): the x0 prediction for the VE-scaled state.
-fn denoise(
+pub(super) fn denoise(
     process: &TensorDiffusion,
     model: &mut ModelFn,
     xt: &Tensor,

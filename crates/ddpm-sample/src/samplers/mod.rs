@@ -3,11 +3,13 @@
 //! - [`ddpm`]: ancestral sampling, Algorithm 2 of Ho et al. 2020, on all T steps or a respaced subset;
 //! - [`ddim`]: DDIM (Song, Meng & Ermon 2021, arXiv:2010.02502, eq. 12) with eta and uniform or quadratic skips;
 //! - [`dpm_solver`]: DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2), multistep, data prediction;
-//! - [`heun`]: the probability-flow ODE solved with Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Algorithm 1).
+//! - [`heun`]: the probability-flow ODE solved with Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Algorithm 1);
+//! - [`euler`]: the same ODE with Euler's method, and its ancestral variant (k-diffusion's `sample_euler`, `sample_euler_ancestral`).
 
 pub mod ddim;
 pub mod ddpm;
 pub mod dpm_solver;
+pub mod euler;
 pub mod heun;
 
 use crate::error::{Result, SampleError};
@@ -36,16 +38,26 @@ pub enum SamplerKind {
     DpmSolverPp,
     /// Probability-flow ODE, Heun's second-order method.
     Heun,
+    /// Probability-flow ODE, Euler's method on Heun's sigmas (k-diffusion's sample_euler).
+    Euler,
+    /// Euler down to sigma_down, then fresh noise of std sigma_up (k-diffusion's
+    /// sample_euler_ancestral, eta = 1).
+    #[value(name = "euler-ancestral", alias = "euler-a")]
+    #[serde(rename = "euler-ancestral")]
+    EulerAncestral,
 }
 
 impl SamplerKind {
-    /// The name the command line and output folders use: ddpm, ddim, dpm-solver++, heun.
+    /// The name the command line and output folders use: ddpm, ddim, dpm-solver++, heun,
+    /// euler, euler-ancestral.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ddpm => "ddpm",
             Self::Ddim => "ddim",
             Self::DpmSolverPp => "dpm-solver++",
             Self::Heun => "heun",
+            Self::Euler => "euler",
+            Self::EulerAncestral => "euler-ancestral",
         }
     }
 
@@ -56,12 +68,12 @@ impl SamplerKind {
         matches!(self, Self::Ddpm | Self::Ddim)
     }
 
-    /// The usual number of steps: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++, 18 for Heun
-    /// (35 network evaluations).
+    /// The usual number of steps: all T for DDPM, 50 for DDIM and the Euler samplers (diffusers'
+    /// pipelines' default), 20 for DPM-Solver++, 18 for Heun (35 network evaluations).
     pub fn default_steps(self, t: usize) -> usize {
         match self {
             Self::Ddpm => t,
-            Self::Ddim => 50.min(t),
+            Self::Ddim | Self::Euler | Self::EulerAncestral => 50.min(t),
             Self::DpmSolverPp => 20.min(t),
             Self::Heun => 18.min(t),
         }
@@ -252,6 +264,12 @@ pub fn sample(
         SamplerKind::Ddim => ddim::sample(opts, process, model, x_t, noise, progress),
         SamplerKind::DpmSolverPp => dpm_solver::sample(opts, process, model, x_t, progress),
         SamplerKind::Heun => heun::sample(opts, process, model, x_t, progress),
+        SamplerKind::Euler => {
+            euler::sample(euler::Variant::Ode, opts, process, model, x_t, noise, progress)
+        }
+        SamplerKind::EulerAncestral => {
+            euler::sample(euler::Variant::Ancestral, opts, process, model, x_t, noise, progress)
+        }
     })
 }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# BENCHMARKS.md "Fashion-MNIST, equal budget": ddpm-rs's configs/fashion-mnist.toml (class
+# conditioning off, as the peer's Trainer is unconditional) against lucidrains'
+# denoising-diffusion-pytorch, unmodified (scripts/peer_fashion.py), on the same data, batch,
+# learning rate, EMA decay (updated every step), T and schedule, parameters within 10 %.
+#
+# Both trainers start at the same moment with THREADS intra-op threads each (default 1: the two
+# share this machine's 2 cores, so whatever else runs slows both alike) and are stopped after
+# MINUTES of wall time. Both save every SAVE steps. Then, from the same sampler on both sides
+# (DDIM, eta 0, 50 steps, x0 clipped on both), N samples for each of 3 seeds go through our
+# Fashion-MNIST measure (docs/metrics.md) beside its floor:
+#   - equal wall time: each side's last save within MINUTES;
+#   - equal steps: ours at the peer's last saved step.
+# Every result is a JSON file under OUT; a result already there is kept (rerun to resume).
+#
+#   bash scripts/peer_fashion_budget.sh [OUT]       MINUTES=40 N=500 THREADS=1 SAVE=50 DIM=28
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=$(realpath -m "${1:-runs/peer-fashion}")
+MINUTES=${MINUTES:-40}
+N=${N:-500}
+THREADS=${THREADS:-1}
+SAVE=${SAVE:-50}
+DIM=${DIM:-28}
+PY=.ddpm/venv/bin/python
+RUNS="$OUT/runs"
+OURS=ours
+mkdir -p "$OUT" "$RUNS"
+
+if [ ! -s "$OUT/trained.json" ]; then
+  [ -e "$RUNS/$OURS" ] && { echo "$RUNS/$OURS exists from a run that did not finish: remove $OUT" >&2; exit 1; }
+  # Our side: the job's own config, unconditional, saving every SAVE steps and keeping them all,
+  # with no previews or evaluations inside the budget (the peer's Trainer does none either).
+  sed -e '/^num_classes/d' -e '/^class_dropout/d' -e 's/^name = .*/name = "ours"/' \
+    -e 's/^total_steps = .*/total_steps = 1000000/' -e "s/^checkpoint_every = .*/checkpoint_every = $SAVE/" \
+    -e 's/^sample_every = .*/sample_every = 1000000/' -e 's/^eval_every = .*/eval_every = 0/' \
+    configs/fashion-mnist.toml > "$OUT/ours.toml"
+  printf 'keep_checkpoints = 100000\nthreads = %s\ncheckpoint_minutes = 100000.0\n' "$THREADS" >> "$OUT/ours.toml"
+  # The peer's PNG folder is written before the clock starts.
+  $PY scripts/peer_fashion.py --out "$OUT/peer" --prepare-only
+  cargo build --release -q -p ddpm-train
+  start=$(date +%s.%N)
+  timeout -s INT "$((MINUTES * 60))" target/release/ddpm-train train --config "$OUT/ours.toml" \
+    --runs-dir "$RUNS" > "$OUT/ours-train.log" 2>&1 &
+  ours_pid=$!
+  timeout -s INT "$((MINUTES * 60))" $PY scripts/peer_fashion.py --out "$OUT/peer" --dim "$DIM" \
+    --threads "$THREADS" --steps 1000000 --save-every "$SAVE" --samples 0 > "$OUT/peer-train.log" 2>&1 &
+  peer_pid=$!
+  wait $ours_pid || true
+  wait $peer_pid || true
+  # The last save of each side within the budget, by its file's time.
+  python3 - "$OUT" "$start" "$MINUTES" "$SAVE" <<'EOF'
+import json, pathlib, re, sys
+out, start, minutes, save = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+end = start + 60 * minutes
+def saves(paths, step_of):
+    rows = sorted((step_of(p), p.stat().st_mtime - start) for p in paths if p.stat().st_mtime <= end)
+    if not rows:
+        sys.exit(f"{out}: no save within {minutes} minutes")
+    return rows
+ours = saves(out.glob("runs/ours/checkpoints/ckpt-*.safetensors"), lambda p: int(re.findall(r"\d+", p.name)[0]))
+peer = saves(out.glob("peer/results/model-*.pt"), lambda p: save * int(re.findall(r"\d+", p.name)[0]))
+res = {"minutes": minutes, "save_every": save,
+       "ours_last": {"step": ours[-1][0], "seconds": ours[-1][1]},
+       "peer_last": {"step": peer[-1][0], "seconds": peer[-1][1]},
+       "ours_saves": ours, "peer_saves": peer}
+(out / "trained.json").write_text(json.dumps(res, indent=1))
+print(json.dumps({k: res[k] for k in ("ours_last", "peer_last")}))
+EOF
+fi
+
+read -r ours_step peer_step < <(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['ours_last']['step'], r['peer_last']['step'])" "$OUT/trained.json")
+keep() { [ -s "$1" ]; }
+for seed in 0 1 2; do
+  for step in "$ours_step" "$peer_step"; do
+    f="$OUT/ours-step$step-seed$seed.json"
+    keep "$f" || target/release/ddpm-eval fid --runs-dir "$RUNS" --checkpoint "$RUNS/$OURS/checkpoints/ckpt-$(printf %09d "$step").safetensors" \
+      --sampler ddim --steps 50 --seed "$seed" -n "$N" --out "$OUT/ours-fid/step$step-seed$seed" --json > "$f"
+  done
+  f="$OUT/peer-step$peer_step-seed$seed.json"
+  if ! keep "$f"; then
+    $PY scripts/peer_fashion.py --out "$OUT/peer" --dim "$DIM" --threads 2 --from-milestone "$((peer_step / SAVE))" \
+      --samples "$N" --samplers ddim50 --seed "$seed" > "$OUT/peer-sample-seed$seed.log"
+    target/release/ddpm-eval fid --samples "$OUT/peer/samples-ddim50-m$((peer_step / SAVE))-seed$seed.npz" \
+      --ref fashion-mnist --json > "$f"
+  fi
+done
+THREADS=$THREADS python3 - "$OUT" "$ours_step" "$peer_step" <<'EOF'
+import json, pathlib, statistics as st, sys
+out, ours_step, peer_step = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+trained = json.loads((out / "trained.json").read_text())
+def side(prefix, step):
+    rows = [json.loads((out / f"{prefix}-step{step}-seed{s}.json").read_text()) for s in range(3)]
+    ratio = [r["fashion_fd"] / r["fashion_fd_floor"] for r in rows]
+    kid = [r["fashion_kid"] for r in rows]
+    return {"step": step, "fd": [r["fashion_fd"] for r in rows], "fd_floor": rows[0]["fashion_fd_floor"],
+            "fd_ratio_mean": st.mean(ratio), "fd_ratio_std": st.stdev(ratio),
+            "kid_mean": st.mean(kid), "kid_std": st.stdev(kid), "kid_floor": rows[0]["fashion_kid_floor"],
+            "n": rows[0]["fashion_images"]}
+summary = {"minutes": trained["minutes"], "threads_each": int(__import__("os").environ.get("THREADS", "1")),
+           "ours_equal_wall": side("ours", ours_step), "ours_equal_steps": side("ours", peer_step),
+           "peer": side("peer", peer_step),
+           "ours_train_seconds": trained["ours_last"]["seconds"], "peer_train_seconds": trained["peer_last"]["seconds"]}
+(out / "summary.json").write_text(json.dumps(summary, indent=2))
+print(json.dumps(summary, indent=2))
+EOF
