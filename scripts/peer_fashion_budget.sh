@@ -90,7 +90,9 @@ import json, pathlib, statistics as st, sys
 out, ours_step, peer_step = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 trained = json.loads((out / "trained.json").read_text())
 def side(prefix, step):
-    rows = [json.loads((out / f"{prefix}-step{step}-seed{s}.json").read_text()) for s in range(3)]
+    # The JSON object is the last line of each file (a human line comes before it).
+    rows = [json.loads((out / f"{prefix}-step{step}-seed{s}.json").read_text().splitlines()[-1])
+            for s in range(3)]
     ratio = [r["fashion_fd"] / r["fashion_fd_floor"] for r in rows]
     kid = [r["fashion_kid"] for r in rows]
     return {"step": step, "fd": [r["fashion_fd"] for r in rows], "fd_floor": rows[0]["fashion_fd_floor"],
