@@ -208,7 +208,7 @@ fn refused(o: &std::process::Output, out: &Path, args: &[&str], needle: &str) {
 #[test]
 fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     let runs = trained();
-    fails(&runs, &["--sampler", "euler"], "--sampler");
+    fails(&runs, &["--sampler", "no-such-sampler"], "--sampler");
     fails(&runs, &["--steps", "2000"], "--steps must be in 1..=T = 100, got 2000");
     fails(&runs, &["--guidance", "3"], "unconditional");
     fails(&runs, &["--sampler", "ddpm", "--eta", "0.5"], "--eta");
