@@ -124,7 +124,6 @@ def main() -> None:
     )
     if a.from_milestone is None:
         started = time.time()
-        (a.out / "started").write_text(f"{started}\n")
         trainer.train()
         train_s = time.time() - started
     else:

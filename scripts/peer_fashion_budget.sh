@@ -38,7 +38,7 @@ if [ ! -s "$OUT/trained.json" ]; then
   printf 'keep_checkpoints = 100000\nthreads = %s\ncheckpoint_minutes = 100000.0\n' "$THREADS" >> "$OUT/ours.toml"
   # The peer's PNG folder is written before the clock starts.
   $PY scripts/peer_fashion.py --out "$OUT/peer" --prepare-only
-  cargo build --release -q -p ddpm-train
+  cargo build --release -q -p ddpm-train -p ddpm-eval
   start=$(date +%s.%N)
   timeout -s INT "$((MINUTES * 60))" target/release/ddpm-train train --config "$OUT/ours.toml" \
     --runs-dir "$RUNS" > "$OUT/ours-train.log" 2>&1 &
@@ -85,9 +85,9 @@ for seed in 0 1 2; do
       --ref fashion-mnist --json > "$f"
   fi
 done
-THREADS=$THREADS python3 - "$OUT" "$ours_step" "$peer_step" <<'EOF'
+python3 - "$OUT" "$ours_step" "$peer_step" "$THREADS" <<'EOF'
 import json, pathlib, statistics as st, sys
-out, ours_step, peer_step = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+out, ours_step, peer_step, threads = pathlib.Path(sys.argv[1]), *map(int, sys.argv[2:5])
 trained = json.loads((out / "trained.json").read_text())
 def side(prefix, step):
     # The JSON object is the last line of each file (a human line comes before it).
@@ -99,7 +99,7 @@ def side(prefix, step):
             "fd_ratio_mean": st.mean(ratio), "fd_ratio_std": st.stdev(ratio),
             "kid_mean": st.mean(kid), "kid_std": st.stdev(kid), "kid_floor": rows[0]["fashion_kid_floor"],
             "n": rows[0]["fashion_images"]}
-summary = {"minutes": trained["minutes"], "threads_each": int(__import__("os").environ.get("THREADS", "1")),
+summary = {"minutes": trained["minutes"], "threads_each": threads,
            "ours_equal_wall": side("ours", ours_step), "ours_equal_steps": side("ours", peer_step),
            "peer": side("peer", peer_step),
            "ours_train_seconds": trained["ours_last"]["seconds"], "peer_train_seconds": trained["peer_last"]["seconds"]}

@@ -20,6 +20,7 @@
 use crate::error::{EvalError, Result};
 use crate::fashion_classifier::FashionClassifier;
 use crate::kid::{self, Kid};
+use crate::samples::Samples;
 use crate::{Stats, frechet_distance, images};
 use ddpm_core::rng::SplitMix64;
 use serde::Serialize;
@@ -221,6 +222,31 @@ impl FashionReference {
             )));
         }
         Ok(self.classifier.accuracy_of(&samples, &Tensor::from_slice(classes)))
+    }
+
+    /// [`Self::class_accuracy`] of every sample of `samples` (a `samples.npz` read from disk,
+    /// say), `batch` images at a time, so that memory does not grow with their number.
+    pub fn class_accuracy_of(
+        &self,
+        samples: &Samples,
+        classes: &[i64],
+        batch: usize,
+    ) -> Result<f64> {
+        let n = samples.len();
+        if n != classes.len() || n == 0 {
+            return Err(EvalError::Samples(format!(
+                "class accuracy: {n} samples for {} classes asked for",
+                classes.len()
+            )));
+        }
+        let batch = batch.max(1);
+        let mut right = 0.0;
+        for first in (0..n).step_by(batch) {
+            let count = batch.min(n - first);
+            let asked = &classes[first..first + count];
+            right += self.class_accuracy(&samples.rows(first, count)?, asked)? * count as f64;
+        }
+        Ok(right / n as f64)
     }
 
     /// The floor's (FD, KID) at `n`, computed once.

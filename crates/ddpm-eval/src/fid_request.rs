@@ -140,16 +140,8 @@ impl FidRequest {
                 (r.fashion.as_mut(), req.labels.classes(sampling.seed, &indices, k))
             {
                 let reference = self.options.fashion.get(dir.as_deref(), self.options.device)?;
-                // Batch by batch from the file, so that memory does not grow with n.
-                let batch = self.options.batch_size.max(1);
-                let mut right = 0.0;
-                for first in (0..self.n).step_by(batch) {
-                    let count = batch.min(self.n - first);
-                    let images = samples.rows(first, count)?;
-                    let asked = &classes[first..first + count];
-                    right += reference.class_accuracy(&images, asked)? * count as f64;
-                }
-                f.class_accuracy = Some(right / self.n as f64);
+                let batch = self.options.batch_size;
+                f.class_accuracy = Some(reference.class_accuracy_of(&samples, &classes, batch)?);
             }
         }
         Ok(report.map(|r| (r, out)))

@@ -61,6 +61,12 @@ fn the_feature_network_reaches_90_percent_is_cached_and_the_measure_has_a_floor(
     assert!(built.class_accuracy(&x, &next).unwrap() < 0.1);
     let e = built.class_accuracy(&x, &labels[..10]).unwrap_err().to_string();
     assert!(e.contains("10000 samples for 10 classes"), "{e}");
+    // Read batch by batch (a batch that does not divide 10,000: a short last one), the same.
+    let set = ddpm_eval::samples::Samples::Memory(padded.shallow_clone());
+    let streamed = built.class_accuracy_of(&set, &labels, 333).unwrap();
+    assert!((streamed - acc).abs() < 1e-12, "{streamed} vs {acc}");
+    let e = built.class_accuracy_of(&set, &labels[..10], 333).unwrap_err().to_string();
+    assert!(e.contains("10000 samples for 10 classes"), "{e}");
 
     // Noisier copies of 2,000 test images are farther from the test split, in order.
     let reference = clf.features_of(&x);

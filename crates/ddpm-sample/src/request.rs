@@ -233,17 +233,21 @@ impl SampleRequest {
     /// so that sampling a run again after it trained on (or its raw weights) gets a folder of
     /// its own instead of meeting the older job's manifest, which would refuse it.
     pub fn job_name(&self, step: u64, ema: bool) -> String {
-        let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
-        let w = self.guidance_tag();
-        format!("{}-{kind}-{steps}{w}-seed{}", weights_tag(step, ema), self.seed)
+        self.folder_name(step, ema, "")
     }
 
     /// The folder name of an FID evaluation:
     /// `step<step>[-raw]-<sampler>-<steps>[-w<w>]-n<n>-seed<seed>`.
     pub fn fid_job_name(&self, step: u64, ema: bool) -> String {
+        self.folder_name(step, ema, &format!("-n{}", self.n))
+    }
+
+    /// `step<step>[-raw]-<sampler>-<steps>[-w<w>]<count>-seed<seed>`.
+    fn folder_name(&self, step: u64, ema: bool, count: &str) -> String {
         let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
+        let weights = if ema { "" } else { "-raw" };
         let w = self.guidance_tag();
-        format!("{}-{kind}-{steps}{w}-n{}-seed{}", weights_tag(step, ema), self.n, self.seed)
+        format!("step{step}{weights}-{kind}-{steps}{w}{count}-seed{}", self.seed)
     }
 
     /// `-w<w>` for a guided job (so that guided and unguided samples of the same seed get
@@ -252,11 +256,6 @@ impl SampleRequest {
         let w = self.sampler.guidance_scale;
         if w == 1.0 { String::new() } else { format!("-w{w}") }
     }
-}
-
-/// `step<step>`, with `-raw` for the raw (not EMA) weights.
-fn weights_tag(step: u64, ema: bool) -> String {
-    format!("step{step}{}", if ema { "" } else { "-raw" })
 }
 
 #[cfg(test)]
