@@ -10,6 +10,7 @@ D(x; sigma) = m + s^2 / (s^2 + sigma^2) (x - m), exact in the VE view x = x0 + s
 Usage: ref_kdiffusion.py INPUT.json -> one JSON object. INPUT has "cmd":
   "karras": {"T", "n", "dtype"}      -> {"sigmas"}: get_sigmas_karras(n, sigma_min, sigma_max, rho=7)
                                         with the wrapper's sigma_min/max, under default dtype `dtype`
+  "exponential": {"T", "n"}          -> {"sigmas"}: get_sigmas_exponential(n, sigma_min, sigma_max)
   "heun":   {"T", "n", "m", "s", "x_T"} -> {"x0", "sigmas"}: sample_heun on those Karras sigmas from
                                         x = x_T sqrt(1 + sigma_0^2) (x_T: the VP state)
   "dpmpp":  {"sigmas", "m", "s", "x_T"} -> {"x0"}: sample_dpmpp_2m on the given sigmas (ending in 0)
@@ -64,6 +65,11 @@ def main():
             x = torch.tensor(inp["x_T"], dtype=torch.float64) * (1 + sigmas[0] ** 2) ** 0.5
             x0 = sampling.sample_heun(gaussian_denoiser(inp["m"], inp["s"]), x.reshape(1, -1), sigmas, disable=True)
             out["x0"] = flat(x0)
+    elif cmd == "exponential":
+        torch.set_default_dtype(torch.float64)
+        wrap = external.DiscreteEpsDDPMDenoiser(net_fn, alphas_cumprod(inp["T"]), quantize=False)
+        sigmas = sampling.get_sigmas_exponential(inp["n"], wrap.sigma_min.item(), wrap.sigma_max.item())
+        out = {"sigmas": flat(sigmas)}
     elif cmd == "dpmpp":
         torch.set_default_dtype(torch.float64)
         sigmas = torch.tensor(inp["sigmas"], dtype=torch.float64)

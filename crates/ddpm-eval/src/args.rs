@@ -102,7 +102,7 @@ pub struct FidArgs {
     /// Sample with the raw weights instead of the EMA weights.
     #[arg(long)]
     pub raw: bool,
-    /// Where samples and fid.json go (default: <run>/fid/step<step>[-raw]-<sampler>-<steps>[-w<w>]-n<n>-seed<seed>).
+    /// Where samples and fid.json go (default: <run>/fid/step<step>[-raw]-<sampler>-<steps>[-<sigmas>][-w<w>][-o<digest>]-n<n>-seed<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print the result object as JSON on stdout.

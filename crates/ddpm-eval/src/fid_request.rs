@@ -32,7 +32,7 @@ pub struct CheckpointSampling {
     /// Images per sampling batch (default: [`job::sample_checkpoint`]'s choice).
     pub batch_size: Option<usize>,
     /// Where samples and `fid.json` go (default:
-    /// `<run>/fid/step<step>[-raw]-<sampler>-<steps>[-w<w>]-n<n>-seed<seed>`).
+    /// `<run>/fid/step<step>[-raw]-<sampler>-<steps>[-<sigmas>][-w<w>][-o<digest>]-n<n>-seed<seed>`).
     pub out: Option<PathBuf>,
 }
 

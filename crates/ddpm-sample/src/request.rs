@@ -4,7 +4,7 @@
 
 use crate::config::SamplingConfig;
 use crate::error::{Result, SampleError};
-use crate::samplers::{ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};
+use crate::samplers::{ClipConvention, SamplerKind, SamplerOptions, SigmaSpacing, Skip, TimeSteps};
 use ddpm_core::ModelVar;
 use ddpm_run::{LoadedModel, RunDir};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,10 @@ pub struct SamplerArgs {
     /// DPM-Solver++'s time-step placement.
     #[arg(long, value_enum, default_value = "log-snr")]
     pub time_steps: TimeSteps,
+    /// The noise levels of heun, euler and euler-ancestral: karras (rho = 7) or exponential
+    /// (uniform in log sigma). Default karras.
+    #[arg(long, value_enum)]
+    pub sigmas: Option<SigmaSpacing>,
     /// DDPM's variance instead of the model's: fixed_small or fixed_large.
     #[arg(long)]
     pub variance: Option<String>,
@@ -132,6 +136,16 @@ impl SamplerArgs {
         opts.skip = self.skip;
         opts.time_steps = self.time_steps;
         opts.guidance_scale = self.guidance;
+        opts.sigmas = self.sigmas.unwrap_or_default();
+        if let Some(sp) = self.sigmas
+            && !self.sampler.steps_in_sigma()
+        {
+            return Err(arg(format!(
+                "--sigmas {} applies to heun, euler and euler-ancestral only, not {}",
+                sp.name(),
+                self.sampler.name()
+            )));
+        }
         opts.clip_x0 = self.clip.or(defaults.clip).unwrap_or(self.sampler.clips_by_default());
         if self.sampler == SamplerKind::Ddim {
             opts.clip_convention = self.clip_convention.unwrap_or(defaults.clip_convention);
@@ -229,7 +243,7 @@ pub struct SampleRequest {
 
 impl SampleRequest {
     /// The folder name of a sampling job from the weights of checkpoint `step` (EMA or raw):
-    /// `step<step>[-raw]-<sampler>-<steps>[-w<w>]-seed<seed>`. The weights are in the name
+    /// `step<step>[-raw]-<sampler>-<steps>[...]-seed<seed>` (see `folder_name`). The weights are in the name
     /// so that sampling a run again after it trained on (or its raw weights) gets a folder of
     /// its own instead of meeting the older job's manifest, which would refuse it.
     pub fn job_name(&self, step: u64, ema: bool) -> String {
@@ -237,17 +251,46 @@ impl SampleRequest {
     }
 
     /// The folder name of an FID evaluation:
-    /// `step<step>[-raw]-<sampler>-<steps>[-w<w>]-n<n>-seed<seed>`.
+    /// `step<step>[-raw]-<sampler>-<steps>[...]-n<n>-seed<seed>`.
     pub fn fid_job_name(&self, step: u64, ema: bool) -> String {
         self.folder_name(step, ema, &format!("-n{}", self.n))
     }
 
-    /// `step<step>[-raw]-<sampler>-<steps>[-w<w>]<count>-seed<seed>`.
+    /// `step<step>[-raw]-<sampler>-<steps>[-<sigmas>][-w<w>][-o<digest>]<count>-seed<seed>`: the
+    /// sigma spacing named where it is not the default karras, the other settings digested.
     fn folder_name(&self, step: u64, ema: bool, count: &str) -> String {
         let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
         let weights = if ema { "" } else { "-raw" };
         let w = self.guidance_tag();
-        format!("step{step}{weights}-{kind}-{steps}{w}{count}-seed{}", self.seed)
+        let sigmas = match self.sampler.sigmas {
+            SigmaSpacing::Karras => String::new(),
+            other => format!("-{}", other.name()),
+        };
+        let rest = self.settings_tag();
+        format!("step{step}{weights}-{kind}-{steps}{sigmas}{w}{rest}{count}-seed{}", self.seed)
+    }
+
+    /// `-o<digest>` where any other setting that changes the samples (eta, skip, time-step
+    /// placement, variance, clipping and its convention, DDIM's last step and offset) differs
+    /// from the sampler's defaults: 8 hex digits of FNV-1a 64 over the options' JSON, so that
+    /// e.g. `--clip false` after a plain job gets a folder of its own. Nothing for defaults.
+    fn settings_tag(&self) -> String {
+        let o = &self.sampler;
+        let defaults = SamplerOptions {
+            steps: o.steps,
+            sigmas: o.sigmas,
+            guidance_scale: o.guidance_scale,
+            clip_x0: o.kind.clips_by_default(),
+            ..SamplerOptions::new(o.kind, o.steps)
+        };
+        if *o == defaults {
+            return String::new();
+        }
+        let json = serde_json::to_string(o).expect("sampler options serialise");
+        let hash = json
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        format!("-o{:08x}", hash >> 32)
     }
 
     /// `-w<w>` for a guided job (so that guided and unguided samples of the same seed get
@@ -307,5 +350,56 @@ mod tests {
             ["step500-ddim-50-seed0", "step1000-ddim-50-seed0", "step1000-raw-ddim-50-seed0"]
         );
         assert_eq!(req.fid_job_name(1000, false), "step1000-raw-ddim-50-n100-seed0");
+    }
+
+    /// Every setting that changes the samples changes the folder: the sigma spacing by name,
+    /// the rest by digest; asking for a default explicitly does not.
+    #[test]
+    fn every_setting_that_changes_the_samples_is_in_the_name() {
+        let req = |f: &dyn Fn(&mut SamplerOptions)| {
+            let mut sampler = SamplerOptions::new(SamplerKind::Ddim, 1000);
+            f(&mut sampler);
+            SampleRequest {
+                sampler,
+                seed: 0,
+                start: 0,
+                n: 100,
+                labels: Labels::None,
+                noise_file: None,
+                bf16: false,
+            }
+            .fid_job_name(7, true)
+        };
+        let plain = req(&|_| {});
+        assert_eq!(plain, "step7-ddim-50-n100-seed0");
+        assert_eq!(req(&|o| o.clip_x0 = true), plain);
+        let variants = [
+            req(&|o| o.clip_x0 = false),
+            req(&|o| o.eta = 0.5),
+            req(&|o| o.skip = Skip::Quadratic),
+            req(&|o| o.clip_convention = ClipConvention::Diffusers),
+            req(&|o| o.final_abar_one = false),
+            req(&|o| o.steps_offset = 1),
+        ];
+        for (i, v) in variants.iter().enumerate() {
+            assert!(v.starts_with("step7-ddim-50-o") && v.ends_with("-n100-seed0"), "{v}");
+            assert_eq!(v.len(), plain.len() + 10, "{v}");
+            assert!(variants[..i].iter().all(|u| u != v), "{v} repeats");
+        }
+        let mut heun = SamplerOptions::new(SamplerKind::Heun, 1000);
+        (heun.sigmas, heun.clip_x0) = (SigmaSpacing::Exponential, false);
+        let r = SampleRequest {
+            sampler: heun,
+            seed: 1,
+            start: 0,
+            n: 10,
+            labels: Labels::None,
+            noise_file: None,
+            bf16: false,
+        };
+        assert_eq!(r.job_name(7, true), "step7-heun-18-exponential-seed1");
+        let mut clipped = r.clone();
+        clipped.sampler.clip_x0 = true;
+        assert!(clipped.job_name(7, true).starts_with("step7-heun-18-exponential-o"));
     }
 }

@@ -11,7 +11,9 @@ use ddpm_core::tensor::TensorDiffusion;
 use ddpm_core::{DiffusionConfig, ModelVar, ScheduleName};
 use ddpm_sample::noise::ImageNoise;
 use ddpm_sample::samplers::ddim::timesteps as ddim_timesteps;
-use ddpm_sample::samplers::{self, SamplerKind, SamplerOptions, Skip, TimeSteps, abar_at};
+use ddpm_sample::samplers::{
+    self, SamplerKind, SamplerOptions, SigmaSpacing, Skip, TimeSteps, abar_at,
+};
 use tch::{Device, Kind, Tensor};
 
 const M: f64 = 0.3;
@@ -186,7 +188,7 @@ fn euler_ancestral_matches_the_exact_moment_recursion() {
     let process = process(ScheduleName::Linear, ModelVar::FixedLarge);
     let mut exact_std = Vec::new();
     for steps in [10usize, 50] {
-        let sigmas = samplers::heun::sigmas(&process, steps);
+        let sigmas = samplers::sigmas::sigmas(&process, steps, SigmaSpacing::Karras);
         let (mut mu, mut var) = (0.0, 1.0 + sigmas[0] * sigmas[0]);
         for i in 0..steps {
             let (s, sn) = (sigmas[i], sigmas[i + 1]);

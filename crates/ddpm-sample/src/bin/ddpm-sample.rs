@@ -44,7 +44,7 @@ struct SampleArgs {
     /// Images per batch (default: 64 on the CPU, the most that fits on a GPU).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Output directory (default: <run>/samples/step<step>[-raw]-<sampler>-<steps>[-w<w>]-seed<seed>).
+    /// Output directory (default: <run>/samples/step<step>[-raw]-<sampler>-<steps>[-<sigmas>][-w<w>][-o<digest>]-seed<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Class of every image (class-conditional models).

@@ -1,6 +1,6 @@
 //! Euler's method in the variance-exploding view of [`super::heun`]
 //! (x~ = x_t / sqrt(abar_t), sigma = sqrt((1 - abar)/abar), dx~/dsigma = (x~ - D(x~; sigma))/sigma),
-//! on the same sigmas (Karras et al. 2022's rho = 7 schedule, then 0), one network evaluation
+//! on the same sigmas ([`super::sigmas`]: Karras et al. 2022's rho = 7 unless asked otherwise, then 0), one network evaluation
 //! per step:
 //! - [`Variant::Ode`]: x~_{i+1} = x~_i + d_i (sigma_{i+1} - sigma_i), k-diffusion's `sample_euler`
 //!   without churn;
@@ -10,7 +10,8 @@
 //!   sigma_up = sqrt(sigma_{i+1}^2 (sigma_i^2 - sigma_{i+1}^2) / sigma_i^2), no noise into
 //!   sigma = 0. The noise is image i's own stream ([`ImageNoise`]), so a sharded job equals one.
 
-use super::heun::{denoise, sigmas};
+use super::heun::denoise;
+use super::sigmas::sigmas;
 use super::{ModelFn, SamplerOptions};
 use crate::noise::ImageNoise;
 use ddpm_core::tensor::TensorDiffusion;
@@ -39,7 +40,7 @@ pub fn sample(
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let s = sigmas(process, opts.steps);
+    let s = sigmas(process, opts.steps, opts.sigmas);
     // x_T is the VP state at the first time: x~ = x_T sqrt(1 + sigma^2).
     let mut x = x_t * (1.0 + s[0] * s[0]).sqrt();
     for i in 0..opts.steps {

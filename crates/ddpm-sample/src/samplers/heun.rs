@@ -2,28 +2,12 @@
 //! Karras et al. 2022 (arXiv:2206.00364), Algorithm 1 without churn. In the variance-exploding
 //! view x~ = x_t / sqrt(abar_t), sigma = sqrt((1 - abar)/abar), the ODE is
 //! dx~/dsigma = (x~ - D(x~; sigma))/sigma with D the network's x0 prediction; sigmas follow
-//! EDM's rho = 7 schedule between sigma(T-1) and sigma(0), then 0. S steps cost 2S - 1 evaluations.
+//! [`super::sigmas`] (Karras et al.'s rho = 7 unless asked otherwise), then 0. S steps cost 2S - 1 evaluations.
 
+use super::sigmas::sigmas;
 use super::{ClipConvention, ModelFn, SamplerOptions, eps_and_x0, t_of_log_abar};
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
-
-const RHO: f64 = 7.0;
-
-/// sigma_0 > ... > sigma_{S-1} > sigma_S = 0.
-pub fn sigmas(process: &TensorDiffusion, steps: usize) -> Vec<f64> {
-    let ac = &process.diffusion.alphas_cumprod;
-    let sigma = |a: f64| ((1.0 - a) / a).sqrt();
-    let (s_max, s_min) = (sigma(ac[ac.len() - 1]), sigma(ac[0]));
-    let mut v: Vec<f64> = (0..steps)
-        .map(|i| {
-            let f = if steps == 1 { 0.0 } else { i as f64 / (steps - 1) as f64 };
-            (s_max.powf(1.0 / RHO) + f * (s_min.powf(1.0 / RHO) - s_max.powf(1.0 / RHO))).powf(RHO)
-        })
-        .collect();
-    v.push(0.0);
-    v
-}
 
 /// D(x~; sigma): the x0 prediction for the VE-scaled state.
 pub(super) fn denoise(
@@ -47,7 +31,7 @@ pub fn sample(
     x_t: Tensor,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let s = sigmas(process, opts.steps);
+    let s = sigmas(process, opts.steps, opts.sigmas);
     // x_T is the VP state at the first time: x~ = x_T / sqrt(abar) = x_T sqrt(1 + sigma^2).
     let mut x = x_t * (1.0 + s[0] * s[0]).sqrt();
     let mut evals = 0;

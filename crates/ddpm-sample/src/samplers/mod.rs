@@ -11,11 +11,13 @@ pub mod ddpm;
 pub mod dpm_solver;
 pub mod euler;
 pub mod heun;
+pub mod sigmas;
 
 use crate::error::{Result, SampleError};
 use crate::noise::ImageNoise;
 use ddpm_core::ModelVar;
 use ddpm_core::tensor::TensorDiffusion;
+pub use sigmas::SigmaSpacing;
 use tch::Tensor;
 
 /// The network as samplers see it: raw output (with variance channels if learned) for x_t at
@@ -66,6 +68,12 @@ impl SamplerKind {
     /// solvers (whose data prediction would then leave the ODE).
     pub fn clips_by_default(self) -> bool {
         matches!(self, Self::Ddpm | Self::Ddim)
+    }
+
+    /// Whether the sampler steps through noise levels sigma ([`sigmas::sigmas`]), so that
+    /// [`SigmaSpacing`] applies.
+    pub fn steps_in_sigma(self) -> bool {
+        matches!(self, Self::Heun | Self::Euler | Self::EulerAncestral)
     }
 
     /// The usual number of steps: all T for DDPM, 50 for DDIM and the Euler samplers (diffusers'
@@ -168,6 +176,9 @@ pub struct SamplerOptions {
     /// Added to DDIM's uniform kept steps (diffusers' `steps_offset` of its "leading" spacing).
     #[serde(default)]
     pub steps_offset: usize,
+    /// The noise levels of the sigma-space solvers (heun, euler, euler-ancestral).
+    #[serde(default)]
+    pub sigmas: SigmaSpacing,
     /// Classifier-free guidance scale w: eps = eps_uncond + w (eps_cond - eps_uncond); 1 = none.
     pub guidance_scale: f64,
 }
@@ -185,6 +196,7 @@ impl SamplerOptions {
             clip_convention: ClipConvention::ImprovedDiffusion,
             final_abar_one: true,
             steps_offset: 0,
+            sigmas: SigmaSpacing::Karras,
             guidance_scale: 1.0,
         }
     }
@@ -204,6 +216,13 @@ impl SamplerOptions {
         if self.kind != SamplerKind::Ddim && self.eta != 0.0 {
             return Err(SampleError::Arg(format!(
                 "--eta applies to ddim only, not {}",
+                self.kind.name()
+            )));
+        }
+        if self.sigmas != SigmaSpacing::Karras && !self.kind.steps_in_sigma() {
+            return Err(SampleError::Arg(format!(
+                "--sigmas {} applies to heun, euler and euler-ancestral only, not {}",
+                self.sigmas.name(),
                 self.kind.name()
             )));
         }
