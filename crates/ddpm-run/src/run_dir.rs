@@ -9,8 +9,8 @@
 //! | `eval.jsonl`, `checkpoints/best.safetensors` | evaluation during training |
 //! | `tb/events.out.tfevents.*` | TensorBoard event files |
 //! | `report.html` | the run report |
-//! | `samples/step<step>[-raw]-<sampler>-<steps>[-w<w>]-seed<seed>/` | `ddpm-sample` jobs |
-//! | `fid/step<step>[-raw]-<sampler>-<steps>[-w<w>]-n<n>-seed<seed>/` | `ddpm-eval fid` (samples and `fid.json`) |
+//! | `samples/step<step>[-raw]-<sampler>-<steps>[-<sigmas>][-w<w>][-o<digest>]-seed<seed>/` | `ddpm-sample` jobs |
+//! | `fid/step<step>[-raw]-<sampler>-<steps>[-<sigmas>][-w<w>][-o<digest>]-n<n>-seed<seed>/` | `ddpm-eval fid` (samples and `fid.json`) |
 //!
 //! `--checkpoint run1` anywhere resolves to `runs/run1`'s latest good checkpoint; a path to a
 //! run directory or to one checkpoint file works too.

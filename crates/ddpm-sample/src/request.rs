@@ -243,9 +243,9 @@ pub struct SampleRequest {
 
 impl SampleRequest {
     /// The folder name of a sampling job from the weights of checkpoint `step` (EMA or raw):
-    /// `step<step>[-raw]-<sampler>-<steps>[...]-seed<seed>` (see `folder_name`). The weights are in the name
-    /// so that sampling a run again after it trained on (or its raw weights) gets a folder of
-    /// its own instead of meeting the older job's manifest, which would refuse it.
+    /// `step<step>[-raw]-<sampler>-<steps>[...]-seed<seed>` (see `folder_name`). The weights are
+    /// in the name so that sampling a run again after it trained on (or its raw weights) gets a
+    /// folder of its own instead of meeting the older job's manifest, which would refuse it.
     pub fn job_name(&self, step: u64, ema: bool) -> String {
         self.folder_name(step, ema, "")
     }
