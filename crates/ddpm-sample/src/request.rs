@@ -137,14 +137,8 @@ impl SamplerArgs {
         opts.time_steps = self.time_steps;
         opts.guidance_scale = self.guidance;
         opts.sigmas = self.sigmas.unwrap_or_default();
-        if let Some(sp) = self.sigmas
-            && !self.sampler.steps_in_sigma()
-        {
-            return Err(arg(format!(
-                "--sigmas {} applies to heun, euler and euler-ancestral only, not {}",
-                sp.name(),
-                self.sampler.name()
-            )));
+        if let Some(sp) = self.sigmas {
+            self.sampler.check_sigmas(sp)?;
         }
         opts.clip_x0 = self.clip.or(defaults.clip).unwrap_or(self.sampler.clips_by_default());
         if self.sampler == SamplerKind::Ddim {

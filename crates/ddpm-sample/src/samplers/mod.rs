@@ -76,6 +76,18 @@ impl SamplerKind {
         matches!(self, Self::Heun | Self::Euler | Self::EulerAncestral)
     }
 
+    /// Refuses a sigma spacing for a sampler that does not step through sigmas.
+    pub fn check_sigmas(self, spacing: SigmaSpacing) -> Result<()> {
+        if self.steps_in_sigma() {
+            return Ok(());
+        }
+        Err(SampleError::Arg(format!(
+            "--sigmas {} applies to heun, euler and euler-ancestral only, not {}",
+            spacing.name(),
+            self.name()
+        )))
+    }
+
     /// The usual number of steps: all T for DDPM, 50 for DDIM and the Euler samplers (diffusers'
     /// pipelines' default), 20 for DPM-Solver++, 18 for Heun (35 network evaluations).
     pub fn default_steps(self, t: usize) -> usize {
@@ -219,12 +231,8 @@ impl SamplerOptions {
                 self.kind.name()
             )));
         }
-        if self.sigmas != SigmaSpacing::Karras && !self.kind.steps_in_sigma() {
-            return Err(SampleError::Arg(format!(
-                "--sigmas {} applies to heun, euler and euler-ancestral only, not {}",
-                self.sigmas.name(),
-                self.kind.name()
-            )));
+        if self.sigmas != SigmaSpacing::Karras {
+            self.kind.check_sigmas(self.sigmas)?;
         }
         if let Some(v) = self.variance
             && v.is_learned()

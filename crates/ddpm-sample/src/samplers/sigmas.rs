@@ -96,3 +96,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::SigmaSpacing;
+    use crate::samplers::{SamplerKind, SamplerOptions};
+
+    /// A spacing other than karras is refused, in one line naming --sigmas and the sampler, for
+    /// the samplers that do not step through sigmas, and taken by those that do.
+    #[test]
+    fn a_sigma_spacing_is_refused_for_samplers_without_sigmas() {
+        for kind in [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::DpmSolverPp] {
+            let mut o = SamplerOptions::new(kind, 1000);
+            o.sigmas = SigmaSpacing::Exponential;
+            let e = o.validate(1000).unwrap_err().to_string();
+            assert!(e.contains("--sigmas exponential") && e.contains(kind.name()), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert!(kind.check_sigmas(SigmaSpacing::Karras).is_err());
+        }
+        for kind in [SamplerKind::Heun, SamplerKind::Euler, SamplerKind::EulerAncestral] {
+            let mut o = SamplerOptions::new(kind, 1000);
+            o.sigmas = SigmaSpacing::Exponential;
+            assert!(o.validate(1000).is_ok(), "{kind:?}");
+        }
+    }
+}
