@@ -299,20 +299,17 @@ impl SampleRequest {
 mod tests {
     use super::*;
 
+    fn request(sampler: SamplerOptions, seed: u64, n: usize, labels: Labels) -> SampleRequest {
+        SampleRequest { sampler, seed, start: 0, n, labels, noise_file: None, bf16: false }
+    }
+
     /// Guided and unguided jobs of the same sampler, steps and seed get their own folders, so
     /// a guided `fid --checkpoint` does not meet the unguided job's samples (which the
     /// manifest check would refuse) and neither overwrites the other.
     #[test]
     fn guided_jobs_are_named_apart_from_unguided_ones() {
-        let mut req = SampleRequest {
-            sampler: SamplerOptions::new(SamplerKind::Ddpm, 1000),
-            seed: 3,
-            start: 0,
-            n: 1000,
-            labels: Labels::Random,
-            noise_file: None,
-            bf16: false,
-        };
+        let mut req =
+            request(SamplerOptions::new(SamplerKind::Ddpm, 1000), 3, 1000, Labels::Random);
         req.sampler.steps = 100;
         assert_eq!(
             (req.job_name(500, true), req.fid_job_name(500, true)),
@@ -329,15 +326,7 @@ mod tests {
     /// run sampled, trained on and sampled again is not refused by the first job's manifest.
     #[test]
     fn each_checkpoints_weights_get_their_own_folder() {
-        let req = SampleRequest {
-            sampler: SamplerOptions::new(SamplerKind::Ddim, 1000),
-            seed: 0,
-            start: 0,
-            n: 100,
-            labels: Labels::None,
-            noise_file: None,
-            bf16: false,
-        };
+        let req = request(SamplerOptions::new(SamplerKind::Ddim, 1000), 0, 100, Labels::None);
         let names = [(500, true), (1000, true), (1000, false)].map(|(s, e)| req.job_name(s, e));
         assert_eq!(
             names,
@@ -353,16 +342,7 @@ mod tests {
         let req = |f: &dyn Fn(&mut SamplerOptions)| {
             let mut sampler = SamplerOptions::new(SamplerKind::Ddim, 1000);
             f(&mut sampler);
-            SampleRequest {
-                sampler,
-                seed: 0,
-                start: 0,
-                n: 100,
-                labels: Labels::None,
-                noise_file: None,
-                bf16: false,
-            }
-            .fid_job_name(7, true)
+            request(sampler, 0, 100, Labels::None).fid_job_name(7, true)
         };
         let plain = req(&|_| {});
         assert_eq!(plain, "step7-ddim-50-n100-seed0");
@@ -382,15 +362,7 @@ mod tests {
         }
         let mut heun = SamplerOptions::new(SamplerKind::Heun, 1000);
         (heun.sigmas, heun.clip_x0) = (SigmaSpacing::Exponential, false);
-        let r = SampleRequest {
-            sampler: heun,
-            seed: 1,
-            start: 0,
-            n: 10,
-            labels: Labels::None,
-            noise_file: None,
-            bf16: false,
-        };
+        let r = request(heun, 1, 10, Labels::None);
         assert_eq!(r.job_name(7, true), "step7-heun-18-exponential-seed1");
         let mut clipped = r.clone();
         clipped.sampler.clip_x0 = true;
