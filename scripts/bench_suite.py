@@ -234,7 +234,7 @@ def main():
     bench = a.bench_bin
     if not bench:
         cargo = os.environ.get("CARGO", "cargo")
-        subprocess.run([cargo, "build", "--release", "-p", "ddpm-bench", "--bin", "ddpm-bench", "-p", "ddpm-dist",
+        subprocess.run([cargo, "build", "--release", "-p", "ddpm-bench", "--bin", "ddpm-bench",
                         "--bin", "ddpm-dist-bench"], check=True, cwd=ROOT)
         bench = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "ddpm-bench")
     dist_bench = os.path.join(os.path.dirname(bench), "ddpm-dist-bench")

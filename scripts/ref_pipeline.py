@@ -1,6 +1,7 @@
 """diffusers' DDIMPipeline on a UNet2DModel folder, from given initial noise.
 
 Usage: ref_pipeline.py MODEL_DIR NOISE.npy STEPS OUT_DIR
+MODEL_DIR is a UNet folder with scheduler/ inside, or a pipeline folder (model_index.json).
 Runs DDIMPipeline(unet, DDIMScheduler.from_pretrained(MODEL_DIR/scheduler)) with eta 0 and the
 pipeline's own loop, replacing its random draw of x_T by NOISE, in three variants, and writes
 each one's images in [-1, 1] (N x C x H x W, before the pipeline's uint8/float conversion) to
@@ -14,6 +15,7 @@ OUT_DIR/theirs-<variant>.npy:
 Prints JSON {variant: {"x0_max": [max |x0 prediction| before clipping, per step]}}.
 """
 import json
+import os
 import sys
 
 import numpy as np
@@ -23,7 +25,10 @@ from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
 
 def run(model_dir, noise, steps, overrides, clipped_output):
-    unet = UNet2DModel.from_pretrained(model_dir).eval()
+    # A pipeline folder (model_index.json, unet/, scheduler/), as `ddpm-train export` writes,
+    # or a UNet folder with its scheduler/ beside the weights.
+    pipeline = os.path.exists(os.path.join(model_dir, "model_index.json"))
+    unet = UNet2DModel.from_pretrained(model_dir, subfolder="unet" if pipeline else None).eval()
     sched = DDIMScheduler.from_pretrained(model_dir + "/scheduler", **overrides)
     pipe_mod.randn_tensor = lambda *a, **k: noise.clone()
     # The pipeline rebuilds its scheduler with DDIMScheduler.from_config: wrap the one it uses.

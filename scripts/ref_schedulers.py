@@ -7,6 +7,7 @@ Input: {"sampler": "ddpm"|"ddim"|"dpmpp", "T": int, "beta_schedule": "linear"|"s
         "variance_type": "fixed_small"|"fixed_large", "eta": float, "clip": bool,
         "clip_convention": "improved-diffusion"|"diffusers" (ddim; default improved-diffusion),
         "set_alpha_to_one": bool (ddim; default true), "steps_offset": int (ddim; default 0),
+        "timestep_spacing": "leading"|"trailing"|"linspace" (ddim; default leading),
         "shape": [...], "x_T": [...], "model_outputs": [[...] per step], "noises": [[...] per step]}
 The i-th step gets model_outputs[i] as the network output and noises[i] as its fresh noise.
 "clip" is DDPMScheduler's and DDIMScheduler's clip_sample, and DPMSolverMultistepScheduler's
@@ -50,7 +51,8 @@ def run(inp):
     elif kind == "ddim":
         s = DDIMScheduler(**common, clip_sample=inp["clip"],
                           set_alpha_to_one=inp.get("set_alpha_to_one", True),
-                          steps_offset=inp.get("steps_offset", 0), timestep_spacing="leading")
+                          steps_offset=inp.get("steps_offset", 0),
+                          timestep_spacing=inp.get("timestep_spacing", "leading"))
         use_clipped = inp.get("clip_convention", "improved-diffusion") == "improved-diffusion"
         s.set_timesteps(inp["steps"])
     else:

@@ -4,6 +4,7 @@
 //! PyTorch 2.11.0, whose libtorch tch links against, and the Python reference packages the
 //! tests use), which takes a couple of minutes once and milliseconds after that.
 
+mod core_crate;
 mod env;
 mod run;
 
@@ -17,6 +18,8 @@ Set-up and checks:
   doctor                torch version, CUDA/cuDNN availability, GPU, threads, paths
   test                  every test, the Python parity tests included (what CI runs)
   lint                  rustfmt --check and clippy -D warnings
+  core-crate            ddpm-core as crates.io would ship it: docs with warnings denied,
+                        cargo package, and a crate outside the workspace using it (part of test)
   bench [args]          the side-by-side benchmark suite; rewrites BENCHMARKS.md
   device-bundle         stripped release binaries, the digits run and the reference packages in
                         .device-bin/, for scripts/gpu_suite.sh on a GPU machine without Rust
@@ -30,6 +33,7 @@ Main jobs (arguments go to the binary; --help lists them):
   fid-stats [args]      reference statistics of a data set: --data DIR_OR_DATASET --out FILE.npz
   nll [args]            the variational bound in bits/dim over a data set
   import [args]         import a diffusers UNet2DModel folder: --diffusers DIR --name NAME
+  export [args]         write a run as a diffusers DDPMPipeline folder: --checkpoint NAME --diffusers OUT
   convert-inception IN.pth OUT.safetensors
                         convert pytorch-fid's Inception weights (once, in Python) for `fid`
   schedule [args]       print a noise schedule: --schedule cosine --steps 4000 --respace ddim25 --json
@@ -50,10 +54,12 @@ fn main() -> ExitCode {
         "doctor" => run::doctor(&rest),
         "test" => run::test(&rest),
         "lint" => run::lint(),
+        "core-crate" => env::ensure().and_then(|_| core_crate::check()).map(|()| 0),
         "bench" => run::bench(&rest),
         "device-bundle" => run::device_bundle(),
         "train" => run::train(&rest),
         "import" => run::binary("ddpm-train", &["import"], &rest),
+        "export" => run::binary("ddpm-train", &["export"], &rest),
         "sample" => run::binary("ddpm-sample", &["sample"], &rest),
         "figures" => run::binary("ddpm-sample", &["figures"], &rest),
         "fid" => run::binary("ddpm-eval", &["fid"], &rest),

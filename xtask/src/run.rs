@@ -116,8 +116,8 @@ pub fn doctor(rest: &[String]) -> Result<u8, String> {
     Ok(code)
 }
 
-/// Every test: the libtorch-free core alone first (proving it needs no PyTorch), then the
-/// whole workspace with the Python parity tests (`--include-ignored`). Style (rustfmt,
+/// Every test: the libtorch-free core alone first (proving it needs no PyTorch), then
+/// ddpm-core as a user of crates.io gets it (`core_crate`), then the whole workspace with the Python parity tests (`--include-ignored`). Style (rustfmt,
 /// clippy) is `cargo xtask lint`'s job, so a formatting nit never hides a test result.
 pub fn test(rest: &[String]) -> Result<u8, String> {
     env::ensure()?;
@@ -127,6 +127,7 @@ pub fn test(rest: &[String]) -> Result<u8, String> {
     let mut core = cargo_cmd(&["test", "--release", "-p", "ddpm-core", "--no-default-features"]);
     core.args(["--", "--include-ignored"]);
     must(&mut core, "ddpm-core tests without libtorch")?;
+    crate::core_crate::check()?;
     let mut all = cargo_cmd(&["test", "--release", "--workspace", "--no-fail-fast"]);
     all.args(["--", "--include-ignored"]).args(rest);
     must(&mut all, "workspace tests")?;

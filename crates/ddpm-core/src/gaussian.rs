@@ -1,5 +1,5 @@
 //! Closed-form Gaussian quantities used by the variational bound (Ho et al. 2020, Sec. 3.3 and eq. 5),
-//! element-wise in f64. Their tensor twins live in [`crate::tensor`] behind the `tch` feature.
+//! element-wise in f64. Their tensor twins live in the `tensor` module behind the `tch` feature.
 
 use std::f64::consts::{LN_2, PI};
 

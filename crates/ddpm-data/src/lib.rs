@@ -4,7 +4,7 @@
 //! the user (`digits` — scikit-learn's real 8x8 handwritten digits —, `swissroll`,
 //! `gaussians8`, `moons`), Fashion-MNIST from Debian's `dataset-fashion-mnist`, and the
 //! user's CIFAR-10 binary batches, image folders and MNIST IDX files; a background [`Loader`] that is exactly reproducible, resumable and sharded by
-//! rank; and [`viz`] for pictures (PNG grids, SVG plots).
+//! rank. Pictures (PNG grids, SVG plots) are `ddpm-viz`'s.
 //!
 //! Images are kept as bytes ([`ImageSet`], N x C x H x W) and become f32 in [-1, 1] only in
 //! the loader's batches (x / (max/2) - 1, the scaling of Ho et al. 2020, arXiv:2006.11239).
@@ -21,7 +21,6 @@ pub mod folder;
 pub mod loader;
 pub mod mnist;
 pub mod toy;
-pub mod viz;
 
 pub use config::{DataConfig, EMBEDDED, EMBEDDED_POINTS, config_from_arg, load};
 pub use dataset::{Dataset, ImageSet, PointSet};

@@ -200,7 +200,7 @@ impl Dist {
         if self.group.is_none() {
             return Ok(());
         }
-        for bucket in crate::buckets::plan(tensors, crate::DEFAULT_BUCKET_CAP_BYTES) {
+        for bucket in crate::bucket_plan::plan(tensors, crate::DEFAULT_BUCKET_CAP_BYTES) {
             let members: Vec<Tensor> =
                 bucket.members.iter().map(|&i| tensors[i].detach()).collect();
             let flat = Tensor::f_empty([bucket.numel], (bucket.kind, bucket.device))?;

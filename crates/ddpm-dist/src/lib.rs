@@ -25,13 +25,15 @@
 //! 4. at logging intervals only, `dist.all_reduce_sum(&[loss_sum, count])`; rank 0
 //!    (`dist.is_main()`) alone writes checkpoints, samples and metrics, after `dist.barrier()`.
 
+mod bucket_plan;
 mod buckets;
 mod env;
 mod error;
 mod group;
 mod moments;
 
-pub use buckets::{DEFAULT_BUCKET_CAP_BYTES, GradReducer};
+pub use bucket_plan::DEFAULT_BUCKET_CAP_BYTES;
+pub use buckets::GradReducer;
 pub use ddpm_shim::dist::{Backend, GlooDevice};
 pub use env::{DEFAULT_MASTER_PORT, DistEnv, Rendezvous};
 pub use error::{DistError, EnvError, Result, SRUN_HINT, TORCHRUN_HINT};

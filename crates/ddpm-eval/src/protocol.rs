@@ -366,16 +366,6 @@ pub fn inception_metrics(
     Ok(Some(values))
 }
 
-/// Samples from a `samples.npz` (array `samples`): images [N, C, H, W] in [-1, 1] become [0, 1]
-/// (pytorch-fid's input); 2-D points [N, 2] stay as they are.
-pub fn samples_from_npz(path: &Path) -> Result<Tensor> {
-    let (shape, values) = ddpm_io::npy::read_array(path, "samples")?;
-    if shape.len() == 2 && shape[1] == 2 {
-        return Ok(Tensor::from_slice(&values).view([shape[0] as i64, 2]));
-    }
-    images::from_npz(path)
-}
-
 /// Where and how to measure.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {

@@ -30,7 +30,10 @@ impl Samples {
     pub fn from_npz(path: &Path) -> Result<Self> {
         let rows = NpzRows::open(path, "samples")?;
         match rows.shape.as_slice() {
-            [_, 2] => Ok(Self::Memory(crate::protocol::samples_from_npz(path)?)),
+            [n, 2] => {
+                let (_, values) = ddpm_io::npy::read_array(path, "samples")?;
+                Ok(Self::Memory(Tensor::from_slice(&values).view([*n as i64, 2])))
+            }
             [_, c, _, _] if rows.is_f32 => {
                 images::check_channels(*c as i64, &path.display().to_string())?;
                 Ok(Self::Npz(rows))

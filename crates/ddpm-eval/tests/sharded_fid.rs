@@ -63,7 +63,7 @@ fn reference(dir: &Path, n: usize) {
     let mut rng = ddpm_core::rng::SplitMix64::new(4);
     for i in 0..n {
         let v: Vec<f32> = (0..64).map(|_| (2.0 * rng.next_f64() - 1.0) as f32).collect();
-        ddpm_data::viz::save_image(&dir.join(format!("{i:03}.png")), &v, 1, 8, 8).unwrap();
+        ddpm_viz::save_image(&dir.join(format!("{i:03}.png")), &v, 1, 8, 8).unwrap();
     }
 }
 

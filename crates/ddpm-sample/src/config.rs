@@ -3,7 +3,7 @@
 //! from diffusers records what its scheduler config says, so that it samples the way diffusers'
 //! pipelines sample it unless told otherwise.
 
-use crate::samplers::ClipConvention;
+use crate::samplers::{ClipConvention, Skip};
 use serde::{Deserialize, Serialize};
 
 /// The `[sampling]` table of a run config.
@@ -17,8 +17,11 @@ pub struct SamplingConfig {
     pub clip_convention: ClipConvention,
     /// DDIM's last step goes to abar = 1 (diffusers' `set_alpha_to_one`), else to abar_0.
     pub final_abar_one: bool,
-    /// Added to DDIM's uniform kept steps (diffusers' `steps_offset`).
+    /// Added to DDIM's uniform or leading kept steps (diffusers' `steps_offset`).
     pub steps_offset: usize,
+    /// DDIM's kept steps when the command line gives no `--skip` (an imported diffusers
+    /// pipeline's `timestep_spacing`: leading, trailing or linspace).
+    pub timestep_spacing: Skip,
 }
 
 impl Default for SamplingConfig {
@@ -28,6 +31,7 @@ impl Default for SamplingConfig {
             clip_convention: ClipConvention::ImprovedDiffusion,
             final_abar_one: true,
             steps_offset: 0,
+            timestep_spacing: Skip::Uniform,
         }
     }
 }
@@ -48,5 +52,7 @@ mod tests {
         let e = toml::from_str::<SamplingConfig>("clip_convention = \"ermon\"\n").unwrap_err();
         assert!(e.to_string().contains("ermon"), "{e}");
         assert!(toml::from_str::<SamplingConfig>("clipping = true\n").is_err());
+        let c: SamplingConfig = toml::from_str("timestep_spacing = \"trailing\"\n").unwrap();
+        assert_eq!(c.timestep_spacing, Skip::Trailing);
     }
 }

@@ -8,8 +8,8 @@ use crate::error::{Result, io};
 use crate::guidance::GuidedModel;
 use crate::noise::ImageNoise;
 use ddpm_core::tensor::TensorDiffusion;
-use ddpm_data::viz::{Arrow, ScatterPanel, ScatterRow};
 use ddpm_run::LoadedModel;
+use ddpm_viz::{Arrow, ScatterPanel, ScatterRow};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -60,7 +60,7 @@ pub fn progressive(
     let stacked = Tensor::stack(&columns, 1).flatten(0, 1);
     let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
     let p = out.join("progressive.png");
-    ddpm_data::viz::save_image_grid(
+    ddpm_viz::save_image_grid(
         &p,
         &to_vec(&stacked),
         [n * columns.len(), c, h, w],
@@ -111,7 +111,7 @@ pub fn interpolate(
         Tensor::cat(&[a.to_device(device).unsqueeze(0), x, b.to_device(device).unsqueeze(0)], 0);
     let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
     let p = out.join("interpolation.png");
-    ddpm_data::viz::save_image_grid(&p, &to_vec(&row), [k + 2, c, h, w], k + 2, (64 / h).max(1), 2)
+    ddpm_viz::save_image_grid(&p, &to_vec(&row), [k + 2, c, h, w], k + 2, (64 / h).max(1), 2)
         .map_err(io(&p))?;
     Ok(p)
 }
@@ -232,7 +232,7 @@ pub fn trajectories(
             pairs(&process.q_sample(&x0, &process.full_t(m as i64, t - 1), &fwd_noise.draw()))
         };
         let r = pairs(&reverse[&t]);
-        let limit = ddpm_data::viz::axis_limit(q.iter().chain(r.iter()), 1.0);
+        let limit = ddpm_viz::axis_limit(q.iter().chain(r.iter()), 1.0);
         let arrows =
             if t == 0 { Vec::new() } else { drift_arrows(&process, &guided, t, limit, device) };
         let what = match t {
@@ -255,13 +255,13 @@ pub fn trajectories(
         ScatterRow { label: "forward".into(), panels: forward_row },
         ScatterRow { label: "reverse".into(), panels: reverse_row },
     ];
-    let svg = ddpm_data::viz::scatter_grid_svg(
+    let svg = ddpm_viz::scatter_grid_svg(
         "forward and reverse trajectories (panels evenly spaced in log SNR)",
         &rows,
         1.0,
     );
     let p = out.join("trajectories.svg");
-    ddpm_data::viz::write_atomic(&p, svg.as_bytes()).map_err(io(&p))?;
+    ddpm_viz::write_atomic(&p, svg.as_bytes()).map_err(io(&p))?;
     Ok(p)
 }
 

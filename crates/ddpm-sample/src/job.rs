@@ -304,7 +304,7 @@ pub fn run_sharded(
                 let per = c * h * w;
                 for (i, img) in values.chunks(per).enumerate() {
                     let p = out.join("images").join(format!("{:06}.png", global_first + i as u64));
-                    ddpm_data::viz::save_image(&p, img, c, h, w).map_err(io(&p))?;
+                    ddpm_viz::save_image(&p, img, c, h, w).map_err(io(&p))?;
                 }
             }
             let mut part_shape = vec![count];
@@ -381,12 +381,12 @@ fn draw_overview(out: &Path, parts: &[PathBuf], shape: &[i64]) -> Result<()> {
         let (c, h, w) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
         let p = out.join("grid.png");
         let nrow = (n as f64).sqrt().ceil() as usize;
-        ddpm_data::viz::save_image_grid(&p, &values, [n, c, h, w], nrow, (64 / h).max(1), 2)
+        ddpm_viz::save_image_grid(&p, &values, [n, c, h, w], nrow, (64 / h).max(1), 2)
             .map_err(io(&p))
     } else {
         let p = out.join("samples.svg");
         let pts: Vec<[f32; 2]> = values.chunks(per).map(|c| [c[0], c[1]]).collect();
-        ddpm_data::viz::scatter_panels_svg(
+        ddpm_viz::scatter_panels_svg(
             &p,
             "samples",
             &[("samples".into(), vec![("samples".into(), pts, "#d62728".into())])],

@@ -87,9 +87,11 @@ pub struct SamplerArgs {
     /// DDIM's eta (0: deterministic).
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
-    /// DDIM's timestep skip.
-    #[arg(long, value_enum, default_value = "uniform")]
-    pub skip: Skip,
+    /// DDIM's kept steps: uniform (improved-diffusion's stride), quadratic, or diffusers'
+    /// leading, trailing and linspace (also as --timestep-spacing). Default: the run's
+    /// [sampling] timestep_spacing (an imported pipeline's), else uniform.
+    #[arg(long, value_enum, alias = "timestep-spacing")]
+    pub skip: Option<Skip>,
     /// DPM-Solver++'s time-step placement.
     #[arg(long, value_enum, default_value = "log-snr")]
     pub time_steps: TimeSteps,
@@ -133,7 +135,24 @@ impl SamplerArgs {
         let mut opts = SamplerOptions::new(self.sampler, t);
         opts.steps = self.steps.unwrap_or(opts.steps);
         opts.eta = self.eta;
-        opts.skip = self.skip;
+        // DDIM's own flags, refused by name for the other samplers.
+        for (flag, given, why) in [
+            ("--skip", self.skip.map(Skip::name), "places its own steps"),
+            (
+                "--clip-convention",
+                self.clip_convention.map(ClipConvention::name),
+                "uses the x0 prediction alone",
+            ),
+        ] {
+            if let Some(value) = given
+                && self.sampler != SamplerKind::Ddim
+            {
+                return Err(arg(format!(
+                    "{flag} {value} applies to ddim only ({} {why})",
+                    self.sampler.name()
+                )));
+            }
+        }
         opts.time_steps = self.time_steps;
         opts.guidance_scale = self.guidance;
         opts.sigmas = self.sigmas.unwrap_or_default();
@@ -144,18 +163,10 @@ impl SamplerArgs {
         if self.sampler == SamplerKind::Ddim {
             opts.clip_convention = self.clip_convention.unwrap_or(defaults.clip_convention);
             opts.final_abar_one = defaults.final_abar_one;
-            if self.skip == Skip::Uniform {
+            opts.skip = self.skip.unwrap_or(defaults.timestep_spacing);
+            if opts.skip.takes_steps_offset() {
                 opts.steps_offset = defaults.steps_offset;
             }
-        }
-        if let Some(c) = self.clip_convention
-            && self.sampler != SamplerKind::Ddim
-        {
-            return Err(arg(format!(
-                "--clip-convention {} applies to ddim only ({} uses the x0 prediction alone)",
-                c.name(),
-                self.sampler.name()
-            )));
         }
         opts.variance = match self.variance.as_deref() {
             None => None,

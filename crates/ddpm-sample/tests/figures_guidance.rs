@@ -39,7 +39,7 @@ fn ok(o: &std::process::Output) {
 }
 
 /// Width and height of a grid of `rows` x `cols` 8x8 cells scaled 8x, with the 11-pixel
-/// gutters of 64-pixel cells (`ddpm_data::viz::gutter`).
+/// gutters of 64-pixel cells (`ddpm_viz::gutter`).
 fn grid_size(rows: u32, cols: u32) -> (u32, u32) {
     (cols * 64 + (cols + 1) * 11, rows * 64 + (rows + 1) * 11)
 }

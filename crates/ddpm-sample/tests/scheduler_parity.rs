@@ -5,7 +5,7 @@
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_core::{DiffusionConfig, ModelVar, ScheduleName};
 use ddpm_sample::noise::ImageNoise;
-use ddpm_sample::samplers::{self, ClipConvention, SamplerKind, SamplerOptions, TimeSteps};
+use ddpm_sample::samplers::{self, ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};
 use ddpm_testkit::{f64s, run_json, temp_dir};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
@@ -30,6 +30,8 @@ struct Case {
     off_scale: bool,
     final_abar_one: bool,
     steps_offset: usize,
+    /// DDIM's kept steps (diffusers' `timestep_spacing` for leading, trailing, linspace).
+    skip: Skip,
 }
 
 impl Case {
@@ -46,6 +48,7 @@ impl Case {
             off_scale: false,
             final_abar_one: true,
             steps_offset: 0,
+            skip: Skip::Uniform,
         }
     }
 }
@@ -79,6 +82,7 @@ fn ours(c: &Case) -> Ours {
     opts.clip_convention = c.convention;
     opts.final_abar_one = c.final_abar_one;
     opts.steps_offset = c.steps_offset;
+    opts.skip = c.skip;
     opts.time_steps = TimeSteps::Uniform;
     let n_evals = opts.network_evaluations();
     let per = [SHAPE[1], SHAPE[2], SHAPE[3]];
@@ -144,6 +148,7 @@ fn check_all(cases: &[Case]) -> Vec<(Vec<Vec<f64>>, usize)> {
             "variance_type": if c.var == ModelVar::FixedSmall { "fixed_small" } else { "fixed_large" },
             "eta": c.eta, "clip": c.clip, "clip_convention": c.convention.name(),
             "set_alpha_to_one": c.final_abar_one, "steps_offset": c.steps_offset,
+            "timestep_spacing": c.skip.diffusers_spacing().unwrap_or("leading"),
             "shape": SHAPE, "x_T": flat(&x_t),
             "model_outputs": outputs.iter().map(flat).collect::<Vec<_>>(),
             "noises": noises,
@@ -155,9 +160,20 @@ fn check_all(cases: &[Case]) -> Vec<(Vec<Vec<f64>>, usize)> {
     let r = run_json("ref_schedulers.py", &[path.to_str().unwrap()]);
     for ((c, (trajectory, _)), theirs) in cases.iter().zip(&results).zip(r.as_array().unwrap()) {
         let name = name(c);
+        let their_steps: Vec<u64> =
+            theirs["timesteps"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         let theirs: Vec<Vec<f64>> =
             theirs["samples"].as_array().unwrap().iter().map(f64s).collect();
         assert_eq!(theirs.len(), trajectory.len(), "{name}: number of steps");
+        if c.kind == SamplerKind::Ddim {
+            let mut opts = SamplerOptions::new(c.kind, c.t);
+            (opts.steps, opts.skip, opts.steps_offset) = (c.steps, c.skip, c.steps_offset);
+            let ours: Vec<u64> = ddpm_sample::samplers::ddim::step_pairs(c.t, &opts)
+                .iter()
+                .map(|&(t, _)| t as u64)
+                .collect();
+            assert_eq!(ours, their_steps, "{name} {:?} S={}: the kept steps", c.skip, c.steps);
+        }
         // DPMSolverMultistepScheduler.step casts the sample to f32 internally; the others stay
         // f64. Random "model outputs" make x0 predictions large at high t, so compare relative
         // to the trajectory's scale.
@@ -248,6 +264,44 @@ fn ddim_matches_diffusers_ddim_scheduler() {
     check_all(&cases);
 }
 
+/// diffusers' three DDIM `timestep_spacing`s at S = 15, 30 and 50 of T = 1000 (30 divides no
+/// stride evenly: leading's stride is 33 where ours is 34; trailing and linspace step by
+/// T // S to a step that is not the next kept one), on a model whose x0 prediction leaves
+/// [-1, 1], clipped in diffusers' convention, and once with eta = 1 and fresh noise.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn ddim_timestep_spacings_match_diffusers_at_15_30_and_50_steps() {
+    let mut cases = Vec::new();
+    for skip in [Skip::Leading, Skip::Trailing, Skip::Linspace] {
+        for steps in [15, 30, 50] {
+            cases.push(Case {
+                skip,
+                clip: true,
+                off_scale: true,
+                convention: ClipConvention::Diffusers,
+                ..Case::new(SamplerKind::Ddim, 1000, steps)
+            });
+        }
+        cases.push(Case { skip, eta: 1.0, ..Case::new(SamplerKind::Ddim, 1000, 30) });
+    }
+    cases.push(Case {
+        skip: Skip::Leading,
+        steps_offset: 1,
+        ..Case::new(SamplerKind::Ddim, 1000, 30)
+    });
+    let results = check_all(&cases);
+    for (c, (_, clipped)) in cases.iter().zip(&results) {
+        if c.off_scale {
+            assert!(
+                *clipped >= c.steps / 2,
+                "{:?} S={}: clipping at {clipped} steps only",
+                c.skip,
+                c.steps
+            );
+        }
+    }
+}
+
 /// Regression: with clipping active our DDIM followed improved-diffusion (eps re-derived from
 /// the clipped x0) and so did not reproduce diffusers' `DDIMScheduler.step`, which keeps the
 /// model's eps; the parity test passed only because clipping never triggered. Now both
@@ -292,7 +346,9 @@ fn ddim_with_clipping_at_every_step_matches_diffusers_in_both_conventions() {
 #[ignore = "needs the Python venv: run `cargo xtask test`"]
 fn dpm_solver_pp_matches_diffusers_multistep_scheduler() {
     let mut cases: Vec<Case> =
-        [5, 10, 20].into_iter().map(|s| Case::new(SamplerKind::DpmSolverPp, 1000, s)).collect();
+        // 5 and 8: diffusers' lower_order_final (a first-order last step below 15 steps), the
+        // fix of k-diffusion issue 43 for 2M's instability at few steps.
+        [5, 8, 10, 20].into_iter().map(|s| Case::new(SamplerKind::DpmSolverPp, 1000, s)).collect();
     cases.push(Case {
         schedule: ScheduleName::Cosine,
         ..Case::new(SamplerKind::DpmSolverPp, 1000, 15)

@@ -9,11 +9,11 @@
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError, io};
 use ddpm_nets::diffusers::{
-    DiffusersFolder, SchedulerSampling, diffusion_config, load_weights, scheduler_sampling,
-    unet_config,
+    DiffusersFolder, SchedulerConfig, load_weights, scheduler_config, unet_config,
 };
 use ddpm_nets::{ModelConfig, UNet};
 use ddpm_run::{Checkpoint, CheckpointMeta, RunDir};
+use ddpm_sample::samplers::Skip;
 use ddpm_sample::{ClipConvention, SamplingConfig};
 use std::path::Path;
 
@@ -26,20 +26,22 @@ pub struct Imported {
 pub fn import_diffusers(dir: &Path, name: &str, runs_dir: &Path) -> Result<Imported> {
     let folder = DiffusersFolder::locate(dir)?;
     let unet = unet_config(&folder.config)?;
+    // diffusers' sampling defaults where the folder has no scheduler config.
+    let (scheduler, scheduler_path) = match &folder.scheduler {
+        Some(p) => (scheduler_config(p)?, p.display().to_string()),
+        None => (SchedulerConfig::default(), folder.config.display().to_string()),
+    };
+    let in_scheduler = |reason: String| TrainError::Mismatch(format!("{scheduler_path}: {reason}"));
+    // Without a scheduler config the process is the paper's (our default), as it always was.
     let diffusion = match &folder.scheduler {
-        Some(p) => diffusion_config(p)?,
+        Some(_) => ddpm_core::DiffusionConfig::try_from(&scheduler).map_err(in_scheduler)?,
         None => ddpm_core::DiffusionConfig::default(),
     };
-    let sampling = match &folder.scheduler {
-        Some(p) => scheduler_sampling(p)?,
-        None => SchedulerSampling::default(),
-    };
+    let sampling = sampling_config(&scheduler).map_err(in_scheduler)?;
     if sampling.steps_offset >= diffusion.steps {
-        return Err(TrainError::Mismatch(format!(
-            "{}: steps_offset = {} must be below num_train_timesteps = {}",
-            folder.scheduler.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            sampling.steps_offset,
-            diffusion.steps
+        return Err(in_scheduler(format!(
+            "steps_offset = {} must be below num_train_timesteps = {}",
+            sampling.steps_offset, diffusion.steps
         )));
     }
     let out = unet.out_channels.unwrap_or(unet.in_channels);
@@ -55,7 +57,7 @@ pub fn import_diffusers(dir: &Path, name: &str, runs_dir: &Path) -> Result<Impor
         name: name.into(),
         model: ModelConfig::Unet(unet.clone()),
         diffusion,
-        sampling: sampling_config(&sampling),
+        sampling,
         ..RunConfig::default()
     };
     config.train.sample_steps = config.train.sample_steps.min(config.diffusion.steps);
@@ -80,46 +82,122 @@ pub fn import_diffusers(dir: &Path, name: &str, runs_dir: &Path) -> Result<Impor
 }
 
 /// The `[sampling]` defaults of a run imported from diffusers: diffusers' DDIM clipping
-/// convention, and its scheduler config's clipping, final alpha and step offset. `clip_sample`
-/// clips in DDPM and DDIM only (each sampler's own default); thresholding at 1.0 clips in all.
-pub fn sampling_config(s: &SchedulerSampling) -> SamplingConfig {
-    SamplingConfig {
-        clip: match (s.threshold_clip, s.clip_sample) {
+/// convention (or the one ddpm-rs's export recorded), and the scheduler config's clipping,
+/// final alpha, step offset and DDIM `timestep_spacing` (or the spacing ddpm-rs's export
+/// recorded). `clip_sample` clips in DDPM and DDIM only (each sampler's own default);
+/// `thresholding` at 1.0 clips in all. What we do not implement is an error naming the key: a
+/// clip range other than 1 (our data lie in [-1, 1]), a spacing diffusers does not have either,
+/// and dynamic thresholding with `sample_max_value` above 1.
+pub fn sampling_config(s: &SchedulerConfig) -> std::result::Result<SamplingConfig, String> {
+    if s.thresholding {
+        if s.sample_max_value != 1.0 {
+            return Err(format!(
+                "thresholding with sample_max_value = {} (dynamic thresholding) is not \
+                 supported; only sample_max_value = 1.0, which is clipping to [-1, 1]",
+                s.sample_max_value
+            ));
+        }
+    } else if s.clip_sample && s.clip_sample_range != 1.0 {
+        return Err(format!(
+            "clip_sample_range = {} is not supported (only 1.0: data in [-1, 1])",
+            s.clip_sample_range
+        ));
+    }
+    let named = |key: &str, name: &str| -> std::result::Result<Skip, String> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned()))
+            .map_err(|_| format!("{key} = {name:?} is not a DDIM spacing"))
+    };
+    let timestep_spacing = match (&s.ddpm_rs_timestep_spacing, s.timestep_spacing.as_str()) {
+        (Some(ours), _) => named("_ddpm_rs_timestep_spacing", ours)?,
+        (None, name @ ("leading" | "trailing" | "linspace")) => named("timestep_spacing", name)?,
+        (None, other) => {
+            return Err(format!(
+                "timestep_spacing = {other:?} is not supported (leading, trailing or linspace)"
+            ));
+        }
+    };
+    let clip_convention = match &s.clip_convention {
+        None => ClipConvention::Diffusers,
+        Some(name) => serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map_err(|_| format!("_ddpm_rs_clip_convention = {name:?} is not a clip convention"))?,
+    };
+    Ok(SamplingConfig {
+        clip: match (s.thresholding, s.clip_sample) {
             (true, _) => Some(true),
             (false, true) => None,
             (false, false) => Some(false),
         },
-        clip_convention: ClipConvention::Diffusers,
+        clip_convention,
         final_abar_one: s.set_alpha_to_one,
         steps_offset: s.steps_offset,
-    }
+        timestep_spacing,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn read(text: &str) -> std::result::Result<SamplingConfig, String> {
+        let dir = ddpm_testkit::temp_dir("sched");
+        let p = dir.join("scheduler_config.json");
+        std::fs::write(&p, text).unwrap();
+        match scheduler_config(&p) {
+            Ok(s) => sampling_config(&s).map_err(|e| format!("{}: {e}", p.display())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     #[test]
     fn scheduler_settings_become_the_runs_sampling_defaults() {
-        let s = SchedulerSampling::default();
-        assert_eq!(
-            sampling_config(&s),
-            SamplingConfig {
-                clip: None,
-                clip_convention: ClipConvention::Diffusers,
-                final_abar_one: true,
-                steps_offset: 0
-            }
-        );
-        let s = SchedulerSampling {
-            clip_sample: false,
-            threshold_clip: false,
-            set_alpha_to_one: false,
-            steps_offset: 1,
+        let diffusers_default = SamplingConfig {
+            clip: None,
+            clip_convention: ClipConvention::Diffusers,
+            final_abar_one: true,
+            steps_offset: 0,
+            timestep_spacing: Skip::Leading,
         };
-        let c = sampling_config(&s);
+        assert_eq!(read("{}").unwrap(), diffusers_default);
+        let c = read(
+            r#"{"clip_sample": false, "set_alpha_to_one": false, "steps_offset": 1,
+                "timestep_spacing": "leading"}"#,
+        )
+        .unwrap();
         assert_eq!((c.clip, c.final_abar_one, c.steps_offset), (Some(false), false, 1));
-        let s = SchedulerSampling { clip_sample: false, threshold_clip: true, ..s };
-        assert_eq!(sampling_config(&s).clip, Some(true));
+        let c = read(r#"{"thresholding": true, "sample_max_value": 1.0, "clip_sample": false}"#);
+        assert_eq!(c.unwrap().clip, Some(true));
+        // A range is irrelevant when nothing is clipped.
+        assert!(read(r#"{"clip_sample": false, "clip_sample_range": 2.0}"#).is_ok());
+        // The convention our export records comes back.
+        let c = read(r#"{"_ddpm_rs_clip_convention": "improved-diffusion"}"#).unwrap();
+        assert_eq!(c.clip_convention, ClipConvention::ImprovedDiffusion);
+        // diffusers' three spacings, and ours under ddpm-rs's key.
+        for (text, skip) in [
+            (r#"{"timestep_spacing": "trailing"}"#, Skip::Trailing),
+            (r#"{"timestep_spacing": "linspace"}"#, Skip::Linspace),
+            (
+                r#"{"timestep_spacing": "leading", "_ddpm_rs_timestep_spacing": "uniform"}"#,
+                Skip::Uniform,
+            ),
+        ] {
+            assert_eq!(read(text).unwrap().timestep_spacing, skip, "{text}");
+        }
+    }
+
+    #[test]
+    fn unsupported_or_mistyped_scheduler_keys_are_one_line_errors_naming_them() {
+        for (text, needle) in [
+            (r#"{"clip_sample_range": 1.5}"#, "clip_sample_range = 1.5"),
+            (r#"{"timestep_spacing": "karras"}"#, "timestep_spacing = \"karras\""),
+            (r#"{"_ddpm_rs_timestep_spacing": "cubic"}"#, "_ddpm_rs_timestep_spacing"),
+            (r#"{"thresholding": true, "sample_max_value": 1.5}"#, "sample_max_value = 1.5"),
+            (r#"{"steps_offset": -1}"#, "steps_offset"),
+            (r#"{"clip_sample": "yes"}"#, "clip_sample"),
+            (r#"{"_ddpm_rs_clip_convention": "mine"}"#, "_ddpm_rs_clip_convention"),
+        ] {
+            let e = read(text).unwrap_err();
+            assert!(e.contains("scheduler_config.json") && e.contains(needle), "{text}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod eval_log;
 pub mod evaluate;
+pub mod export;
 pub mod import;
 pub mod importance;
 pub mod intervals;

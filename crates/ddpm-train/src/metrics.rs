@@ -215,7 +215,7 @@ impl MetricsLog {
         let series = |f: &dyn Fn(&MetricsLine) -> f64| -> Vec<(f64, f64)> {
             self.lines.iter().map(|l| (l.step as f64, f(l))).collect()
         };
-        ddpm_data::viz::line_plot_svg(
+        ddpm_viz::line_plot_svg(
             &self.plot,
             "training loss",
             "step",

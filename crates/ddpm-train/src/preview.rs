@@ -63,8 +63,8 @@ pub fn write_preview(
             let p = run.preview_path(step, "png");
             let nrow = (n as f64).sqrt().ceil() as usize;
             let scale = (64 / h.max(1)).max(1);
-            let png = ddpm_data::viz::image_grid_png(&values, [n, ch, h, w], nrow, scale, 2)
-                .map_err(io(&p))?;
+            let png =
+                ddpm_viz::image_grid_png(&values, [n, ch, h, w], nrow, scale, 2).map_err(io(&p))?;
             ddpm_io::write_atomic(&p, &png).map_err(io(&p))?;
             (p, "png", Some(png))
         }
@@ -72,7 +72,7 @@ pub fn write_preview(
             let p = run.preview_path(step, "svg");
             let points = data.points_xy(2000);
             let samples: Vec<[f32; 2]> = values.chunks(2).map(|c| [c[0], c[1]]).collect();
-            ddpm_data::viz::scatter_panels_svg(
+            ddpm_viz::scatter_panels_svg(
                 &p,
                 &format!("{} at step {step}", config.name),
                 &[(

@@ -17,8 +17,8 @@ use crate::config::RunConfig;
 use crate::eval_log::{EvalLine, best_by_metric, read_evals};
 use crate::metrics::{MetricsLine, read_metrics};
 use base64::Engine as _;
-use ddpm_data::viz::{LinePlot, Series, esc, write_atomic};
 use ddpm_run::RunDir;
+use ddpm_viz::{LinePlot, Series, esc, write_atomic};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -385,8 +385,7 @@ mod tests {
     fn images_carry_their_png_size_and_colour_space() {
         let dir = ddpm_testkit::temp_dir("tb-img");
         let mut w = TbWriter::create(&dir, 0).unwrap();
-        let png =
-            ddpm_data::viz::image_grid_png(&[0.0f32; 3 * 4 * 2], [1, 3, 4, 2], 1, 1, 2).unwrap();
+        let png = ddpm_viz::image_grid_png(&[0.0f32; 3 * 4 * 2], [1, 3, 4, 2], 1, 1, 2).unwrap();
         w.add_image_png("samples", 7, &png).unwrap();
         assert!(matches!(w.add_image_png("bad", 7, b"GIF89a"), Err(TbError::NotPng { .. })));
         let (events, _) = read_records(&std::fs::read(w.path()).unwrap());

@@ -79,7 +79,7 @@ fn fake_image_run(root: &Path) -> PathBuf {
             })
             .collect();
         let p = dir.join(format!("samples/step-{step:09}.png"));
-        ddpm_data::viz::save_image_grid(&p, &imgs, [16, 1, 8, 8], 4, 8, 2).unwrap();
+        ddpm_viz::save_image_grid(&p, &imgs, [16, 1, 8, 8], 4, 8, 2).unwrap();
     }
     for s in [1500u64, 2000] {
         std::fs::write(dir.join(format!("checkpoints/ckpt-{s:09}.safetensors")), b"x").unwrap();
@@ -102,7 +102,7 @@ fn fake_points_run(root: &Path) -> PathBuf {
         .map(|i| i as f32 * 0.05)
         .map(|t| [t.cos() * t / 15.0, t.sin() * t / 15.0])
         .collect();
-    ddpm_data::viz::scatter_panels_svg(
+    ddpm_viz::scatter_panels_svg(
         &dir.join("samples/step-000002000.svg"),
         "fakeroll at step 2000",
         &[("EMA samples".into(), vec![("samples".into(), pts, "#d62728".into())])],

@@ -44,9 +44,9 @@ fn read(path: &std::path::Path) -> Value {
 }
 
 /// A 2-image grid (1 x 3 x 4 each, scale 2, pad 2: 22 x 10 pixels) whose pixels depend on `seed`.
-fn grid(seed: f32) -> ddpm_data::viz::Picture {
+fn grid(seed: f32) -> ddpm_viz::Picture {
     let imgs: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37 + seed).sin()).collect();
-    ddpm_data::viz::image_grid(&imgs, [2, 1, 3, 4], 2, 2, 2)
+    ddpm_viz::image_grid(&imgs, [2, 1, 3, 4], 2, 2, 2)
 }
 
 #[test]

@@ -11,13 +11,15 @@ use ddpm_core::space_timesteps;
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
 
-/// Kept timesteps, ascending. Uniform: improved-diffusion's `ddimS` integer stride
-/// (range(0, T, T/S) when S divides T, the same as diffusers' DDIMScheduler default), falling
-/// back to diffusers' floor(T/S) stride when no integer stride gives exactly S steps.
+/// Kept timesteps, ascending (`steps_offset` not added). Uniform: improved-diffusion's `ddimS`
+/// integer stride (range(0, T, T/S) when S divides T, the same as diffusers' "leading"),
+/// falling back to diffusers' floor(T/S) stride when no integer stride gives exactly S steps.
 /// Quadratic: int((linspace(0, sqrt(0.8 T), S))^2), the DDIM paper's CIFAR-10 choice; where
 /// the squares of neighbouring points floor to the same step (near t = 0 for S above about
 /// sqrt(0.8 T)), each is moved to one past its predecessor, so that S steps are S distinct
 /// network evaluations (the paper's code evaluates the duplicates, each a step of size zero).
+/// Leading, trailing and linspace: diffusers' `DDIMScheduler.set_timesteps`, with numpy's
+/// float arithmetic and its round-half-to-even.
 pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
     let t = num_timesteps;
     match skip {
@@ -36,7 +38,56 @@ pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
             }
             v
         }
+        Skip::Leading => (0..steps).map(|i| i * (t / steps)).collect(),
+        Skip::Trailing => {
+            // np.arange(T, 0, -T/S): ceil(T / (T/S)) values T - i (T/S), then rounded, minus 1.
+            let ratio = t as f64 / steps as f64;
+            let n = (t as f64 / ratio).ceil() as usize;
+            let mut v: Vec<usize> = (0..n)
+                .map(|i| (t as f64 - i as f64 * ratio).round_ties_even() as usize - 1)
+                .collect();
+            v.reverse();
+            v
+        }
+        Skip::Linspace => {
+            // np.linspace(0, T - 1, S): i (T - 1)/(S - 1), the last exactly T - 1.
+            if steps == 1 {
+                return vec![0];
+            }
+            let step = (t - 1) as f64 / (steps - 1) as f64;
+            (0..steps)
+                .map(|i| {
+                    if i + 1 == steps {
+                        t - 1
+                    } else {
+                        (i as f64 * step).round_ties_even() as usize
+                    }
+                })
+                .collect()
+        }
     }
+}
+
+/// The (t, t') pairs DDIM steps through, from x_T down: t' is the previous kept step (None
+/// after the last: abar = 1, or abar_0). diffusers' spacings step as its `DDIMScheduler.step`
+/// does, to t' = t - T // S (None below 0), which is not the next kept step where S does not
+/// divide T ("trailing" at T = 1000, S = 30: from 966 to 933, then evaluated at 932).
+pub fn step_pairs(num_timesteps: usize, opts: &SamplerOptions) -> Vec<(usize, Option<usize>)> {
+    let offset = if opts.skip.takes_steps_offset() { opts.steps_offset } else { 0 };
+    let kept: Vec<usize> =
+        timesteps(num_timesteps, opts.steps, opts.skip).into_iter().map(|t| t + offset).collect();
+    let stride = num_timesteps / opts.steps;
+    (0..kept.len())
+        .rev()
+        .map(|i| {
+            let t = kept[i];
+            let prev = match opts.skip.diffusers_spacing() {
+                Some(_) => t.checked_sub(stride),
+                None => i.checked_sub(1).map(|j| kept[j]),
+            };
+            (t, prev)
+        })
+        .collect()
 }
 
 pub fn sample(
@@ -47,19 +98,30 @@ pub fn sample(
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let kept: Vec<usize> = timesteps(process.num_timesteps(), opts.steps, opts.skip)
-        .into_iter()
-        .map(|t| t + opts.steps_offset)
-        .collect();
-    sample_at(&kept, opts, process, model, x_t, noise, progress)
+    let pairs = step_pairs(process.num_timesteps(), opts);
+    sample_pairs(&pairs, opts, process, model, x_t, noise, progress)
 }
 
 /// DDIM over given kept timesteps (ascending; `opts.steps`, `opts.skip` and `opts.steps_offset`
-/// unused): the
-/// placement of another code base, e.g. denoising-diffusion-pytorch's
-/// `linspace(-1, T-1, S+1)` steps, for oracle comparisons.
+/// unused), each stepping to the one before: the placement of another code base, e.g.
+/// denoising-diffusion-pytorch's `linspace(-1, T-1, S+1)` steps, for oracle comparisons.
 pub fn sample_at(
     kept: &[usize],
+    opts: &SamplerOptions,
+    process: &TensorDiffusion,
+    model: &mut ModelFn,
+    x_t: Tensor,
+    noise: &mut ImageNoise,
+    progress: &mut dyn FnMut(usize),
+) -> Tensor {
+    let pairs: Vec<(usize, Option<usize>)> =
+        (0..kept.len()).rev().map(|i| (kept[i], i.checked_sub(1).map(|j| kept[j]))).collect();
+    sample_pairs(&pairs, opts, process, model, x_t, noise, progress)
+}
+
+/// DDIM's update, eq. (12), from t to t' for each pair (t, t') in order.
+fn sample_pairs(
+    pairs: &[(usize, Option<usize>)],
     opts: &SamplerOptions,
     process: &TensorDiffusion,
     model: &mut ModelFn,
@@ -70,12 +132,11 @@ pub fn sample_at(
     let ac = &process.diffusion.alphas_cumprod;
     let batch = x_t.size()[0];
     let mut x = x_t;
-    for (done, i) in (0..kept.len()).rev().enumerate() {
-        let t = kept[i];
-        let abar_prev = match i {
-            0 if opts.final_abar_one => 1.0,
-            0 => ac[0],
-            _ => ac[kept[i - 1]],
+    for (done, &(t, prev)) in pairs.iter().enumerate() {
+        let abar_prev = match prev {
+            None if opts.final_abar_one => 1.0,
+            None => ac[0],
+            Some(p) => ac[p],
         };
         let abar = ac[t];
         let output = model(&x, &process.network_time(t as f64, batch));
@@ -84,7 +145,7 @@ pub fn sample_at(
             opts.eta * ((1.0 - abar_prev) / (1.0 - abar)).sqrt() * (1.0 - abar / abar_prev).sqrt();
         let mut next =
             x0 * abar_prev.sqrt() + eps * (1.0 - abar_prev - sigma * sigma).max(0.0).sqrt();
-        if sigma > 0.0 && i > 0 {
+        if sigma > 0.0 && done + 1 < pairs.len() {
             next += noise.draw().to_kind(x.kind()) * sigma;
         }
         x = next;
@@ -104,6 +165,55 @@ mod tests {
         assert_eq!(*ts.last().unwrap(), 950);
         // 999 steps from 1000 has no integer stride: diffusers' floor(T/S) = 1.
         assert_eq!(timesteps(1000, 999, Skip::Uniform).len(), 999);
+    }
+
+    /// diffusers' spacings at T = 1000, written out from `DDIMScheduler.set_timesteps`
+    /// (diffusers 0.42.1), where S = 30 does not divide T and improved-diffusion's stride (34)
+    /// differs from diffusers' leading stride (33).
+    #[test]
+    fn diffusers_spacings_are_diffusers_timesteps() {
+        let lead = timesteps(1000, 30, Skip::Leading);
+        assert_eq!((lead[1], lead[29]), (33, 957));
+        let uniform = timesteps(1000, 30, Skip::Uniform);
+        assert_eq!((uniform[1], uniform[29]), (34, 986));
+        let trail = timesteps(1000, 30, Skip::Trailing);
+        assert_eq!(trail.len(), 30);
+        assert_eq!(&trail[26..], &[899, 932, 966, 999]);
+        assert_eq!(trail[0], 32);
+        let lin = timesteps(1000, 30, Skip::Linspace);
+        assert_eq!((lin[0], lin[1], lin[2], lin[29]), (0, 34, 69, 999));
+        // numpy rounds half to even: 1000 - 62.5 k at S = 16 ends in .5 every other step.
+        let trail16 = timesteps(1000, 16, Skip::Trailing);
+        assert_eq!(&trail16[13..], &[874, 937, 999]);
+        assert_eq!(trail16[12], 811);
+        for skip in [Skip::Leading, Skip::Trailing, Skip::Linspace] {
+            for s in [1, 7, 15, 50, 999, 1000] {
+                let ts = timesteps(1000, s, skip);
+                assert_eq!(ts.len(), s, "{skip:?} S={s}");
+                assert!(
+                    ts.windows(2).all(|w| w[0] < w[1]) && *ts.last().unwrap() < 1000,
+                    "{skip:?} S={s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn diffusers_spacings_step_by_the_fixed_stride_and_ours_to_the_kept_step_before() {
+        let mut opts = SamplerOptions::new(super::super::SamplerKind::Ddim, 1000);
+        opts.steps = 30;
+        opts.skip = Skip::Trailing;
+        let pairs = step_pairs(1000, &opts);
+        assert_eq!(&pairs[..2], &[(999, Some(966)), (966, Some(933))]);
+        assert_eq!(pairs[29], (32, None));
+        opts.skip = Skip::Uniform;
+        let pairs = step_pairs(1000, &opts);
+        assert_eq!(&pairs[..2], &[(986, Some(952)), (952, Some(918))]);
+        assert_eq!(pairs[29], (0, None));
+        opts.skip = Skip::Leading;
+        opts.steps_offset = 1;
+        let pairs = step_pairs(1000, &opts);
+        assert_eq!((pairs[0], pairs[28], pairs[29]), ((958, Some(925)), (34, Some(1)), (1, None)));
     }
 
     #[test]

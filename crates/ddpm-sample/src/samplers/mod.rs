@@ -100,16 +100,57 @@ impl SamplerKind {
     }
 }
 
-/// DDIM's choice of kept timesteps.
+/// DDIM's choice of kept timesteps: the two of the DDIM paper's code base and improved-diffusion,
+/// and diffusers' three `timestep_spacing`s (Lin et al. 2024, arXiv:2305.08891, Table 2),
+/// which also step as diffusers' `DDIMScheduler.step` does (see [`ddim::timesteps`]).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
-    /// range(0, T, T/S): improved-diffusion's `ddimS`, diffusers' DDIMScheduler default.
+    /// range(0, T, s) with the smallest integer stride s giving S steps: improved-diffusion's
+    /// `ddimS`; the same as diffusers' "leading" when S divides T.
+    #[default]
     Uniform,
     /// (linspace(0, sqrt(0.8 T), S))^2, the DDIM paper's CIFAR-10 choice.
     Quadratic,
+    /// diffusers' "leading": i (T // S) + steps_offset for i < S (its DDIM default).
+    Leading,
+    /// diffusers' "trailing": round(arange(T, 0, -T/S)) - 1, so the first step is T - 1.
+    Trailing,
+    /// diffusers' "linspace": round(linspace(0, T - 1, S)).
+    Linspace,
+}
+
+impl Skip {
+    /// The name the command line and the run config use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Uniform => "uniform",
+            Self::Quadratic => "quadratic",
+            Self::Leading => "leading",
+            Self::Trailing => "trailing",
+            Self::Linspace => "linspace",
+        }
+    }
+
+    /// diffusers' `timestep_spacing` that this is, if any.
+    pub fn diffusers_spacing(self) -> Option<&'static str> {
+        matches!(self, Self::Leading | Self::Trailing | Self::Linspace).then(|| self.name())
+    }
+
+    /// Whether diffusers' `steps_offset` applies (added to every kept step).
+    pub fn takes_steps_offset(self) -> bool {
+        matches!(self, Self::Uniform | Self::Leading)
+    }
 }
 
 /// DPM-Solver++'s time-step placement.
@@ -185,7 +226,8 @@ pub struct SamplerOptions {
     /// (`set_alpha_to_one = false`).
     #[serde(default = "default_true")]
     pub final_abar_one: bool,
-    /// Added to DDIM's uniform kept steps (diffusers' `steps_offset` of its "leading" spacing).
+    /// Added to DDIM's uniform or leading kept steps (diffusers' `steps_offset` of its
+    /// "leading" spacing).
     #[serde(default)]
     pub steps_offset: usize,
     /// The noise levels of the sigma-space solvers (heun, euler, euler-ancestral).
@@ -240,10 +282,12 @@ impl SamplerOptions {
             return Err(SampleError::Arg("--variance takes fixed_small or fixed_large".into()));
         }
         if self.steps_offset > 0 {
-            if self.kind != SamplerKind::Ddim || self.skip != Skip::Uniform {
+            if self.kind != SamplerKind::Ddim || !self.skip.takes_steps_offset() {
                 return Err(SampleError::Arg(format!(
-                    "steps_offset {} applies to ddim with --skip uniform only (diffusers' leading spacing)",
-                    self.steps_offset
+                    "steps_offset {} applies to ddim with --skip uniform or leading only (diffusers' \
+                     leading spacing), not {}",
+                    self.steps_offset,
+                    self.skip.name()
                 )));
             }
             let last = ddim::timesteps(t, self.steps, self.skip).last().copied().unwrap_or(0);

@@ -1,4 +1,5 @@
-//! `ddpm-train`: train a diffusion model, or import a diffusers checkpoint as a run.
+//! `ddpm-train`: train a diffusion model, import a diffusers checkpoint as a run, or export a
+//! run as a diffusers pipeline folder.
 //!
 //! `cargo xtask train` (the embedded digits job), or
 //! `cargo xtask train --config configs/cifar10.toml --data DIR --name run1`.
@@ -31,6 +32,8 @@ enum Command {
     Train(TrainArgs),
     /// Turn a diffusers UNet2DModel folder into a run directory usable as --checkpoint NAME.
     Import(ImportArgs),
+    /// Write a run as a diffusers DDPMPipeline folder (unet/, scheduler/, model_index.json, README.md).
+    Export(ExportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +76,24 @@ struct ImportArgs {
     runs_dir: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// A run under --runs-dir, a run directory, or a checkpoint file.
+    #[arg(long)]
+    checkpoint: String,
+    /// The folder to create; it must not exist.
+    #[arg(long)]
+    diffusers: PathBuf,
+    /// Export the trained weights instead of the EMA weights.
+    #[arg(long)]
+    raw: bool,
+    /// The checkpoint of this step instead of the latest.
+    #[arg(long)]
+    step: Option<u64>,
+    #[arg(long, default_value = DEFAULT_RUNS_DIR)]
+    runs_dir: PathBuf,
+}
+
 fn train(a: TrainArgs) -> Result<()> {
     let config = match &a.config {
         Some(p) => RunConfig::load(p)?,
@@ -105,9 +126,29 @@ fn import(a: ImportArgs) -> Result<()> {
     Ok(())
 }
 
+fn export(a: ExportArgs) -> Result<()> {
+    let e = ddpm_train::export::export_diffusers(
+        &a.checkpoint,
+        &a.runs_dir,
+        &a.diffusers,
+        a.raw,
+        a.step,
+    )?;
+    println!(
+        "exported {} weights of step {} ({} parameters) to {}; diffusers: DDPMPipeline.from_pretrained({:?})",
+        if e.ema { "EMA" } else { "trained" },
+        e.step,
+        e.parameters,
+        e.out.display(),
+        e.out.display().to_string()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     ddpm_cli::main(|cli: Cli| match cli.command {
         Command::Train(a) => train(a),
         Command::Import(a) => import(a),
+        Command::Export(a) => export(a),
     })
 }

@@ -1,5 +1,9 @@
+//! # ddpm-viz
+//!
 //! Pictures: image grids as PNG, and plots (loss curves, 2-D point sets) as SVG.
 //! Every file is written atomically (temporary file + rename), so a viewer never sees half a file.
+//! One owner of drawing for the data crate's previews, the samplers' figures and the trainer's
+//! report and TensorBoard images.
 
 pub mod ticks;
 
