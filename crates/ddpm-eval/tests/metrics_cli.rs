@@ -159,11 +159,18 @@ fn a_checkpoint_gets_sfid_and_precision_recall_against_a_cached_data_reference()
     // The reference went to the cache once: the same command again reuses it.
     assert!(json["protocol"]["ref"].as_str().unwrap().contains("cached"), "{json}");
     let again = eval(&args);
-    assert_eq!(again["sfid"], json["sfid"]);
+    // Equal up to the last bits: this sFID is about 5e-9 (samples and reference nearly share
+    // their statistics), and the matrix square root's LAPACK reduction order may follow the
+    // threads free at the time (a run under load differed by 3e-24).
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        (a - b).abs() <= 1e-15 + 1e-9 * b.abs()
+    };
+    assert!(close(&again["sfid"], &json["sfid"]), "{} vs {}", again["sfid"], json["sfid"]);
     assert_eq!(again["protocol"]["ref"], json["protocol"]["ref"]);
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("fid.json")).unwrap()).unwrap();
-    assert_eq!(written["sfid"], json["sfid"]);
+    assert_eq!(written["sfid"], again["sfid"], "fid.json holds the last run's value");
     // Regression: the cache was keyed by the folder's path, so an edited folder kept its stale
     // statistics. It is keyed by the contents: a changed image gives new statistics.
     image::RgbImage::from_pixel(8, 8, image::Rgb([250, 10, 10])).save(imgs.join("00.png")).unwrap();
