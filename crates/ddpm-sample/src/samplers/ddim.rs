@@ -24,7 +24,7 @@ pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
     let t = num_timesteps;
     match skip {
         Skip::Uniform => space_timesteps(t, &format!("ddim{steps}"))
-            .unwrap_or_else(|_| (0..steps).map(|i| i * (t / steps)).collect()),
+            .unwrap_or_else(|_| timesteps(t, steps, Skip::Leading)),
         Skip::Quadratic => {
             let top = (0.8 * t as f64).sqrt();
             let mut v: Vec<usize> = Vec::with_capacity(steps);
@@ -76,18 +76,16 @@ pub fn step_pairs(num_timesteps: usize, opts: &SamplerOptions) -> Vec<(usize, Op
     let offset = if opts.skip.takes_steps_offset() { opts.steps_offset } else { 0 };
     let kept: Vec<usize> =
         timesteps(num_timesteps, opts.steps, opts.skip).into_iter().map(|t| t + offset).collect();
+    if opts.skip.diffusers_spacing().is_none() {
+        return to_previous_kept(&kept);
+    }
     let stride = num_timesteps / opts.steps;
-    (0..kept.len())
-        .rev()
-        .map(|i| {
-            let t = kept[i];
-            let prev = match opts.skip.diffusers_spacing() {
-                Some(_) => t.checked_sub(stride),
-                None => i.checked_sub(1).map(|j| kept[j]),
-            };
-            (t, prev)
-        })
-        .collect()
+    kept.iter().rev().map(|&t| (t, t.checked_sub(stride))).collect()
+}
+
+/// Each kept step (ascending) paired with the kept step before it, from the last down.
+fn to_previous_kept(kept: &[usize]) -> Vec<(usize, Option<usize>)> {
+    (0..kept.len()).rev().map(|i| (kept[i], i.checked_sub(1).map(|j| kept[j]))).collect()
 }
 
 pub fn sample(
@@ -114,9 +112,7 @@ pub fn sample_at(
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let pairs: Vec<(usize, Option<usize>)> =
-        (0..kept.len()).rev().map(|i| (kept[i], i.checked_sub(1).map(|j| kept[j]))).collect();
-    sample_pairs(&pairs, opts, process, model, x_t, noise, progress)
+    sample_pairs(&to_previous_kept(kept), opts, process, model, x_t, noise, progress)
 }
 
 /// DDIM's update, eq. (12), from t to t' for each pair (t, t') in order.
