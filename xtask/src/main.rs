@@ -32,6 +32,7 @@ Main jobs (arguments go to the binary; --help lists them):
   fid [args]            FID/IS (or the digits classifier distance) of a checkpoint or of samples
   fid-stats [args]      reference statistics of a data set: --data DIR_OR_DATASET --out FILE.npz
   nll [args]            the variational bound in bits/dim over a data set
+  sampler-sweep [args]  every sampler at 5, 10, 20, 50 NFE (and ancestral at T) on the run's measure
   import [args]         import a diffusers UNet2DModel folder: --diffusers DIR --name NAME
   export [args]         write a run as a diffusers DDPMPipeline folder: --checkpoint NAME --diffusers OUT
   convert-inception IN.pth OUT.safetensors
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
         "fid" => run::binary("ddpm-eval", &["fid"], &rest),
         "fid-stats" => run::binary("ddpm-eval", &["fid-stats"], &rest),
         "nll" => run::binary("ddpm-eval", &["nll"], &rest),
+        "sampler-sweep" => run::binary("ddpm-eval", &["sampler-sweep"], &rest),
         "convert-inception" => run::convert_inception(&rest),
         "schedule" => run::schedule(&rest),
         "help" | "--help" | "-h" => {

@@ -29,6 +29,8 @@ pub mod protocol;
 pub mod reference;
 pub mod samples;
 pub mod sharded;
+pub mod sweep;
+pub mod sweep_report;
 
 pub use error::{EvalError, Result};
 pub use fid::{Stats, frechet_distance, spatial_frechet_distance};

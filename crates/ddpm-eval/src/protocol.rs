@@ -202,7 +202,51 @@ pub struct FidReport {
     pub inception_skipped: Option<String>,
 }
 
+/// One number of a [`FidReport`] under the name `eval.jsonl` and the sampler sweep give it,
+/// with what the data itself scores where the measure has that.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Headline {
+    pub metric: &'static str,
+    pub value: f64,
+    /// The data's own score at the same n: the floor (Fashion-MNIST), the other data half
+    /// (digits), two independent data draws (2-D points).
+    pub floor: Option<f64>,
+    pub higher_is_better: bool,
+}
+
 impl FidReport {
+    /// The report's numbers, the run's own measure first (the one a run keeps its best
+    /// checkpoint by): sliced_w2, digits_fd, fashion_fd and fashion_kid, fid and
+    /// inception_score, whichever were measured.
+    pub fn headlines(&self) -> Vec<Headline> {
+        let line =
+            |metric, value, floor| Headline { metric, value, floor, higher_is_better: false };
+        let mut v = Vec::new();
+        if let Some(p) = &self.points {
+            v.push(line(
+                "sliced_w2",
+                p.sliced_wasserstein,
+                Some(p.sliced_wasserstein_data_vs_data),
+            ));
+        }
+        if let Some(d) = &self.digits {
+            v.push(line("digits_fd", d.fd, Some(d.data_halves)));
+        }
+        if let Some(f) = &self.fashion {
+            v.push(line("fashion_fd", f.fd, Some(f.floor_fd)));
+            v.push(line("fashion_kid", f.kid_mean, Some(f.floor_kid)));
+        }
+        if let Some(m) = &self.inception {
+            if let Some(fid) = m.fid {
+                v.push(line("fid", fid, None));
+            }
+            if let Some(is) = m.is_mean {
+                v.push(Headline { higher_is_better: true, ..line("inception_score", is, None) });
+            }
+        }
+        v
+    }
+
     /// The lines a person reads.
     pub fn summary(&self) -> Vec<String> {
         let mut v = Vec::new();

@@ -241,6 +241,12 @@ impl RunDir {
     pub fn fid_dir(&self, job: &str) -> PathBuf {
         self.root.join("fid").join(job)
     }
+
+    /// The folder of a sampler sweep named `name`: its table, JSON and plot (the samples of
+    /// each cell are FID evaluations of their own, under [`RunDir::fid_dir`]).
+    pub fn sweep_dir(&self, name: &str) -> PathBuf {
+        self.root.join("sampler-sweep").join(name)
+    }
 }
 
 #[cfg(test)]

@@ -121,37 +121,17 @@ impl Evaluator {
     }
 
     fn lines(&self, r: &FidReport, step: u64, seconds: f64) -> Vec<EvalLine> {
-        let line = |metric: &str, value: f64, baseline: Option<f64>| EvalLine {
-            baseline,
-            samples: Some(self.request.n),
-            sampler: Some(self.sampler.kind.name().to_string()),
-            sampler_steps: Some(self.sampler.steps),
-            seconds: Some(seconds),
-            ..EvalLine::new(step, metric, value)
-        };
-        let mut v = Vec::new();
-        if let Some(p) = &r.points {
-            v.push(line(
-                "sliced_w2",
-                p.sliced_wasserstein,
-                Some(p.sliced_wasserstein_data_vs_data),
-            ));
-        }
-        if let Some(d) = &r.digits {
-            v.push(line("digits_fd", d.fd, Some(d.data_halves)));
-        }
-        if let Some(f) = &r.fashion {
-            v.push(line("fashion_fd", f.fd, Some(f.floor_fd)));
-            v.push(line("fashion_kid", f.kid_mean, Some(f.floor_kid)));
-        }
-        if let Some(m) = &r.inception {
-            if let Some(fid) = m.fid {
-                v.push(line("fid", fid, None));
-            }
-            if let Some(is) = m.is_mean {
-                v.push(EvalLine { higher_is_better: true, ..line("inception_score", is, None) });
-            }
-        }
-        v
+        r.headlines()
+            .into_iter()
+            .map(|h| EvalLine {
+                baseline: h.floor,
+                higher_is_better: h.higher_is_better,
+                samples: Some(self.request.n),
+                sampler: Some(self.sampler.kind.name().to_string()),
+                sampler_steps: Some(self.sampler.steps),
+                seconds: Some(seconds),
+                ..EvalLine::new(step, h.metric, h.value)
+            })
+            .collect()
     }
 }

@@ -171,14 +171,15 @@ impl Series {
     }
 }
 
-/// A line plot: several series over a shared x axis, round ticks ([`ticks`]), optionally a
-/// log y axis, a legend on the right when there is more than one series.
+/// A line plot: several series over a shared x axis, round ticks ([`ticks`]), optionally log
+/// axes, a legend on the right when there is more than one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinePlot {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    pub log_x: bool,
     pub log_y: bool,
     pub width: f64,
     pub height: f64,
@@ -195,10 +196,15 @@ impl LinePlot {
             x_label: x_label.into(),
             y_label: y_label.into(),
             series: Vec::new(),
+            log_x: false,
             log_y: false,
             width: 720.0,
             height: 420.0,
         }
+    }
+    pub fn log_x(mut self, on: bool) -> Self {
+        self.log_x = on;
+        self
     }
     pub fn log_y(mut self, on: bool) -> Self {
         self.log_y = on;
@@ -215,7 +221,10 @@ impl LinePlot {
 
     /// Whether a point can be drawn on this plot's axes.
     fn drawable(&self, p: &(f64, f64)) -> bool {
-        p.0.is_finite() && p.1.is_finite() && (!self.log_y || p.1 > 0.0)
+        p.0.is_finite()
+            && p.1.is_finite()
+            && (!self.log_x || p.0 > 0.0)
+            && (!self.log_y || p.1 > 0.0)
     }
 
     /// The plot as one `<svg>` element (standalone: it carries its namespace).
@@ -230,13 +239,14 @@ impl LinePlot {
         };
         let (xlo, xhi) = fold(&mut pts().map(|p| p.0));
         let (ylo, yhi) = fold(&mut pts().map(|p| p.1));
-        let xt = ticks::linear(xlo, xhi);
+        let xt = if self.log_x { ticks::log(xlo, xhi) } else { ticks::linear(xlo, xhi) };
         let yt = if self.log_y { ticks::log(ylo, yhi) } else { ticks::linear(ylo, yhi) };
-        let (x0, x1) = xt.range();
+        let fx = |x: f64| if self.log_x { x.log10() } else { x };
         let fy = |y: f64| if self.log_y { y.log10() } else { y };
+        let (x0, x1) = (fx(xt.range().0), fx(xt.range().1));
         let (y0, y1) = (fy(yt.range().0), fy(yt.range().1));
         let (pw, ph) = (w - ml - mr, h - mt - mb);
-        let sx = |x: f64| ml + (x - x0) / (x1 - x0) * pw;
+        let sx = |x: f64| ml + (fx(x) - x0) / (x1 - x0) * pw;
         let sy = |y: f64| mt + (1.0 - (fy(y) - y0) / (y1 - y0)) * ph;
         let mut s = String::new();
         let _ = write!(
@@ -698,6 +708,27 @@ mod tests {
         // 400 points over ~490 px columns are kept as they are.
         let first = svg.split("points=\"").nth(1).unwrap();
         assert_eq!(first[..first.find('"').unwrap()].split(' ').count(), 400);
+    }
+
+    /// On a log x axis equal ratios are equal distances: 5, 50 and 500 NFE sit evenly, with
+    /// decade ticks; a point at x <= 0 cannot be drawn and is left out.
+    #[test]
+    fn a_log_x_axis_spaces_equal_ratios_evenly() {
+        let svg = LinePlot::new("sweep", "NFE", "FD")
+            .log_x(true)
+            .with(Series::new("s", vec![(0.0, 3.0), (5.0, 3.0), (50.0, 2.0), (500.0, 1.0)]))
+            .to_svg();
+        let t = texts(&svg);
+        for label in ["5", "10", "100", "500"] {
+            assert!(t.iter().any(|x| x == label), "no tick {label}: {t:?}");
+        }
+        let points = svg.split("points=\"").nth(1).unwrap();
+        let xs: Vec<f64> = points[..points.find('"').unwrap()]
+            .split(' ')
+            .map(|p| p.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(xs.len(), 3, "x = 0 left out");
+        assert!(((xs[1] - xs[0]) - (xs[2] - xs[1])).abs() < 0.15, "{xs:?}");
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! or of existing samples; reference statistics of data sets; NLL in bits/dim.
 //!
 //! `cargo xtask fid --checkpoint run1`, `cargo xtask fid-stats --data DIR --out ref.npz`,
-//! `cargo xtask nll --checkpoint run1 --data DIR`.
+//! `cargo xtask nll --checkpoint run1 --data DIR`, `cargo xtask sampler-sweep --checkpoint run1`.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ddpm_eval::args::{FidArgs, NllArgs, StatsArgs};
+use ddpm_eval::sweep::SweepArgs;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -24,6 +25,9 @@ enum Command {
     FidStats(StatsArgs),
     /// The variational bound in bits/dim over a data set.
     Nll(NllArgs),
+    /// Every sampler at 5, 10, 20 and 50 network evaluations (and ancestral at T), a few
+    /// seeds each, on the run's own measure: a table, its JSON, and a plot.
+    SamplerSweep(SweepArgs),
 }
 
 /// A progress callback over (done, of) images drawing one bar (hidden on ranks other than 0).
@@ -81,10 +85,22 @@ fn nll(a: NllArgs) -> Result<()> {
     Ok(())
 }
 
+fn sampler_sweep(a: SweepArgs) -> Result<()> {
+    let (device, dist) = a.common.rank()?;
+    let (pb, mut progress) = bar(dist.is_main());
+    let done = a.run(device, &dist, &mut progress)?;
+    pb.finish_and_clear();
+    let Some((sweep, out)) = done else { return Ok(()) };
+    print!("{}", ddpm_eval::sweep_report::markdown(&sweep));
+    println!("{}", out.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     ddpm_cli::main(|cli: Cli| match cli.command {
         Command::Fid(a) => fid(a),
         Command::FidStats(a) => fid_stats(a),
         Command::Nll(a) => nll(a),
+        Command::SamplerSweep(a) => sampler_sweep(a),
     })
 }

@@ -88,6 +88,16 @@ impl SamplerKind {
         )))
     }
 
+    /// The most steps whose network evaluations per image (see
+    /// [`SamplerOptions::network_evaluations`]) stay within `nfe`, at least one: Heun's
+    /// steps cost two evaluations but the last, the others' one each.
+    pub fn steps_for_evaluations(self, nfe: usize) -> usize {
+        match self {
+            Self::Heun => nfe.div_ceil(2).max(1),
+            _ => nfe.max(1),
+        }
+    }
+
     /// The usual number of steps: all T for DDPM, 50 for DDIM and the Euler samplers (diffusers'
     /// pipelines' default), 20 for DPM-Solver++, 18 for Heun (35 network evaluations).
     pub fn default_steps(self, t: usize) -> usize {
@@ -404,5 +414,42 @@ pub fn eps_and_x0(
     match convention {
         ClipConvention::ImprovedDiffusion => ((x - &x0c * sa) / s1a, x0c),
         ClipConvention::Diffusers => (eps, x0c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The steps for a budget of network evaluations spend at most the budget, and one
+        /// step more would overspend it (one step is the least any sampler takes).
+        #[test]
+        fn steps_for_evaluations_is_the_most_the_budget_buys(nfe in 1usize..2000, k in 0usize..6) {
+            let kind = [
+                SamplerKind::Ddpm,
+                SamplerKind::Ddim,
+                SamplerKind::DpmSolverPp,
+                SamplerKind::Heun,
+                SamplerKind::Euler,
+                SamplerKind::EulerAncestral,
+            ][k];
+            let cost = |steps| {
+                let mut o = SamplerOptions::new(kind, 4000);
+                o.steps = steps;
+                o.network_evaluations()
+            };
+            let s = kind.steps_for_evaluations(nfe);
+            prop_assert!(cost(s) <= nfe);
+            prop_assert!(cost(s + 1) > nfe);
+        }
+    }
+
+    #[test]
+    fn heun_spends_two_evaluations_a_step_but_the_last() {
+        let steps: Vec<usize> =
+            [5, 10, 20, 50].map(|n| SamplerKind::Heun.steps_for_evaluations(n)).to_vec();
+        assert_eq!(steps, vec![3, 5, 10, 25]);
     }
 }
