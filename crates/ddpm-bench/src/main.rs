@@ -205,14 +205,7 @@ fn bench_digits(run: &std::path::Path, device: Device) -> Value {
     let process = TensorDiffusion::from_config(&model.diffusion, device).unwrap();
     let n = 64u64;
     let mut out = json!({ "checkpoint_step": model.step, "n": n });
-    for kind in [
-        SamplerKind::Ddpm,
-        SamplerKind::Ddim,
-        SamplerKind::DpmSolverPp,
-        SamplerKind::Heun,
-        SamplerKind::Euler,
-        SamplerKind::EulerAncestral,
-    ] {
+    for kind in SamplerKind::ALL {
         let opts = SamplerOptions::new(kind, model.diffusion.steps);
         let indices: Vec<u64> = (0..n).collect();
         let shape = model.net.sample_shape();

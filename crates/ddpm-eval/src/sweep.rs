@@ -22,15 +22,6 @@ use std::time::Instant;
 /// Samples per cell unless `-n` says otherwise (or the measure's own number, if smaller).
 pub const DEFAULT_N: usize = 1000;
 
-const ALL: [SamplerKind; 6] = [
-    SamplerKind::Ddpm,
-    SamplerKind::Ddim,
-    SamplerKind::DpmSolverPp,
-    SamplerKind::Heun,
-    SamplerKind::Euler,
-    SamplerKind::EulerAncestral,
-];
-
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
     #[command(flatten)]
@@ -39,7 +30,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub checkpoint: String,
     /// Samplers, comma-separated (default: all six).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = ALL)]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = SamplerKind::ALL)]
     pub samplers: Vec<SamplerKind>,
     /// Network evaluations per image, comma-separated (Heun: the most steps within each).
     #[arg(long, value_delimiter = ',', default_values_t = [5, 10, 20, 50])]

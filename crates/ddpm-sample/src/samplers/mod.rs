@@ -50,6 +50,10 @@ pub enum SamplerKind {
 }
 
 impl SamplerKind {
+    /// Every sampler, in the order tables list them.
+    pub const ALL: [SamplerKind; 6] =
+        [Self::Ddpm, Self::Ddim, Self::DpmSolverPp, Self::Heun, Self::Euler, Self::EulerAncestral];
+
     /// The name the command line and output folders use: ddpm, ddim, dpm-solver++, heun,
     /// euler, euler-ancestral.
     pub fn name(self) -> &'static str {
@@ -427,14 +431,7 @@ mod tests {
         /// step more would overspend it (one step is the least any sampler takes).
         #[test]
         fn steps_for_evaluations_is_the_most_the_budget_buys(nfe in 1usize..2000, k in 0usize..6) {
-            let kind = [
-                SamplerKind::Ddpm,
-                SamplerKind::Ddim,
-                SamplerKind::DpmSolverPp,
-                SamplerKind::Heun,
-                SamplerKind::Euler,
-                SamplerKind::EulerAncestral,
-            ][k];
+            let kind = SamplerKind::ALL[k];
             let cost = |steps| {
                 let mut o = SamplerOptions::new(kind, 4000);
                 o.steps = steps;
@@ -444,6 +441,12 @@ mod tests {
             prop_assert!(cost(s) <= nfe);
             prop_assert!(cost(s + 1) > nfe);
         }
+    }
+
+    #[test]
+    fn all_lists_every_sampler_the_command_line_takes() {
+        use clap::ValueEnum;
+        assert_eq!(SamplerKind::value_variants(), &SamplerKind::ALL[..]);
     }
 
     #[test]
