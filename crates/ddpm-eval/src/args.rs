@@ -18,7 +18,12 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// A run's model, an error naming `--checkpoint`.
-fn open(ckpt: &str, runs: &Path, device: Device, raw: bool) -> Result<(RunDir, LoadedModel)> {
+pub(crate) fn open(
+    ckpt: &str,
+    runs: &Path,
+    device: Device,
+    raw: bool,
+) -> Result<(RunDir, LoadedModel)> {
     open_model(ckpt, runs, device, raw)
         .map_err(|e| EvalError::Arg(format!("loading --checkpoint {ckpt}: {e}")))
 }

@@ -12,7 +12,7 @@ use crate::error::{EvalError, Result};
 use crate::fid_request::{CheckpointSampling, FidRequest};
 use crate::protocol::{EvalOptions, Headline};
 use ddpm_dist::Dist;
-use ddpm_run::{LoadedModel, RunDir, open_model};
+use ddpm_run::{LoadedModel, RunDir};
 use ddpm_sample::samplers::{SamplerKind, TimeSteps};
 use ddpm_sample::{SamplerArgs, SamplerOptions};
 use serde::Serialize;
@@ -207,10 +207,8 @@ impl SweepArgs {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Option<(Sweep, PathBuf)>> {
         self.check()?;
-        let (run, model) = open_model(&self.checkpoint, &self.common.runs_dir, device, self.raw)
-            .map_err(|e| {
-                EvalError::Arg(format!("loading --checkpoint {}: {e}", self.checkpoint))
-            })?;
+        let (run, model) =
+            crate::args::open(&self.checkpoint, &self.common.runs_dir, device, self.raw)?;
         let options = EvalOptions {
             device,
             inception: self.common.inception(),
@@ -232,7 +230,6 @@ impl SweepArgs {
             * self.seeds.len();
         let (started, mut done) = (Instant::now(), 0usize);
         let mut cells = Vec::new();
-        let mut metric = String::new();
         for (k, p) in plan.iter().enumerate() {
             let o = &p.options;
             let mut values: Vec<Vec<Headline>> = Vec::new();
@@ -282,9 +279,6 @@ impl SweepArgs {
                     CellMetric { metric: h.metric.into(), values: v, mean, std, floor: h.floor }
                 })
                 .collect::<Vec<_>>();
-            if let Some(m) = metrics.first() {
-                metric = m.metric.clone();
-            }
             cells.push(Cell {
                 sampler: o.kind,
                 clip_x0: o.clip_x0,
@@ -299,6 +293,7 @@ impl SweepArgs {
         if !dist.is_main() {
             return Ok(None);
         }
+        let metric = cells.first().and_then(|c| c.metrics.first()).map(|m| m.metric.clone());
         let weights = if model.ema { "ema" } else { "raw" };
         let sweep = Sweep {
             checkpoint: model.checkpoint.display().to_string(),
@@ -307,7 +302,7 @@ impl SweepArgs {
             n,
             seeds: self.seeds.clone(),
             num_timesteps: model.diffusion.steps,
-            metric,
+            metric: metric.unwrap_or_default(),
             cells,
             seconds: started.elapsed().as_secs_f64(),
         };

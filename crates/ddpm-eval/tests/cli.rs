@@ -4,37 +4,12 @@
 //! against its own statistics gives FID 0; the first data half gives the distance of the data
 //! halves); 2-D distances; one-line errors.
 
+mod common;
+
+use common::{eval, ok, train};
 use ddpm_testkit::{run_json, run_script, temp_dir};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-
-fn train(config: &str, steps: u64) -> PathBuf {
-    let runs = temp_dir("eval-cli-runs");
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{config}.toml"));
-    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
-    c.train.total_steps = steps;
-    c.train.sample_every = 0;
-    let mut t = ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu).unwrap();
-    t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
-    runs
-}
-
-fn eval(args: &[&str], runs: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ddpm-eval"))
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 #[ignore = "needs the Python venv: run `cargo xtask test`"]

@@ -4,35 +4,10 @@
 //! JSON and the plot hold one row/line per sampler, and a rerun resumes the same samples.
 //! Impossible budgets are one-line errors that leave nothing behind.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::AtomicBool;
+mod common;
 
-fn train(steps: u64) -> PathBuf {
-    let runs = ddpm_testkit::temp_dir("sweep-runs");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml");
-    let mut c = ddpm_train::RunConfig::load(&path).unwrap();
-    c.train.total_steps = steps;
-    c.train.sample_every = 0;
-    let mut t = ddpm_train::Trainer::new(c, &runs, tch::Device::Cpu).unwrap();
-    t.train(&AtomicBool::new(false), &mut ddpm_train::LogProgress).unwrap();
-    runs
-}
-
-fn eval(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ddpm-eval"))
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{eval, ok as stdout, train};
+use std::path::PathBuf;
 
 const SWEEP: &[&str] = &[
     "sampler-sweep",
@@ -50,7 +25,7 @@ const SWEEP: &[&str] = &[
 
 #[test]
 fn every_cell_is_what_fid_measures_and_the_table_and_plot_hold_every_sampler() {
-    let runs = train(3);
+    let runs = train("tiny", 3);
     let out = stdout(&eval(SWEEP, &runs));
     let dir = PathBuf::from(out.lines().last().unwrap());
     assert!(dir.ends_with("sampler-sweep/step3-n64"), "{}", dir.display());
@@ -130,7 +105,7 @@ fn every_cell_is_what_fid_measures_and_the_table_and_plot_hold_every_sampler() {
 
 #[test]
 fn impossible_budgets_are_one_line_errors_and_leave_nothing_behind() {
-    let runs = train(1);
+    let runs = train("tiny", 1);
     for (extra, expected) in [
         (&["--nfe", "0"][..], "--nfe must be at least 1 network evaluation, got 0"),
         (&["--nfe", "5,500"][..], "--nfe 500 is more than the model's T = 100 steps"),
