@@ -17,6 +17,10 @@ Usage: ref_kdiffusion.py INPUT.json -> one JSON object. INPUT has "cmd":
   "euler":  {"sigmas", "m", "s", "x_T"} -> {"x0"}: sample_euler (no churn) on the given sigmas
   "euler_ancestral": {"sigmas", "m", "s", "x_T", "noise"} -> {"x0"}: sample_euler_ancestral (eta 1)
                                         whose noise_sampler returns noise[0], noise[1], ... in turn
+  "dpmpp_2m_sde" | "dpmpp_3m_sde": {"sigmas", "m", "s", "x_T", "noise"} -> {"x0", "xs"}:
+                                        sample_dpmpp_2m_sde (midpoint) / sample_dpmpp_3m_sde at
+                                        eta 1 with noise as above; xs: the callback's x before each
+                                        evaluation, in the VP scale x / sqrt(1 + sigma_i^2)
   "conversions": {"T", "t", "sigma", "x", "grid_sigma"} -> t_to_sigma(t), sigma_to_t(sigma), and
                                         the eps and v wrappers' D(x; grid_sigma) with `net` below
 """
@@ -89,6 +93,19 @@ def main():
             noise = lambda sigma, sigma_next: torch.tensor(next(draws), dtype=torch.float64).reshape(x.shape)
             x0 = sampling.sample_euler_ancestral(D, x, sigmas, disable=True, noise_sampler=noise)
         out = {"x0": flat(x0)}
+    elif cmd in ("dpmpp_2m_sde", "dpmpp_3m_sde"):
+        torch.set_default_dtype(torch.float64)
+        sigmas = torch.tensor(inp["sigmas"], dtype=torch.float64)
+        x = torch.tensor(inp["x_T"], dtype=torch.float64) * (1 + sigmas[0] ** 2) ** 0.5
+        x = x.reshape(1, -1)
+        draws = iter(inp["noise"])
+        noise = lambda sigma, sigma_next: torch.tensor(next(draws), dtype=torch.float64).reshape(x.shape)
+        xs = []
+        record = lambda info: xs.append(flat(info["x"] / (1 + info["sigma"] ** 2) ** 0.5))
+        sampler = getattr(sampling, "sample_" + cmd)
+        x0 = sampler(gaussian_denoiser(inp["m"], inp["s"]), x, sigmas, disable=True,
+                     noise_sampler=noise, callback=record)
+        out = {"x0": flat(x0), "xs": xs}
     elif cmd == "conversions":
         torch.set_default_dtype(torch.float64)
         ac = alphas_cumprod(inp["T"])

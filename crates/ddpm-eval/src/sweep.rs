@@ -13,7 +13,7 @@ use crate::fid_request::{CheckpointSampling, FidRequest};
 use crate::protocol::{EvalOptions, Headline};
 use ddpm_dist::Dist;
 use ddpm_run::{LoadedModel, RunDir};
-use ddpm_sample::samplers::{SamplerKind, TimeSteps};
+use ddpm_sample::samplers::SamplerKind;
 use ddpm_sample::{SamplerArgs, SamplerOptions};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -164,19 +164,8 @@ impl SweepArgs {
             false => self.clip.iter().copied().map(Some).collect(),
         };
         let options = |kind: SamplerKind, steps: usize, clip: Option<bool>| {
-            SamplerArgs {
-                sampler: kind,
-                steps: Some(steps),
-                eta: 0.0,
-                skip: None,
-                time_steps: TimeSteps::LogSnr,
-                sigmas: None,
-                variance: None,
-                clip,
-                clip_convention: None,
-                guidance: 1.0,
-            }
-            .options(run, model)
+            SamplerArgs { steps: Some(steps), clip, ..SamplerArgs::for_sampler(kind) }
+                .options(run, model)
             .map_err(|e| EvalError::Arg(format!("sampler-sweep: {e}")))
         };
         let mut plan = Vec::new();
@@ -240,7 +229,7 @@ impl SweepArgs {
                         "cell {}/{}: {} {} steps ({} NFE), clip {}, seed {seed}",
                         k + 1,
                         plan.len(),
-                        o.kind.name(),
+                        o.kind().name(),
                         o.steps,
                         o.network_evaluations(),
                         if o.clip_x0 { "on" } else { "off" },
@@ -280,7 +269,7 @@ impl SweepArgs {
                 })
                 .collect::<Vec<_>>();
             cells.push(Cell {
-                sampler: o.kind,
+                sampler: o.kind(),
                 clip_x0: o.clip_x0,
                 nfe_budget: p.budget,
                 steps: o.steps,

@@ -20,4 +20,4 @@ pub mod samplers;
 pub use config::SamplingConfig;
 pub use error::{Result, SampleError};
 pub use request::{SampleRequest, SamplerArgs};
-pub use samplers::{ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};
+pub use samplers::{ClipConvention, SamplerKind, SamplerOptions, Skip, Solver, TimeSteps};

@@ -4,7 +4,9 @@
 
 use crate::config::SamplingConfig;
 use crate::error::{Result, SampleError};
-use crate::samplers::{ClipConvention, SamplerKind, SamplerOptions, SigmaSpacing, Skip, TimeSteps};
+use crate::samplers::{
+    ClipConvention, SamplerKind, SamplerOptions, SigmaSpacing, Skip, Solver, TimeSteps,
+};
 use ddpm_core::ModelVar;
 use ddpm_run::{LoadedModel, RunDir};
 use serde::{Deserialize, Serialize};
@@ -76,34 +78,43 @@ impl ModelArgs {
     }
 }
 
-/// The sampler as the command line chooses it (flattened into both binaries' arguments).
+/// The sampler as the command line chooses it (flattened into both binaries' arguments). A
+/// flag of one sampler given with another is refused by name: each sampler's options are its
+/// own ([`Solver`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SamplerArgs {
     #[arg(long, value_enum, default_value = "ddpm")]
     pub sampler: SamplerKind,
-    /// Network evaluations (default: T for ddpm, 50 ddim, 20 dpm-solver++, 18 heun steps).
+    /// Network evaluations (default: T for ddpm, 50 ddim and the Euler samplers, 20 the
+    /// DPM-Solver++ family and unipc, 18 heun steps).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// DDIM's eta (0: deterministic).
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
-    /// DDIM's kept steps: uniform (improved-diffusion's stride), quadratic, or diffusers'
-    /// leading, trailing and linspace (also as --timestep-spacing). Default: the run's
-    /// [sampling] timestep_spacing (an imported pipeline's), else uniform.
+    /// DDIM's eta (default 0: deterministic).
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// The kept steps of ddim and ddpm: uniform (ddim: improved-diffusion's stride; ddpm:
+    /// improved-diffusion's even respacing), quadratic, or diffusers' leading, trailing and
+    /// linspace (also as --timestep-spacing). Default: the run's [sampling] timestep_spacing
+    /// (an imported pipeline's), else uniform.
     #[arg(long, value_enum, alias = "timestep-spacing")]
     pub skip: Option<Skip>,
-    /// DPM-Solver++'s time-step placement.
-    #[arg(long, value_enum, default_value = "log-snr")]
-    pub time_steps: TimeSteps,
-    /// The noise levels of heun, euler and euler-ancestral: karras (rho = 7) or exponential
-    /// (uniform in log sigma). Default karras.
+    /// Where dpm-solver++ and unipc evaluate: log-snr (default), uniform (diffusers'
+    /// linspace) or karras.
+    #[arg(long, value_enum)]
+    pub time_steps: Option<TimeSteps>,
+    /// The noise levels: karras (rho = 7, the default of heun, euler, euler-ancestral and the
+    /// SDE solvers) or exponential (uniform in log sigma). For dpm-solver++ and unipc, the
+    /// same as --time-steps karras or log-snr.
     #[arg(long, value_enum)]
     pub sigmas: Option<SigmaSpacing>,
+    /// UniPC's order: 1, 2 (default, as diffusers) or 3.
+    #[arg(long)]
+    pub order: Option<usize>,
     /// DDPM's variance instead of the model's: fixed_small or fixed_large.
     #[arg(long)]
     pub variance: Option<String>,
-    /// Clip predicted x0 to [-1, 1] (default: the run's [sampling] clip, else on for ddpm/ddim
-    /// and off for the ODE solvers).
+    /// Clip predicted x0 to [-1, 1] (default: the run's [sampling] clip, else on for every
+    /// sampler).
     #[arg(long)]
     pub clip: Option<bool>,
     /// DDIM with clipping: improved-diffusion re-derives eps from the clipped x0; diffusers
@@ -118,11 +129,77 @@ pub struct SamplerArgs {
 }
 
 impl SamplerArgs {
+    /// Plain arguments for `sampler` (every flag at its default), e.g. for a sweep's cells.
+    pub fn for_sampler(sampler: SamplerKind) -> Self {
+        Self {
+            sampler,
+            steps: None,
+            eta: None,
+            skip: None,
+            time_steps: None,
+            sigmas: None,
+            order: None,
+            variance: None,
+            clip: None,
+            clip_convention: None,
+            guidance: 1.0,
+        }
+    }
+
     /// The sampler's options for `model` of `run`: the run's `[sampling]` table as defaults,
     /// the command line over them; checked, errors name the argument and echo the value.
     pub fn options(&self, run: &RunDir, model: &LoadedModel) -> Result<SamplerOptions> {
         let defaults: SamplingConfig = run.section("sampling")?;
         self.options_with(&defaults, model)
+    }
+
+    /// Refuses each flag given that the chosen sampler does not take.
+    fn check_applies(&self) -> Result<()> {
+        use SamplerKind as K;
+        let kind = self.sampler;
+        let multistep = [K::DpmSolverPp, K::Unipc];
+        let flags: [(&str, Option<String>, &[SamplerKind]); 7] = [
+            ("--eta", self.eta.map(|v| v.to_string()), &[K::Ddim]),
+            ("--skip", self.skip.map(|v| v.name().into()), &[K::Ddim, K::Ddpm]),
+            ("--clip-convention", self.clip_convention.map(|v| v.name().into()), &[K::Ddim]),
+            ("--variance", self.variance.clone(), &[K::Ddpm]),
+            ("--time-steps", self.time_steps.map(|v| v.name().into()), &multistep),
+            ("--order", self.order.map(|v| v.to_string()), &[K::Unipc]),
+            ("--sigmas", self.sigmas.map(|v| v.name().into()), &[]),
+        ];
+        for (flag, given, takers) in flags {
+            let Some(value) = given else { continue };
+            let takes = if flag == "--sigmas" {
+                kind.steps_in_sigma() || multistep.contains(&kind)
+            } else {
+                takers.contains(&kind)
+            };
+            if !takes {
+                let names: Vec<&str> = if flag == "--sigmas" {
+                    K::ALL
+                        .iter()
+                        .filter(|k| k.steps_in_sigma() || multistep.contains(k))
+                        .map(|k| k.name())
+                        .collect()
+                } else {
+                    takers.iter().map(|k| k.name()).collect()
+                };
+                return Err(arg(format!(
+                    "{flag} {value} applies to {} only, not {}",
+                    names.join(", "),
+                    kind.name()
+                )));
+            }
+        }
+        if let (Some(t), Some(s)) = (self.time_steps, self.sigmas) {
+            return Err(arg(format!(
+                "--time-steps {} and --sigmas {} both place {}'s steps: give one",
+                t.name(),
+                s.name(),
+                kind.name()
+            )));
+        }
+        Ok(())
     }
 
     /// [`SamplerArgs::options`] with the run's `[sampling]` defaults given.
@@ -131,61 +208,55 @@ impl SamplerArgs {
         defaults: &SamplingConfig,
         model: &LoadedModel,
     ) -> Result<SamplerOptions> {
+        self.check_applies()?;
         let t = model.diffusion.steps;
         let mut opts = SamplerOptions::new(self.sampler, t);
         opts.steps = self.steps.unwrap_or(opts.steps);
-        opts.eta = self.eta;
-        // DDIM's own flags, refused by name for the other samplers.
-        for (flag, given, why) in [
-            ("--skip", self.skip.map(Skip::name), "places its own steps"),
-            (
-                "--clip-convention",
-                self.clip_convention.map(ClipConvention::name),
-                "uses the x0 prediction alone",
-            ),
-        ] {
-            if let Some(value) = given
-                && self.sampler != SamplerKind::Ddim
-            {
-                return Err(arg(format!(
-                    "{flag} {value} applies to ddim only ({} {why})",
-                    self.sampler.name()
-                )));
-            }
-        }
-        opts.time_steps = self.time_steps;
         opts.guidance_scale = self.guidance;
-        opts.sigmas = self.sigmas.unwrap_or_default();
-        if let Some(sp) = self.sigmas {
-            self.sampler.check_sigmas(sp)?;
-        }
-        opts.clip_x0 = self.clip.or(defaults.clip).unwrap_or(self.sampler.clips_by_default());
-        if self.sampler == SamplerKind::Ddim {
-            opts.clip_convention = self.clip_convention.unwrap_or(defaults.clip_convention);
-            opts.final_abar_one = defaults.final_abar_one;
-            opts.skip = self.skip.unwrap_or(defaults.timestep_spacing);
-            if opts.skip.takes_steps_offset() {
-                opts.steps_offset = defaults.steps_offset;
+        opts.clip_x0 = self.clip.or(defaults.clip).unwrap_or(true);
+        let placement = self.time_steps.or(self.sigmas.map(TimeSteps::of_sigmas));
+        match &mut opts.solver {
+            Solver::Ddpm(o) => {
+                o.skip = self.skip.unwrap_or(defaults.timestep_spacing);
+                if o.skip == Skip::Leading {
+                    o.steps_offset = defaults.steps_offset;
+                }
+                o.variance = match self.variance.as_deref() {
+                    None => None,
+                    Some("fixed_small") => Some(ModelVar::FixedSmall),
+                    Some("fixed_large") => Some(ModelVar::FixedLarge),
+                    Some(other) => {
+                        return Err(arg(format!(
+                            "--variance must be fixed_small or fixed_large, got {other:?}"
+                        )));
+                    }
+                };
+                if o.variance.is_some() && model.diffusion.model_var.is_learned() {
+                    return Err(arg(format!(
+                        "--variance: this model learned its variance ({:?})",
+                        model.diffusion.model_var
+                    )));
+                }
             }
-        }
-        opts.variance = match self.variance.as_deref() {
-            None => None,
-            Some("fixed_small") => Some(ModelVar::FixedSmall),
-            Some("fixed_large") => Some(ModelVar::FixedLarge),
-            Some(other) => {
-                return Err(arg(format!(
-                    "--variance must be fixed_small or fixed_large, got {other:?}"
-                )));
+            Solver::Ddim(o) => {
+                o.eta = self.eta.unwrap_or(0.0);
+                o.clip_convention = self.clip_convention.unwrap_or(defaults.clip_convention);
+                o.final_abar_one = defaults.final_abar_one;
+                o.skip = self.skip.unwrap_or(defaults.timestep_spacing);
+                if o.skip.takes_steps_offset() {
+                    o.steps_offset = defaults.steps_offset;
+                }
             }
-        };
-        if opts.variance.is_some() && self.sampler != SamplerKind::Ddpm {
-            return Err(arg("--variance applies to the ddpm sampler only".into()));
-        }
-        if opts.variance.is_some() && model.diffusion.model_var.is_learned() {
-            return Err(arg(format!(
-                "--variance: this model learned its variance ({:?})",
-                model.diffusion.model_var
-            )));
+            Solver::DpmSolverPp(o) => o.time_steps = placement.unwrap_or_default(),
+            Solver::Unipc(o) => {
+                o.time_steps = placement.unwrap_or_default();
+                o.order = self.order.unwrap_or(o.order);
+            }
+            Solver::DpmSolverPpSde(o)
+            | Solver::DpmSolverPp3mSde(o)
+            | Solver::Heun(o)
+            | Solver::Euler(o)
+            | Solver::EulerAncestral(o) => o.sigmas = self.sigmas.unwrap_or_default(),
         }
         opts.validate(t)?;
         if self.guidance != 1.0 && model.net.num_classes().is_none() {
@@ -264,29 +335,36 @@ impl SampleRequest {
     /// `step<step>[-raw]-<sampler>-<steps>[-<sigmas>][-w<w>][-o<digest>]<count>-seed<seed>`: the
     /// sigma spacing named where it is not the default karras, the other settings digested.
     fn folder_name(&self, step: u64, ema: bool, count: &str) -> String {
-        let (kind, steps) = (self.sampler.kind.name(), self.sampler.steps);
+        let (kind, steps) = (self.sampler.kind().name(), self.sampler.steps);
         let weights = if ema { "" } else { "-raw" };
         let w = self.guidance_tag();
-        let sigmas = match self.sampler.sigmas {
-            SigmaSpacing::Karras => String::new(),
-            other => format!("-{}", other.name()),
+        let sigmas = match self.sampler.solver.sigma_options().map(|o| o.sigmas) {
+            None | Some(SigmaSpacing::Karras) => String::new(),
+            Some(other) => format!("-{}", other.name()),
         };
         let rest = self.settings_tag();
         format!("step{step}{weights}-{kind}-{steps}{sigmas}{w}{rest}{count}-seed{}", self.seed)
     }
 
-    /// `-o<digest>` where any other setting that changes the samples (eta, skip, time-step
-    /// placement, variance, clipping and its convention, DDIM's last step and offset) differs
-    /// from the sampler's defaults: 8 hex digits of FNV-1a 64 over the options' JSON, so that
-    /// e.g. `--clip false` after a plain job gets a folder of its own. Nothing for defaults.
+    /// `-o<digest>` where any other setting that changes the samples (the sampler's own
+    /// options, clipping) differs from the sampler's defaults: 8 hex digits of FNV-1a 64 over
+    /// the options' JSON, so that e.g. `--clip false` after a plain job gets a folder of its
+    /// own. Nothing for defaults.
     fn settings_tag(&self) -> String {
         let o = &self.sampler;
+        let mut solver = Solver::new(o.kind());
+        if let (Solver::Heun(d) | Solver::Euler(d) | Solver::EulerAncestral(d)
+        | Solver::DpmSolverPpSde(d) | Solver::DpmSolverPp3mSde(d), Some(own)) =
+            (&mut solver, o.solver.sigma_options())
+        {
+            // Named in the folder already.
+            d.sigmas = own.sigmas;
+        }
         let defaults = SamplerOptions {
+            solver,
             steps: o.steps,
-            sigmas: o.sigmas,
             guidance_scale: o.guidance_scale,
-            clip_x0: o.kind.clips_by_default(),
-            ..SamplerOptions::new(o.kind, o.steps)
+            clip_x0: true,
         };
         if *o == defaults {
             return String::new();
@@ -350,21 +428,25 @@ mod tests {
     /// the rest by digest; asking for a default explicitly does not.
     #[test]
     fn every_setting_that_changes_the_samples_is_in_the_name() {
-        let req = |f: &dyn Fn(&mut SamplerOptions)| {
+        let ddim = |f: &dyn Fn(&mut crate::samplers::ddim::Options)| {
             let mut sampler = SamplerOptions::new(SamplerKind::Ddim, 1000);
-            f(&mut sampler);
+            if let Solver::Ddim(o) = &mut sampler.solver {
+                f(o);
+            }
             request(sampler, 0, 100, Labels::None).fid_job_name(7, true)
         };
-        let plain = req(&|_| {});
+        let plain = ddim(&|_| {});
         assert_eq!(plain, "step7-ddim-50-n100-seed0");
-        assert_eq!(req(&|o| o.clip_x0 = true), plain);
+        assert_eq!(ddim(&|o| o.eta = 0.0), plain);
+        let mut unclipped = SamplerOptions::new(SamplerKind::Ddim, 1000);
+        unclipped.clip_x0 = false;
         let variants = [
-            req(&|o| o.clip_x0 = false),
-            req(&|o| o.eta = 0.5),
-            req(&|o| o.skip = Skip::Quadratic),
-            req(&|o| o.clip_convention = ClipConvention::Diffusers),
-            req(&|o| o.final_abar_one = false),
-            req(&|o| o.steps_offset = 1),
+            request(unclipped, 0, 100, Labels::None).fid_job_name(7, true),
+            ddim(&|o| o.eta = 0.5),
+            ddim(&|o| o.skip = Skip::Quadratic),
+            ddim(&|o| o.clip_convention = ClipConvention::Diffusers),
+            ddim(&|o| o.final_abar_one = false),
+            ddim(&|o| o.steps_offset = 1),
         ];
         for (i, v) in variants.iter().enumerate() {
             assert!(v.starts_with("step7-ddim-50-o") && v.ends_with("-n100-seed0"), "{v}");
@@ -372,11 +454,18 @@ mod tests {
             assert!(variants[..i].iter().all(|u| u != v), "{v} repeats");
         }
         let mut heun = SamplerOptions::new(SamplerKind::Heun, 1000);
-        (heun.sigmas, heun.clip_x0) = (SigmaSpacing::Exponential, false);
+        heun.solver = Solver::Heun(crate::samplers::SigmaOptions { sigmas: SigmaSpacing::Exponential });
         let r = request(heun, 1, 10, Labels::None);
         assert_eq!(r.job_name(7, true), "step7-heun-18-exponential-seed1");
-        let mut clipped = r.clone();
-        clipped.sampler.clip_x0 = true;
-        assert!(clipped.job_name(7, true).starts_with("step7-heun-18-exponential-o"));
+        let mut unclipped = r.clone();
+        unclipped.sampler.clip_x0 = false;
+        assert!(unclipped.job_name(7, true).starts_with("step7-heun-18-exponential-o"));
+        // The new samplers' own options too.
+        let mut unipc = SamplerOptions::new(SamplerKind::Unipc, 1000);
+        let plain = request(unipc.clone(), 0, 10, Labels::None).job_name(7, true);
+        assert_eq!(plain, "step7-unipc-20-seed0");
+        unipc.solver = Solver::Unipc(crate::samplers::unipc::Options { order: 3, ..Default::default() });
+        let third = request(unipc, 0, 10, Labels::None).job_name(7, true);
+        assert!(third.starts_with("step7-unipc-20-o") && third != plain, "{third}");
     }
 }

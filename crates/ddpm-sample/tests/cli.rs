@@ -365,13 +365,60 @@ fn the_runs_sampling_table_sets_defaults_that_flags_override() {
     );
     ok(sample(&runs, &b, &[&args[..], &["--clip-convention", "improved-diffusion"]].concat()));
     assert_eq!(manifest(&b)["sampler"]["clip_convention"], "improved-diffusion");
-    // The other samplers keep their own settings whatever the table says.
+    // The other samplers have settings of their own, which the table's DDIM keys do not reach.
     let c = dir.join("heun");
     ok(sample(&runs, &c, &["--sampler", "heun", "--steps", "2", "-n", "1", "--no-png"]));
-    assert_eq!(manifest(&c)["sampler"]["steps_offset"], 0);
+    let m = manifest(&c)["sampler"].clone();
+    assert_eq!((&m["kind"], &m["sigmas"]), (&"heun".into(), &"karras".into()), "{m}");
+    assert!(m.get("steps_offset").is_none() && m.get("clip_convention").is_none(), "{m}");
     fails(
         &runs,
         &["--sampler", "heun", "--clip-convention", "diffusers"],
         "--clip-convention diffusers applies to ddim only",
     );
+}
+
+/// The samplers added beside the first four run from the command line with their own flags,
+/// which the manifest records; a flag of another sampler, or two placements at once, is a
+/// one-line error naming the flag and the samplers it applies to.
+#[test]
+fn every_sampler_runs_from_the_command_line_with_its_own_flags() {
+    let runs = trained();
+    let dir = temp_dir("sample-every-sampler");
+    let manifest = |out: &Path| -> serde_json::Value {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                .unwrap();
+        m["sampler"].clone()
+    };
+    for (i, (flags, key, want)) in [
+        (&["--sampler", "unipc", "--order", "3", "--steps", "3"][..], "order", serde_json::json!(3)),
+        (&["--sampler", "unipc", "--sigmas", "karras", "--steps", "3"], "time_steps", "karras".into()),
+        (&["--sampler", "dpm-solver++-sde", "--steps", "3"], "sigmas", "karras".into()),
+        (&["--sampler", "dpm-solver++-3m-sde", "--sigmas", "exponential", "--steps", "3"], "sigmas", "exponential".into()),
+        (&["--sampler", "dpm-solver++", "--time-steps", "karras", "--steps", "3"], "time_steps", "karras".into()),
+        (&["--sampler", "ddpm", "--timestep-spacing", "trailing", "--steps", "3"], "skip", "trailing".into()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.join(i.to_string());
+        ok(sample(&runs, &out, &[flags, &["-n", "2", "--no-png"]].concat()));
+        let m = manifest(&out);
+        assert_eq!(m[key], want, "{flags:?}: {m}");
+        assert_eq!(m["clip_x0"], true, "{flags:?}: clipping is on by default: {m}");
+    }
+    for (flags, needle) in [
+        (&["--sampler", "ddim", "--order", "3"][..], "--order 3 applies to unipc only, not ddim"),
+        (&["--sampler", "heun", "--eta", "0.5"], "--eta 0.5 applies to ddim only, not heun"),
+        (&["--sampler", "ddim", "--sigmas", "karras"], "--sigmas karras applies to dpm-solver++"),
+        (&["--sampler", "euler", "--skip", "leading"], "--skip leading applies to ddim, ddpm only, not euler"),
+        (&["--sampler", "unipc", "--order", "4"], "--order must be 1, 2 or 3 for unipc, got 4"),
+        (
+            &["--sampler", "unipc", "--time-steps", "uniform", "--sigmas", "karras"],
+            "--time-steps uniform and --sigmas karras both place unipc's steps",
+        ),
+    ] {
+        fails(&runs, flags, needle);
+    }
 }

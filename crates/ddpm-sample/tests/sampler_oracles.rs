@@ -15,12 +15,25 @@ use ddpm_core::tensor::TensorDiffusion;
 use ddpm_core::{DiffusionConfig, ModelMean, ScheduleName};
 use ddpm_sample::noise::ImageNoise;
 use ddpm_sample::samplers::{
-    self, SamplerKind, SamplerOptions, SigmaSpacing, TimeSteps, abar_at, ddim, dpm_solver,
-    eps_and_x0, euler, sigmas, t_of_log_abar,
+    self, SamplerKind, SamplerOptions, SigmaOptions, SigmaSpacing, Solver, TimeSteps, abar_at,
+    ddim, dpm_solver, eps_and_x0, euler, sigmas, t_of_log_abar,
 };
 use ddpm_testkit::{NEEDS_VENV, f64s, max_rel_diff, run_json, temp_dir};
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
+
+/// `kind` (a sampler in sigma) on `spacing`'s noise levels.
+fn with_sigmas(kind: SamplerKind, spacing: SigmaSpacing) -> Solver {
+    let o = SigmaOptions { sigmas: spacing };
+    match kind {
+        SamplerKind::Euler => Solver::Euler(o),
+        SamplerKind::EulerAncestral => Solver::EulerAncestral(o),
+        SamplerKind::Heun => Solver::Heun(o),
+        SamplerKind::DpmSolverPpSde => Solver::DpmSolverPpSde(o),
+        SamplerKind::DpmSolverPp3mSde => Solver::DpmSolverPp3mSde(o),
+        other => panic!("{other:?} does not step in sigma"),
+    }
+}
 
 fn oracle(script: &str, input: Value) -> Value {
     let path = temp_dir("sampler-oracle").join("in.json");
@@ -75,10 +88,12 @@ fn ddim_matches_denoising_diffusion_pytorch_ddim_sample() {
         assert_eq!(kept.len(), steps);
         assert_eq!(*kept.last().unwrap(), 999, "its placement ends at T - 1");
         let mut opts = SamplerOptions::new(SamplerKind::Ddim, 1000);
-        (opts.steps, opts.eta, opts.clip_x0) = (steps, 0.0, true);
+        (opts.steps, opts.clip_x0) = (steps, true);
+        let own = ddim::Options::default();
         let mut noise = ImageNoise::new(1, &[0, 1], &[1, 4, 4], Device::Cpu);
         let mut model = |x: &Tensor, t: &Tensor| net(x, t);
-        let ours = ddim::sample_at(&kept, &opts, &td, &mut model, x, &mut noise, &mut |_| {});
+        let ours =
+            ddim::sample_at(&kept, &opts, &own, &td, &mut model, x, &mut noise, &mut |_| {});
         let d = rel_to_scale(&flat(&ours), &f64s(&theirs["x0"]));
         eprintln!("DDIM {name} S={steps}: max difference {d:e} (its tables are float32)");
         assert!(d < 1e-5, "DDIM {name} S={steps}: {d:e}");
@@ -155,7 +170,8 @@ fn dpm_solver_pp_matches_k_diffusion_sample_dpmpp_2m() {
                 json!({"cmd": "dpmpp", "sigmas": sigmas, "m": M, "s": S, "x_T": flat(&x)}),
             );
             let mut opts = SamplerOptions::new(SamplerKind::DpmSolverPp, 1000);
-            (opts.steps, opts.clip_x0, opts.time_steps) = (steps, false, placement);
+            (opts.steps, opts.clip_x0) = (steps, false);
+            opts.solver = Solver::DpmSolverPp(dpm_solver::Options { time_steps: placement });
             let mut noise = ImageNoise::new(1, &[0], &[1, 4, 4], Device::Cpu);
             let x0 =
                 samplers::sample(&opts, &td, &mut gaussian_model(&td), x, &mut noise, &mut |_| {})
@@ -194,7 +210,8 @@ fn euler_and_euler_ancestral_match_k_diffusion() {
                 json!({"cmd": cmd, "sigmas": sigmas, "m": M, "s": S, "x_T": flat(&x), "noise": noise}),
             );
             let mut opts = SamplerOptions::new(kind, 1000);
-            (opts.steps, opts.clip_x0, opts.sigmas) = (steps, false, spacing);
+            (opts.steps, opts.clip_x0) = (steps, false);
+            opts.solver = with_sigmas(kind, spacing);
             let mut noise = ImageNoise::new(4, &[10, 11], &[1, 4, 4], Device::Cpu);
             let mut evals = 0;
             let x0 =
@@ -211,6 +228,57 @@ fn euler_and_euler_ancestral_match_k_diffusion() {
     // The ancestral step's split, against k-diffusion's get_ancestral_step at eta = 1.
     let (down, up) = euler::ancestral_step(2.0, 0.5);
     assert!((down - 0.125).abs() < 1e-15 && (up - (0.25f64 * 3.75 / 4.0).sqrt()).abs() < 1e-15);
+}
+
+/// DPM-Solver++(2M) SDE and (3M) SDE against k-diffusion's `sample_dpmpp_2m_sde` (midpoint,
+/// eta 1) and `sample_dpmpp_3m_sde` step by step: the state before every network evaluation
+/// (its callback's x, in our VP scale) and the result, on the exact denoiser of Gaussian data,
+/// from the same x_T, with k-diffusion's `noise_sampler` handed the draws of a twin
+/// `ImageNoise` (two images, so mixing them up would show), on Karras and exponential sigmas.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn dpm_solver_pp_sde_samplers_match_k_diffusion_step_by_step() {
+    let td = td(ScheduleName::Linear, ModelMean::Eps);
+    for (kind, cmd) in [
+        (SamplerKind::DpmSolverPpSde, "dpmpp_2m_sde"),
+        (SamplerKind::DpmSolverPp3mSde, "dpmpp_3m_sde"),
+    ] {
+        for (steps, spacing) in [
+            (5usize, SigmaSpacing::Karras),
+            (20, SigmaSpacing::Karras),
+            (12, SigmaSpacing::Exponential),
+        ] {
+            let sigmas = sigmas::sigmas(&td, steps, spacing);
+            let x = x_t(2, 19);
+            let mut twin = ImageNoise::new(6, &[4, 9], &[1, 4, 4], Device::Cpu);
+            let noise: Vec<Vec<f64>> = (0..steps - 1).map(|_| flat(&twin.draw())).collect();
+            let theirs = oracle(
+                "ref_kdiffusion.py",
+                json!({"cmd": cmd, "sigmas": sigmas, "m": M, "s": S, "x_T": flat(&x), "noise": noise}),
+            );
+            let mut opts = SamplerOptions::new(kind, 1000);
+            (opts.steps, opts.clip_x0) = (steps, false);
+            opts.solver = with_sigmas(kind, spacing);
+            let mut noise = ImageNoise::new(6, &[4, 9], &[1, 4, 4], Device::Cpu);
+            let mut inputs = Vec::new();
+            let mut gaussian = gaussian_model(&td);
+            let mut model = |x: &Tensor, t: &Tensor| {
+                inputs.push(flat(x));
+                gaussian(x, t)
+            };
+            let x0 = samplers::sample(&opts, &td, &mut model, x, &mut noise, &mut |_| {}).unwrap();
+            let their_inputs: Vec<Vec<f64>> =
+                theirs["xs"].as_array().unwrap().iter().map(f64s).collect();
+            assert_eq!(inputs.len(), their_inputs.len(), "{cmd} {steps}: evaluations");
+            for (i, (a, b)) in inputs.iter().zip(&their_inputs).enumerate() {
+                let d = rel_to_scale(a, b);
+                assert!(d < 1e-7, "{cmd} {steps} {}: step {i} differs by {d:e}", spacing.name());
+            }
+            let d = rel_to_scale(&flat(&x0), &f64s(&theirs["x0"]));
+            eprintln!("{cmd} {steps} {} steps: {d:e}", spacing.name());
+            assert!(d < 1e-7, "{cmd} {steps} {}: {d:e}", spacing.name());
+        }
+    }
 }
 
 /// Euler and Euler ancestral against diffusers' `EulerDiscreteScheduler(use_karras_sigmas=True)`
@@ -249,7 +317,8 @@ fn euler_and_euler_ancestral_match_diffusers() {
                 spacing.name()
             );
             let mut opts = SamplerOptions::new(kind, 1000);
-            (opts.steps, opts.clip_x0, opts.sigmas) = (steps, false, spacing);
+            (opts.steps, opts.clip_x0) = (steps, false);
+            opts.solver = with_sigmas(kind, spacing);
             let mut noise = ImageNoise::new(5, &[3, 8], &[1, 4, 4], Device::Cpu);
             let x0 =
                 samplers::sample(&opts, &td, &mut gaussian_model(&td), x, &mut noise, &mut |_| {})

@@ -1,11 +1,15 @@
-//! Step-for-step parity with diffusers' DDPMScheduler, DDIMScheduler and
-//! DPMSolverMultistepScheduler (`scripts/ref_schedulers.py`): the same model outputs,
-//! timesteps and noise give the same trajectory (f64 on both sides).
+//! Step-for-step parity with diffusers' DDPMScheduler, DDIMScheduler,
+//! DPMSolverMultistepScheduler (DPM-Solver++(2M), and its "sde-dpmsolver++" for our
+//! dpm-solver++-sde) and UniPCMultistepScheduler (`scripts/ref_schedulers.py`): the same model
+//! outputs, timesteps and noise give the same trajectory (f64 on both sides).
 
 use ddpm_core::tensor::TensorDiffusion;
 use ddpm_core::{DiffusionConfig, ModelVar, ScheduleName};
 use ddpm_sample::noise::ImageNoise;
-use ddpm_sample::samplers::{self, ClipConvention, SamplerKind, SamplerOptions, Skip, TimeSteps};
+use ddpm_sample::samplers::{
+    self, ClipConvention, SamplerKind, SamplerOptions, SigmaOptions, SigmaSpacing, Skip, Solver,
+    TimeSteps, ddim, ddpm, dpm_solver, sigmas, unipc,
+};
 use ddpm_testkit::{f64s, run_json, temp_dir};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
@@ -30,8 +34,14 @@ struct Case {
     off_scale: bool,
     final_abar_one: bool,
     steps_offset: usize,
-    /// DDIM's kept steps (diffusers' `timestep_spacing` for leading, trailing, linspace).
+    /// DDIM's and DDPM's kept steps (diffusers' `timestep_spacing` for leading, trailing,
+    /// linspace).
     skip: Skip,
+    /// DPM-Solver++'s and UniPC's placement (uniform: diffusers' linspace; karras: its
+    /// `use_karras_sigmas`).
+    time_steps: TimeSteps,
+    /// UniPC's order.
+    order: usize,
 }
 
 impl Case {
@@ -49,6 +59,69 @@ impl Case {
             final_abar_one: true,
             steps_offset: 0,
             skip: Skip::Uniform,
+            time_steps: TimeSteps::Uniform,
+            order: 2,
+        }
+    }
+
+    fn options(&self) -> SamplerOptions {
+        let mut opts = SamplerOptions::new(self.kind, self.t);
+        (opts.steps, opts.clip_x0) = (self.steps, self.clip);
+        opts.solver = match self.kind {
+            SamplerKind::Ddpm => Solver::Ddpm(ddpm::Options {
+                skip: self.skip,
+                steps_offset: self.steps_offset,
+                variance: None,
+            }),
+            SamplerKind::Ddim => Solver::Ddim(ddim::Options {
+                eta: self.eta,
+                skip: self.skip,
+                clip_convention: self.convention,
+                final_abar_one: self.final_abar_one,
+                steps_offset: self.steps_offset,
+            }),
+            SamplerKind::DpmSolverPp => {
+                Solver::DpmSolverPp(dpm_solver::Options { time_steps: self.time_steps })
+            }
+            SamplerKind::Unipc => {
+                Solver::Unipc(unipc::Options { order: self.order, time_steps: self.time_steps })
+            }
+            SamplerKind::DpmSolverPpSde => {
+                Solver::DpmSolverPpSde(SigmaOptions { sigmas: SigmaSpacing::Karras })
+            }
+            other => panic!("no diffusers scheduler case for {other:?}"),
+        };
+        opts
+    }
+
+    fn process(&self) -> TensorDiffusion {
+        let config = DiffusionConfig {
+            steps: self.t,
+            schedule: self.schedule,
+            model_var: self.var,
+            ..Default::default()
+        };
+        TensorDiffusion::from_config(&config, Device::Cpu).unwrap()
+    }
+
+    /// The VE noise levels our solver steps through, ending in 0 (handed to diffusers, whose
+    /// own are float32), for the solvers in sigma and in continuous time.
+    fn sigmas(&self) -> Vec<f64> {
+        let p = self.process();
+        match self.kind {
+            SamplerKind::DpmSolverPpSde => sigmas::sigmas(&p, self.steps, SigmaSpacing::Karras),
+            SamplerKind::DpmSolverPp | SamplerKind::Unipc => {
+                let mut v: Vec<f64> = dpm_solver::times(&p, self.steps, self.time_steps)
+                    .iter()
+                    .map(|&t| {
+                        let a = samplers::abar_at(&p, t);
+                        ((1.0 - a) / a).sqrt()
+                    })
+                    .collect();
+                v.push(0.0);
+                v
+            }
+            _ => vec![],
         }
     }
 }
@@ -68,22 +141,8 @@ struct Ours {
 
 /// Runs our sampler on the case.
 fn ours(c: &Case) -> Ours {
-    let config = DiffusionConfig {
-        steps: c.t,
-        schedule: c.schedule,
-        model_var: c.var,
-        ..Default::default()
-    };
-    let process = TensorDiffusion::from_config(&config, Device::Cpu).unwrap();
-    let mut opts = SamplerOptions::new(c.kind, c.t);
-    opts.steps = c.steps;
-    opts.eta = c.eta;
-    opts.clip_x0 = c.clip;
-    opts.clip_convention = c.convention;
-    opts.final_abar_one = c.final_abar_one;
-    opts.steps_offset = c.steps_offset;
-    opts.skip = c.skip;
-    opts.time_steps = TimeSteps::Uniform;
+    let process = c.process();
+    let opts = c.options();
     let n_evals = opts.network_evaluations();
     let per = [SHAPE[1], SHAPE[2], SHAPE[3]];
     // The noise stream as the sampler will see it: x_T first, then one draw per noisy step.
@@ -127,20 +186,25 @@ fn check_all(cases: &[Case]) -> Vec<(Vec<Vec<f64>>, usize)> {
     let mut inputs = Vec::new();
     let mut results = Vec::new();
     for c in cases {
-        let Ours { trajectory, outputs, x_t, noises, clipped_steps } = ours(c);
+        let Ours { trajectory, outputs, x_t, mut noises, clipped_steps } = ours(c);
+        if c.kind == SamplerKind::Ddpm {
+            // Algorithm 2 adds no noise into x_0 (z = 0 at its last step), and neither do we.
+            // DDPMScheduler tests the original step (`t > 0`), so where a spacing's last kept
+            // step is not 0 ("trailing": 66 at S = 15) it adds noise of variance
+            // 1 - abar_66 there under fixed_large. Handed zero noise at that step, it
+            // gives its mean, which the comparison checks.
+            let last = noises.len() - 1;
+            noises[last].iter_mut().for_each(|z| *z = 0.0);
+        }
         let beta = match c.schedule {
             ScheduleName::Cosine => "squaredcos_cap_v2",
             _ => "linear",
         };
-        let ddpm_timesteps: Vec<usize> = if c.kind == SamplerKind::Ddpm {
-            let mut opts = SamplerOptions::new(c.kind, c.t);
-            opts.steps = c.steps;
-            let config = DiffusionConfig { steps: c.t, schedule: c.schedule, ..Default::default() };
-            let process = TensorDiffusion::from_config(&config, Device::Cpu).unwrap();
-            let walk = ddpm_sample::samplers::ddpm::walk(&opts, &process).unwrap();
-            walk.diffusion.timestep_map.iter().rev().copied().collect()
-        } else {
-            vec![]
+        // improved-diffusion's even respacing has no diffusers name: its steps are handed over;
+        // diffusers' own spacings are left to diffusers, and compared below.
+        let ddpm_timesteps: Vec<usize> = match (c.kind, c.skip) {
+            (SamplerKind::Ddpm, Skip::Uniform) => ddpm_walk(c),
+            _ => vec![],
         };
         inputs.push(json!({
             "sampler": name(c), "T": c.t, "beta_schedule": beta, "steps": c.steps,
@@ -149,6 +213,8 @@ fn check_all(cases: &[Case]) -> Vec<(Vec<Vec<f64>>, usize)> {
             "eta": c.eta, "clip": c.clip, "clip_convention": c.convention.name(),
             "set_alpha_to_one": c.final_abar_one, "steps_offset": c.steps_offset,
             "timestep_spacing": c.skip.diffusers_spacing().unwrap_or("leading"),
+            "sigmas": c.sigmas(), "solver_order": c.order,
+            "karras": c.time_steps == TimeSteps::Karras || c.kind == SamplerKind::DpmSolverPpSde,
             "shape": SHAPE, "x_T": flat(&x_t),
             "model_outputs": outputs.iter().map(flat).collect::<Vec<_>>(),
             "noises": noises,
@@ -165,19 +231,25 @@ fn check_all(cases: &[Case]) -> Vec<(Vec<Vec<f64>>, usize)> {
         let theirs: Vec<Vec<f64>> =
             theirs["samples"].as_array().unwrap().iter().map(f64s).collect();
         assert_eq!(theirs.len(), trajectory.len(), "{name}: number of steps");
-        if c.kind == SamplerKind::Ddim {
-            let mut opts = SamplerOptions::new(c.kind, c.t);
-            (opts.steps, opts.skip, opts.steps_offset) = (c.steps, c.skip, c.steps_offset);
-            let ours: Vec<u64> = ddpm_sample::samplers::ddim::step_pairs(c.t, &opts)
-                .iter()
-                .map(|&(t, _)| t as u64)
-                .collect();
+        if let Solver::Ddim(own) = &c.options().solver {
+            let ours: Vec<u64> =
+                ddim::step_pairs(c.t, c.steps, own).iter().map(|&(t, _)| t as u64).collect();
             assert_eq!(ours, their_steps, "{name} {:?} S={}: the kept steps", c.skip, c.steps);
+        }
+        if c.kind == SamplerKind::Ddpm {
+            let ours: Vec<u64> = ddpm_walk(c).iter().map(|&t| t as u64).collect();
+            assert_eq!(ours, their_steps, "{name} {:?} S={}: the kept steps", c.skip, c.steps);
+        }
+        if c.kind == SamplerKind::DpmSolverPp && c.time_steps == TimeSteps::Uniform {
+            let p = c.process();
+            let ours: Vec<u64> =
+                dpm_solver::times(&p, c.steps, c.time_steps).iter().map(|&t| t as u64).collect();
+            assert_eq!(ours, their_steps, "{name} S={}: the time steps", c.steps);
         }
         // DPMSolverMultistepScheduler.step casts the sample to f32 internally; the others stay
         // f64. Random "model outputs" make x0 predictions large at high t, so compare relative
         // to the trajectory's scale.
-        let tol = if name == "dpmpp" { 1e-6 } else { 1e-9 };
+        let tol = if matches!(name, "dpmpp" | "dpmpp_sde") { 1e-6 } else { 1e-9 };
         for (i, (a, b)) in trajectory.iter().zip(&theirs).enumerate() {
             let d = rel_diff(a, b);
             assert!(
@@ -198,8 +270,18 @@ fn name(c: &Case) -> &'static str {
     match c.kind {
         SamplerKind::Ddpm => "ddpm",
         SamplerKind::Ddim => "ddim",
+        SamplerKind::DpmSolverPpSde => "dpmpp_sde",
+        SamplerKind::Unipc => "unipc",
         _ => "dpmpp",
     }
+}
+
+/// The kept steps our DDPM walks, from T - 1 down (the original steps of its respaced process).
+fn ddpm_walk(c: &Case) -> Vec<usize> {
+    let opts = c.options();
+    let Solver::Ddpm(own) = &opts.solver else { panic!("ddpm") };
+    let walk = ddpm::walk(&opts, own, &c.process()).unwrap();
+    walk.diffusion.timestep_map.iter().rev().copied().collect()
 }
 
 /// Largest absolute difference relative to the scale of `b` (at least 1).
@@ -372,5 +454,77 @@ fn dpm_solver_pp_with_clipping_at_every_step_matches_diffusers_thresholding() {
         .collect();
     for (c, (_, clipped)) in cases.iter().zip(check_all(&cases)) {
         assert_eq!(clipped, c.steps, "clipping triggered at {clipped} of {} steps", c.steps);
+    }
+}
+
+/// diffusers' three `DDPMScheduler` spacings at S = 15, 30 and 50 of T = 1000 (leading with and
+/// without `steps_offset`), both fixed variances, on a model whose x0 prediction leaves
+/// [-1, 1] (clipped), with fresh noise at every step: the same kept steps and trajectory.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn ddpm_timestep_spacings_match_diffusers_at_15_30_and_50_steps() {
+    let mut cases = Vec::new();
+    for skip in [Skip::Leading, Skip::Trailing, Skip::Linspace] {
+        for steps in [15, 30, 50] {
+            cases.push(Case { skip, clip: true, off_scale: true, ..Case::new(SamplerKind::Ddpm, 1000, steps) });
+        }
+        cases.push(Case { skip, var: ModelVar::FixedSmall, ..Case::new(SamplerKind::Ddpm, 1000, 30) });
+    }
+    cases.push(Case { skip: Skip::Leading, steps_offset: 1, ..Case::new(SamplerKind::Ddpm, 1000, 30) });
+    let results = check_all(&cases);
+    for (c, (_, clipped)) in cases.iter().zip(&results) {
+        if c.off_scale {
+            assert!(*clipped >= c.steps / 2, "{:?} S={}: clipping at {clipped} steps only", c.skip, c.steps);
+        }
+    }
+}
+
+/// DPM-Solver++(2M) on Karras's noise levels against DPMSolverMultistepScheduler with
+/// `use_karras_sigmas`.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn dpm_solver_pp_on_karras_sigmas_matches_diffusers() {
+    let cases: Vec<Case> = [8, 20]
+        .into_iter()
+        .map(|steps| Case { time_steps: TimeSteps::Karras, ..Case::new(SamplerKind::DpmSolverPp, 1000, steps) })
+        .collect();
+    check_all(&cases);
+}
+
+/// DPM-Solver++(2M) SDE against DPMSolverMultistepScheduler(algorithm_type =
+/// "sde-dpmsolver++", use_karras_sigmas), handed the same per-image noise at each step, at 5
+/// (first-order last step) to 20 steps, and with clipping at every step.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn dpm_solver_pp_sde_matches_diffusers_sde_dpmsolver_pp() {
+    let mut cases: Vec<Case> =
+        [5, 10, 20].into_iter().map(|s| Case::new(SamplerKind::DpmSolverPpSde, 1000, s)).collect();
+    cases.push(Case { clip: true, off_scale: true, ..Case::new(SamplerKind::DpmSolverPpSde, 1000, 10) });
+    cases.push(Case { schedule: ScheduleName::Cosine, ..Case::new(SamplerKind::DpmSolverPpSde, 1000, 12) });
+    let results = check_all(&cases);
+    assert_eq!(results[3].1, 10, "clipping triggered at {} of 10 steps", results[3].1);
+}
+
+/// UniPC (bh2, data prediction, lower_order_final) against UniPCMultistepScheduler at orders
+/// 1, 2 and 3, at 5, 8 and 20 steps on diffusers' linspace times, on Karras's noise levels
+/// (`use_karras_sigmas`), on the cosine schedule, and with its thresholding at 1 (clipping) on
+/// a model whose x0 prediction leaves [-1, 1] at every step.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn unipc_matches_diffusers_unipc_multistep_scheduler() {
+    let mut cases = Vec::new();
+    for order in [1, 2, 3] {
+        for steps in [5, 8, 20] {
+            cases.push(Case { order, ..Case::new(SamplerKind::Unipc, 1000, steps) });
+        }
+        cases.push(Case { order, time_steps: TimeSteps::Karras, ..Case::new(SamplerKind::Unipc, 1000, 10) });
+        cases.push(Case { order, clip: true, off_scale: true, ..Case::new(SamplerKind::Unipc, 1000, 10) });
+    }
+    cases.push(Case { order: 3, schedule: ScheduleName::Cosine, ..Case::new(SamplerKind::Unipc, 1000, 15) });
+    let results = check_all(&cases);
+    for (c, (_, clipped)) in cases.iter().zip(&results) {
+        if c.off_scale {
+            assert_eq!(*clipped, 10, "order {}: clipping at {clipped} of 10 steps", c.order);
+        }
     }
 }

@@ -61,7 +61,6 @@ impl Evaluator {
         })?;
         let mut sampler = SamplerOptions::new(t.eval_sampler, config.diffusion.steps);
         sampler.steps = t.eval_steps;
-        sampler.clip_x0 = t.eval_sampler.clips_by_default();
         Ok(Some(Self {
             request,
             sampler,
@@ -75,7 +74,7 @@ impl Evaluator {
         format!(
             "{} samples, {} {} steps",
             self.request.n,
-            self.sampler.kind.name(),
+            self.sampler.kind().name(),
             self.sampler.steps
         )
     }
@@ -127,7 +126,7 @@ impl Evaluator {
                 baseline: h.floor,
                 higher_is_better: h.higher_is_better,
                 samples: Some(self.request.n),
-                sampler: Some(self.sampler.kind.name().to_string()),
+                sampler: Some(self.sampler.kind().name().to_string()),
                 sampler_steps: Some(self.sampler.steps),
                 seconds: Some(seconds),
                 ..EvalLine::new(step, h.metric, h.value)

@@ -31,7 +31,6 @@ pub fn preview_sampler(config: &RunConfig) -> SamplerOptions {
     let kind = config.train.sample_sampler;
     let mut opts = SamplerOptions::new(kind, config.diffusion.steps);
     opts.steps = config.train.sample_steps;
-    opts.clip_x0 = kind.clips_by_default();
     opts
 }
 

@@ -135,7 +135,7 @@ fn sample(a: SampleArgs) -> Result<()> {
         tracing::info!(
             "sampling {} images with {} ({} network evaluations each) from {} (step {}, {}) on {dev:?}{ranks}",
             a.num,
-            req.sampler.kind.name(),
+            req.sampler.kind().name(),
             req.sampler.network_evaluations(),
             model.checkpoint.display(),
             model.step,

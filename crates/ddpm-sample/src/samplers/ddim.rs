@@ -5,11 +5,77 @@
 //! `set_alpha_to_one = false` is asked for). eta = 0 is deterministic. Where x0^ is clipped,
 //! eps^ follows the options' [`super::ClipConvention`].
 
-use super::{ModelFn, SamplerOptions, Skip, eps_and_x0};
+use super::{ClipConvention, ModelFn, SamplerOptions, Skip, eps_and_x0};
+use crate::error::{Result, SampleError};
 use crate::noise::ImageNoise;
 use ddpm_core::space_timesteps;
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
+
+fn default_true() -> bool {
+    true
+}
+
+/// DDIM's own options.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Options {
+    /// eta: 0 is deterministic, 1 has DDPM's posterior variance.
+    #[serde(default)]
+    pub eta: f64,
+    #[serde(default)]
+    pub skip: Skip,
+    /// What eps becomes when x0 was clipped (see [`ClipConvention`]).
+    #[serde(default)]
+    pub clip_convention: ClipConvention,
+    /// The last step goes to abar = 1, the data (improved-diffusion; diffusers'
+    /// `set_alpha_to_one = true`), or else to abar_0 of the first kept step's process
+    /// (`set_alpha_to_one = false`).
+    #[serde(default = "default_true")]
+    pub final_abar_one: bool,
+    /// Added to the uniform or leading kept steps (diffusers' `steps_offset` of its
+    /// "leading" spacing).
+    #[serde(default)]
+    pub steps_offset: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            eta: 0.0,
+            skip: Skip::Uniform,
+            clip_convention: ClipConvention::ImprovedDiffusion,
+            final_abar_one: true,
+            steps_offset: 0,
+        }
+    }
+}
+
+impl Options {
+    pub fn validate(&self, t: usize, steps: usize) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err(SampleError::Arg(format!("--eta must be in [0, 1], got {}", self.eta)));
+        }
+        if self.steps_offset > 0 {
+            if !self.skip.takes_steps_offset() {
+                return Err(SampleError::Arg(format!(
+                    "steps_offset {} applies to ddim with --skip uniform or leading only (diffusers' \
+                     leading spacing), not {}",
+                    self.steps_offset,
+                    self.skip.name()
+                )));
+            }
+            let last = timesteps(t, steps, self.skip).last().copied().unwrap_or(0);
+            if last + self.steps_offset >= t {
+                return Err(SampleError::Arg(format!(
+                    "steps_offset {} moves ddim's last kept step {last} past T - 1 = {}",
+                    self.steps_offset,
+                    t - 1
+                )));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Kept timesteps, ascending (`steps_offset` not added). Uniform: improved-diffusion's `ddimS`
 /// integer stride (range(0, T, T/S) when S divides T, the same as diffusers' "leading"),
@@ -72,14 +138,14 @@ pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
 /// after the last: abar = 1, or abar_0). diffusers' spacings step as its `DDIMScheduler.step`
 /// does, to t' = t - T // S (None below 0), which is not the next kept step where S does not
 /// divide T ("trailing" at T = 1000, S = 30: from 966 to 933, then evaluated at 932).
-pub fn step_pairs(num_timesteps: usize, opts: &SamplerOptions) -> Vec<(usize, Option<usize>)> {
-    let offset = if opts.skip.takes_steps_offset() { opts.steps_offset } else { 0 };
+pub fn step_pairs(num_timesteps: usize, steps: usize, own: &Options) -> Vec<(usize, Option<usize>)> {
+    let offset = if own.skip.takes_steps_offset() { own.steps_offset } else { 0 };
     let kept: Vec<usize> =
-        timesteps(num_timesteps, opts.steps, opts.skip).into_iter().map(|t| t + offset).collect();
-    if opts.skip.diffusers_spacing().is_none() {
+        timesteps(num_timesteps, steps, own.skip).into_iter().map(|t| t + offset).collect();
+    if own.skip.diffusers_spacing().is_none() {
         return to_previous_kept(&kept);
     }
-    let stride = num_timesteps / opts.steps;
+    let stride = num_timesteps / steps;
     kept.iter().rev().map(|&t| (t, t.checked_sub(stride))).collect()
 }
 
@@ -90,35 +156,40 @@ fn to_previous_kept(kept: &[usize]) -> Vec<(usize, Option<usize>)> {
 
 pub fn sample(
     opts: &SamplerOptions,
+    own: &Options,
     process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let pairs = step_pairs(process.num_timesteps(), opts);
-    sample_pairs(&pairs, opts, process, model, x_t, noise, progress)
+    let pairs = step_pairs(process.num_timesteps(), opts.steps, own);
+    sample_pairs(&pairs, opts, own, process, model, x_t, noise, progress)
 }
 
-/// DDIM over given kept timesteps (ascending; `opts.steps`, `opts.skip` and `opts.steps_offset`
+/// DDIM over given kept timesteps (ascending; `opts.steps`, `own.skip` and `own.steps_offset`
 /// unused), each stepping to the one before: the placement of another code base, e.g.
 /// denoising-diffusion-pytorch's `linspace(-1, T-1, S+1)` steps, for oracle comparisons.
+#[allow(clippy::too_many_arguments)]
 pub fn sample_at(
     kept: &[usize],
     opts: &SamplerOptions,
+    own: &Options,
     process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    sample_pairs(&to_previous_kept(kept), opts, process, model, x_t, noise, progress)
+    sample_pairs(&to_previous_kept(kept), opts, own, process, model, x_t, noise, progress)
 }
 
 /// DDIM's update, eq. (12), from t to t' for each pair (t, t') in order.
+#[allow(clippy::too_many_arguments)]
 fn sample_pairs(
     pairs: &[(usize, Option<usize>)],
     opts: &SamplerOptions,
+    own: &Options,
     process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
@@ -130,15 +201,15 @@ fn sample_pairs(
     let mut x = x_t;
     for (done, &(t, prev)) in pairs.iter().enumerate() {
         let abar_prev = match prev {
-            None if opts.final_abar_one => 1.0,
+            None if own.final_abar_one => 1.0,
             None => ac[0],
             Some(p) => ac[p],
         };
         let abar = ac[t];
         let output = model(&x, &process.network_time(t as f64, batch));
-        let (eps, x0) = eps_and_x0(process, &output, &x, abar, opts.clip_x0, opts.clip_convention);
+        let (eps, x0) = eps_and_x0(process, &output, &x, abar, opts.clip_x0, own.clip_convention);
         let sigma =
-            opts.eta * ((1.0 - abar_prev) / (1.0 - abar)).sqrt() * (1.0 - abar / abar_prev).sqrt();
+            own.eta * ((1.0 - abar_prev) / (1.0 - abar)).sqrt() * (1.0 - abar / abar_prev).sqrt();
         let mut next =
             x0 * abar_prev.sqrt() + eps * (1.0 - abar_prev - sigma * sigma).max(0.0).sqrt();
         if sigma > 0.0 && done + 1 < pairs.len() {
@@ -196,19 +267,17 @@ mod tests {
 
     #[test]
     fn diffusers_spacings_step_by_the_fixed_stride_and_ours_to_the_kept_step_before() {
-        let mut opts = SamplerOptions::new(super::super::SamplerKind::Ddim, 1000);
-        opts.steps = 30;
-        opts.skip = Skip::Trailing;
-        let pairs = step_pairs(1000, &opts);
+        let mut own = Options { skip: Skip::Trailing, ..Default::default() };
+        let pairs = step_pairs(1000, 30, &own);
         assert_eq!(&pairs[..2], &[(999, Some(966)), (966, Some(933))]);
         assert_eq!(pairs[29], (32, None));
-        opts.skip = Skip::Uniform;
-        let pairs = step_pairs(1000, &opts);
+        own.skip = Skip::Uniform;
+        let pairs = step_pairs(1000, 30, &own);
         assert_eq!(&pairs[..2], &[(986, Some(952)), (952, Some(918))]);
         assert_eq!(pairs[29], (0, None));
-        opts.skip = Skip::Leading;
-        opts.steps_offset = 1;
-        let pairs = step_pairs(1000, &opts);
+        own.skip = Skip::Leading;
+        own.steps_offset = 1;
+        let pairs = step_pairs(1000, 30, &own);
         assert_eq!((pairs[0], pairs[28], pairs[29]), ((958, Some(925)), (34, Some(1)), (1, None)));
     }
 

@@ -4,9 +4,17 @@
 //! x_t = (sigma_t/sigma_s) x_s - alpha_t (e^{-h} - 1) (D0 + D1/2), D0 = m0, D1 = (m0 - m1)/r0,
 //! r0 = h_prev/h (diffusers' "midpoint" form), and a last first-order step to sigma = 0.
 
+use super::sigmas::{SigmaSpacing, sigmas};
 use super::{ModelFn, SamplerOptions, TimeSteps, abar_at, eps_and_x0, t_of_log_abar};
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
+
+/// DPM-Solver++(2M)'s own options.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Options {
+    #[serde(default)]
+    pub time_steps: TimeSteps,
+}
 
 /// The S evaluation times, descending (fractional for logSNR placement).
 pub fn times(process: &TensorDiffusion, steps: usize, placement: TimeSteps) -> Vec<f64> {
@@ -17,6 +25,11 @@ pub fn times(process: &TensorDiffusion, steps: usize, placement: TimeSteps) -> V
             .map(|i| (last * i as f64 / steps as f64).round_ties_even())
             .rev()
             .take(steps)
+            .collect(),
+        // Karras et al.'s noise levels at their continuous times, sigma = sqrt((1 - abar)/abar).
+        TimeSteps::Karras => sigmas(process, steps, SigmaSpacing::Karras)[..steps]
+            .iter()
+            .map(|&s| t_of_log_abar(process, -(1.0 + s * s).ln()))
             .collect(),
         TimeSteps::LogSnr => {
             let lambda = |t: f64| {
@@ -41,7 +54,7 @@ pub fn times(process: &TensorDiffusion, steps: usize, placement: TimeSteps) -> V
 }
 
 /// (alpha, sigma, lambda) at continuous time t; t = None is sigma = 0 (the data).
-fn coeffs(process: &TensorDiffusion, t: Option<f64>) -> (f64, f64, f64) {
+pub(super) fn coeffs(process: &TensorDiffusion, t: Option<f64>) -> (f64, f64, f64) {
     match t {
         None => (1.0, 0.0, f64::INFINITY),
         Some(t) => {
@@ -54,12 +67,13 @@ fn coeffs(process: &TensorDiffusion, t: Option<f64>) -> (f64, f64, f64) {
 
 pub fn sample(
     opts: &SamplerOptions,
+    own: &Options,
     process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let ts = times(process, opts.steps, opts.time_steps);
+    let ts = times(process, opts.steps, own.time_steps);
     let batch = x_t.size()[0];
     let mut x = x_t;
     let mut prev: Option<(Tensor, f64)> = None; // (x0 at the previous time, its lambda)
@@ -69,7 +83,7 @@ pub fn sample(
         let (alpha_t, sigma_t, lambda_t) = coeffs(process, next);
         let output = model(&x, &process.network_time(ts[i], batch));
         let (_, m0) =
-            eps_and_x0(process, &output, &x, alpha_s * alpha_s, opts.clip_x0, opts.clip_convention);
+            eps_and_x0(process, &output, &x, alpha_s * alpha_s, opts.clip_x0, Default::default());
         let h = lambda_t - lambda_s;
         let phi = (-h).exp() - 1.0; // e^{-h} - 1, = -1 at sigma_t = 0
         let first_order = prev.is_none() || next.is_none();
@@ -85,4 +99,31 @@ pub fn sample(
         progress(i + 1);
     }
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ddpm_core::DiffusionConfig;
+    use proptest::prelude::*;
+    use tch::Device;
+
+    proptest! {
+        /// Times uniform in logSNR are the exponential sigmas' times (sigma = e^{-lambda}),
+        /// and the Karras times are at Karras's sigmas: the placements are where they say.
+        #[test]
+        fn log_snr_times_are_exponential_sigmas_and_karras_times_karras_sigmas(steps in 2usize..60) {
+            let p = TensorDiffusion::from_config(&DiffusionConfig::default(), Device::Cpu).unwrap();
+            let sigma_at = |t: f64| { let a = abar_at(&p, t); ((1.0 - a) / a).sqrt() };
+            for (placement, spacing) in
+                [(TimeSteps::LogSnr, SigmaSpacing::Exponential), (TimeSteps::Karras, SigmaSpacing::Karras)]
+            {
+                let want = sigmas(&p, steps, spacing);
+                let got: Vec<f64> = times(&p, steps, placement).iter().map(|&t| sigma_at(t)).collect();
+                for (g, w) in got.iter().zip(&want) {
+                    prop_assert!((g / w - 1.0).abs() < 1e-9, "{:?}: {} vs {}", placement, g, w);
+                }
+            }
+        }
+    }
 }

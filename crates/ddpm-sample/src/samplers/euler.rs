@@ -11,7 +11,7 @@
 //!   sigma = 0. The noise is image i's own stream ([`ImageNoise`]), so a sharded job equals one.
 
 use super::heun::denoise;
-use super::sigmas::sigmas;
+use super::sigmas::{SigmaOptions, sigmas};
 use super::{ModelFn, SamplerOptions};
 use crate::noise::ImageNoise;
 use ddpm_core::tensor::TensorDiffusion;
@@ -31,16 +31,18 @@ pub fn ancestral_step(from: f64, to: f64) -> (f64, f64) {
     ((to * to - up * up).max(0.0).sqrt(), up)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn sample(
     variant: Variant,
     opts: &SamplerOptions,
+    own: &SigmaOptions,
     process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     noise: &mut ImageNoise,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let s = sigmas(process, opts.steps, opts.sigmas);
+    let s = sigmas(process, opts.steps, own.sigmas);
     // x_T is the VP state at the first time: x~ = x_T sqrt(1 + sigma^2).
     let mut x = x_t * (1.0 + s[0] * s[0]).sqrt();
     for i in 0..opts.steps {

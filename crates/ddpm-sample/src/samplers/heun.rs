@@ -4,7 +4,7 @@
 //! dx~/dsigma = (x~ - D(x~; sigma))/sigma with D the network's x0 prediction; sigmas follow
 //! [`super::sigmas`] (Karras et al.'s rho = 7 unless asked otherwise), then 0. S steps cost 2S - 1 evaluations.
 
-use super::sigmas::sigmas;
+use super::sigmas::{SigmaOptions, sigmas};
 use super::{ClipConvention, ModelFn, SamplerOptions, eps_and_x0, t_of_log_abar};
 use ddpm_core::tensor::TensorDiffusion;
 use tch::Tensor;
@@ -26,12 +26,13 @@ pub(super) fn denoise(
 
 pub fn sample(
     opts: &SamplerOptions,
+    own: &SigmaOptions,
     process: &TensorDiffusion,
     model: &mut ModelFn,
     x_t: Tensor,
     progress: &mut dyn FnMut(usize),
 ) -> Tensor {
-    let s = sigmas(process, opts.steps, opts.sigmas);
+    let s = sigmas(process, opts.steps, own.sigmas);
     // x_T is the VP state at the first time: x~ = x_T / sqrt(abar) = x_T sqrt(1 + sigma^2).
     let mut x = x_t * (1.0 + s[0] * s[0]).sqrt();
     let mut evals = 0;

@@ -1,30 +1,38 @@
 //! Samplers over a trained noise predictor. Each turns x_T into x_0 with a network that was
 //! trained on the discrete steps 0..T-1 of a [`TensorDiffusion`]:
-//! - [`ddpm`]: ancestral sampling, Algorithm 2 of Ho et al. 2020, on all T steps or a respaced subset;
+//! - [`ddpm`]: ancestral sampling, Algorithm 2 of Ho et al. 2020, on all T steps or a respaced
+//!   subset (improved-diffusion's even spacing, or diffusers' leading, trailing and linspace);
 //! - [`ddim`]: DDIM (Song, Meng & Ermon 2021, arXiv:2010.02502, eq. 12) with eta and uniform or quadratic skips;
 //! - [`dpm_solver`]: DPM-Solver++(2M) (Lu et al. 2022, arXiv:2211.01095, Algorithm 2), multistep, data prediction;
+//! - [`sde`]: DPM-Solver++(2M) SDE and (3M) SDE (k-diffusion's `sample_dpmpp_2m_sde`, `sample_dpmpp_3m_sde`);
+//! - [`unipc`]: UniPC (Zhao et al. 2023, arXiv:2302.04867), B(h) = e^h - 1 ("bh2"), data prediction;
 //! - [`heun`]: the probability-flow ODE solved with Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Algorithm 1);
 //! - [`euler`]: the same ODE with Euler's method, and its ancestral variant (k-diffusion's `sample_euler`, `sample_euler_ancestral`).
+//!
+//! [`SamplerOptions`] holds what every sampler shares (steps, clipping, guidance) and a
+//! [`Solver`]: one variant per sampler, carrying that sampler's own options (defined in its
+//! file), so that a setting which does not apply to a sampler cannot be set on it.
 
 pub mod ddim;
 pub mod ddpm;
 pub mod dpm_solver;
 pub mod euler;
 pub mod heun;
+pub mod sde;
 pub mod sigmas;
+pub mod unipc;
 
 use crate::error::{Result, SampleError};
 use crate::noise::ImageNoise;
-use ddpm_core::ModelVar;
 use ddpm_core::tensor::TensorDiffusion;
-pub use sigmas::SigmaSpacing;
+pub use sigmas::{SigmaOptions, SigmaSpacing};
 use tch::Tensor;
 
 /// The network as samplers see it: raw output (with variance channels if learned) for x_t at
 /// (possibly fractional) original-process times t.
 pub type ModelFn<'a> = dyn FnMut(&Tensor, &Tensor) -> Tensor + 'a;
 
-/// Which sampler.
+/// Which sampler: the names the command line, configs, output folders and tables use.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
@@ -38,6 +46,17 @@ pub enum SamplerKind {
     #[value(name = "dpm-solver++", alias = "dpmpp", alias = "dpm++")]
     #[serde(rename = "dpm-solver++")]
     DpmSolverPp,
+    /// DPM-Solver++(2M) SDE (k-diffusion's sample_dpmpp_2m_sde, eta = 1, midpoint; diffusers'
+    /// algorithm_type = "sde-dpmsolver++").
+    #[value(name = "dpm-solver++-sde", alias = "dpmpp-2m-sde", alias = "dpm-solver++-2m-sde")]
+    #[serde(rename = "dpm-solver++-sde")]
+    DpmSolverPpSde,
+    /// DPM-Solver++(3M) SDE (k-diffusion's sample_dpmpp_3m_sde, eta = 1).
+    #[value(name = "dpm-solver++-3m-sde", alias = "dpmpp-3m-sde")]
+    #[serde(rename = "dpm-solver++-3m-sde")]
+    DpmSolverPp3mSde,
+    /// UniPC, predictor-corrector multistep (diffusers' UniPCMultistepScheduler, bh2).
+    Unipc,
     /// Probability-flow ODE, Heun's second-order method.
     Heun,
     /// Probability-flow ODE, Euler's method on Heun's sigmas (k-diffusion's sample_euler).
@@ -51,45 +70,45 @@ pub enum SamplerKind {
 
 impl SamplerKind {
     /// Every sampler, in the order tables list them.
-    pub const ALL: [SamplerKind; 6] =
-        [Self::Ddpm, Self::Ddim, Self::DpmSolverPp, Self::Heun, Self::Euler, Self::EulerAncestral];
+    pub const ALL: [SamplerKind; 9] = [
+        Self::Ddpm,
+        Self::Ddim,
+        Self::DpmSolverPp,
+        Self::DpmSolverPpSde,
+        Self::DpmSolverPp3mSde,
+        Self::Unipc,
+        Self::Heun,
+        Self::Euler,
+        Self::EulerAncestral,
+    ];
 
-    /// The name the command line and output folders use: ddpm, ddim, dpm-solver++, heun,
-    /// euler, euler-ancestral.
+    /// The name the command line and output folders use: ddpm, ddim, dpm-solver++,
+    /// dpm-solver++-sde, dpm-solver++-3m-sde, unipc, heun, euler, euler-ancestral.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ddpm => "ddpm",
             Self::Ddim => "ddim",
             Self::DpmSolverPp => "dpm-solver++",
+            Self::DpmSolverPpSde => "dpm-solver++-sde",
+            Self::DpmSolverPp3mSde => "dpm-solver++-3m-sde",
+            Self::Unipc => "unipc",
             Self::Heun => "heun",
             Self::Euler => "euler",
             Self::EulerAncestral => "euler-ancestral",
         }
     }
 
-    /// Whether x0 predictions are clipped to [-1, 1] unless asked otherwise: yes for the
-    /// ancestral and DDIM samplers (as improved-diffusion and diffusers do), no for the ODE
-    /// solvers (whose data prediction would then leave the ODE).
-    pub fn clips_by_default(self) -> bool {
-        matches!(self, Self::Ddpm | Self::Ddim)
-    }
-
-    /// Whether the sampler steps through noise levels sigma ([`sigmas::sigmas`]), so that
-    /// [`SigmaSpacing`] applies.
+    /// Whether the sampler steps through the noise levels of [`sigmas::sigmas`], so that
+    /// [`SigmaSpacing`] places them.
     pub fn steps_in_sigma(self) -> bool {
-        matches!(self, Self::Heun | Self::Euler | Self::EulerAncestral)
-    }
-
-    /// Refuses a sigma spacing for a sampler that does not step through sigmas.
-    pub fn check_sigmas(self, spacing: SigmaSpacing) -> Result<()> {
-        if self.steps_in_sigma() {
-            return Ok(());
-        }
-        Err(SampleError::Arg(format!(
-            "--sigmas {} applies to heun, euler and euler-ancestral only, not {}",
-            spacing.name(),
-            self.name()
-        )))
+        matches!(
+            self,
+            Self::Heun
+                | Self::Euler
+                | Self::EulerAncestral
+                | Self::DpmSolverPpSde
+                | Self::DpmSolverPp3mSde
+        )
     }
 
     /// The most steps whose network evaluations per image (see
@@ -103,20 +122,24 @@ impl SamplerKind {
     }
 
     /// The usual number of steps: all T for DDPM, 50 for DDIM and the Euler samplers (diffusers'
-    /// pipelines' default), 20 for DPM-Solver++, 18 for Heun (35 network evaluations).
+    /// pipelines' default), 20 for the DPM-Solver++ family and UniPC, 18 for Heun (35 network
+    /// evaluations).
     pub fn default_steps(self, t: usize) -> usize {
         match self {
             Self::Ddpm => t,
             Self::Ddim | Self::Euler | Self::EulerAncestral => 50.min(t),
-            Self::DpmSolverPp => 20.min(t),
+            Self::DpmSolverPp | Self::DpmSolverPpSde | Self::DpmSolverPp3mSde | Self::Unipc => {
+                20.min(t)
+            }
             Self::Heun => 18.min(t),
         }
     }
 }
 
-/// DDIM's choice of kept timesteps: the two of the DDIM paper's code base and improved-diffusion,
-/// and diffusers' three `timestep_spacing`s (Lin et al. 2024, arXiv:2305.08891, Table 2),
-/// which also step as diffusers' `DDIMScheduler.step` does (see [`ddim::timesteps`]).
+/// The kept timesteps of the discrete-time samplers (DDIM, and DDPM when respaced): the two
+/// of the DDIM paper's code base and improved-diffusion, and diffusers' three
+/// `timestep_spacing`s (Lin et al. 2024, arXiv:2305.08891, Table 2), which also step as
+/// diffusers' schedulers do (see [`ddim::timesteps`], [`ddpm::kept_steps`]).
 #[derive(
     Debug,
     Clone,
@@ -130,13 +153,14 @@ impl SamplerKind {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
-    /// range(0, T, s) with the smallest integer stride s giving S steps: improved-diffusion's
-    /// `ddimS`; the same as diffusers' "leading" when S divides T.
+    /// DDIM: range(0, T, s) with the smallest integer stride s giving S steps, improved-diffusion's
+    /// `ddimS` (the same as diffusers' "leading" when S divides T). DDPM: improved-diffusion's
+    /// `timestep_respacing = "S"`, S steps evenly spaced from 0 to T - 1.
     #[default]
     Uniform,
     /// (linspace(0, sqrt(0.8 T), S))^2, the DDIM paper's CIFAR-10 choice.
     Quadratic,
-    /// diffusers' "leading": i (T // S) + steps_offset for i < S (its DDIM default).
+    /// diffusers' "leading": i (T // S) + steps_offset for i < S (its DDIM and DDPM default).
     Leading,
     /// diffusers' "trailing": round(arange(T, 0, -T/S)) - 1, so the first step is T - 1.
     Trailing,
@@ -161,22 +185,55 @@ impl Skip {
         matches!(self, Self::Leading | Self::Trailing | Self::Linspace).then(|| self.name())
     }
 
-    /// Whether diffusers' `steps_offset` applies (added to every kept step).
+    /// Whether diffusers' `steps_offset` applies to DDIM's kept steps (added to every one).
     pub fn takes_steps_offset(self) -> bool {
         matches!(self, Self::Uniform | Self::Leading)
     }
 }
 
-/// DPM-Solver++'s time-step placement.
+/// Where the multistep solvers in time (DPM-Solver++(2M), UniPC) evaluate the network.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum TimeSteps {
-    /// Uniform in logSNR lambda = log(alpha/sigma) (Lu et al.'s recommendation for images).
+    /// Uniform in logSNR lambda = log(alpha/sigma) (Lu et al.'s recommendation for images);
+    /// the same noise levels as [`SigmaSpacing::Exponential`] (sigma = e^{-lambda}).
+    #[default]
     LogSnr,
     /// round(linspace(T-1, 0, S+1))[:S], diffusers' default "linspace" spacing.
     Uniform,
+    /// Karras et al. 2022's rho = 7 noise levels ([`SigmaSpacing::Karras`]; diffusers'
+    /// `use_karras_sigmas`), at their continuous times.
+    Karras,
+}
+
+impl TimeSteps {
+    /// The name the command line uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LogSnr => "log-snr",
+            Self::Uniform => "uniform",
+            Self::Karras => "karras",
+        }
+    }
+
+    /// The placement that puts the network at `spacing`'s noise levels (`--sigmas` on a
+    /// multistep solver in time): Karras is Karras, exponential is uniform in logSNR.
+    pub fn of_sigmas(spacing: SigmaSpacing) -> Self {
+        match spacing {
+            SigmaSpacing::Karras => Self::Karras,
+            SigmaSpacing::Exponential => Self::LogSnr,
+        }
+    }
 }
 
 /// What DDIM does with its eps prediction when the x0 prediction was clipped (the references
@@ -214,59 +271,106 @@ impl ClipConvention {
     }
 }
 
-fn default_true() -> bool {
-    true
+/// A sampler with its own options: one variant per [`SamplerKind`], each variant's options
+/// defined in its sampler's file. Serialised with the sampler's name under `kind`, beside
+/// the variant's fields (the flat form manifests were written in before, which still reads:
+/// fields of other samplers are ignored).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind")]
+pub enum Solver {
+    #[serde(rename = "ddpm")]
+    Ddpm(ddpm::Options),
+    #[serde(rename = "ddim")]
+    Ddim(ddim::Options),
+    #[serde(rename = "dpm-solver++")]
+    DpmSolverPp(dpm_solver::Options),
+    #[serde(rename = "dpm-solver++-sde")]
+    DpmSolverPpSde(SigmaOptions),
+    #[serde(rename = "dpm-solver++-3m-sde")]
+    DpmSolverPp3mSde(SigmaOptions),
+    #[serde(rename = "unipc")]
+    Unipc(unipc::Options),
+    #[serde(rename = "heun")]
+    Heun(SigmaOptions),
+    #[serde(rename = "euler")]
+    Euler(SigmaOptions),
+    #[serde(rename = "euler-ancestral")]
+    EulerAncestral(SigmaOptions),
 }
 
-/// Everything that selects and tunes a sampler.
+impl Solver {
+    /// `kind` with its default options.
+    pub fn new(kind: SamplerKind) -> Self {
+        let s = SigmaOptions::default();
+        match kind {
+            SamplerKind::Ddpm => Self::Ddpm(ddpm::Options::default()),
+            SamplerKind::Ddim => Self::Ddim(ddim::Options::default()),
+            SamplerKind::DpmSolverPp => Self::DpmSolverPp(dpm_solver::Options::default()),
+            SamplerKind::DpmSolverPpSde => Self::DpmSolverPpSde(s),
+            SamplerKind::DpmSolverPp3mSde => Self::DpmSolverPp3mSde(s),
+            SamplerKind::Unipc => Self::Unipc(unipc::Options::default()),
+            SamplerKind::Heun => Self::Heun(s),
+            SamplerKind::Euler => Self::Euler(s),
+            SamplerKind::EulerAncestral => Self::EulerAncestral(s),
+        }
+    }
+
+    pub fn kind(&self) -> SamplerKind {
+        match self {
+            Self::Ddpm(_) => SamplerKind::Ddpm,
+            Self::Ddim(_) => SamplerKind::Ddim,
+            Self::DpmSolverPp(_) => SamplerKind::DpmSolverPp,
+            Self::DpmSolverPpSde(_) => SamplerKind::DpmSolverPpSde,
+            Self::DpmSolverPp3mSde(_) => SamplerKind::DpmSolverPp3mSde,
+            Self::Unipc(_) => SamplerKind::Unipc,
+            Self::Heun(_) => SamplerKind::Heun,
+            Self::Euler(_) => SamplerKind::Euler,
+            Self::EulerAncestral(_) => SamplerKind::EulerAncestral,
+        }
+    }
+
+    /// The sigma options of a sampler that steps through [`sigmas::sigmas`].
+    pub fn sigma_options(&self) -> Option<&SigmaOptions> {
+        match self {
+            Self::DpmSolverPpSde(s)
+            | Self::DpmSolverPp3mSde(s)
+            | Self::Heun(s)
+            | Self::Euler(s)
+            | Self::EulerAncestral(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Everything that selects and tunes a sampler: what all samplers share, and the
+/// [`Solver`] with its own options.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplerOptions {
-    pub kind: SamplerKind,
+    #[serde(flatten)]
+    pub solver: Solver,
     /// Network evaluations (Heun: steps, each two evaluations but the last).
     pub steps: usize,
-    /// DDIM's eta.
-    pub eta: f64,
-    pub skip: Skip,
-    pub time_steps: TimeSteps,
-    /// DDPM's variance, overriding the model's configured one (fixed types only).
-    pub variance: Option<ModelVar>,
-    /// Clip predicted x0 to [-1, 1] (DDPM and DDIM; the ODE solvers use it for their data prediction).
+    /// Clip the predicted x0 (the data prediction of the ODE and SDE solvers) to [-1, 1]. On
+    /// by default for every sampler: the data are images in [-1, 1], and unclipped ODE
+    /// solvers give flat white or black images on young models (README, "Which sampler").
     pub clip_x0: bool,
-    /// DDIM's eps after clipping (see [`ClipConvention`]); the other samplers use x0 only.
-    #[serde(default)]
-    pub clip_convention: ClipConvention,
-    /// DDIM's last step goes to abar = 1, the data (improved-diffusion; diffusers'
-    /// `set_alpha_to_one = true`), or else to abar_0 of the first kept step's process
-    /// (`set_alpha_to_one = false`).
-    #[serde(default = "default_true")]
-    pub final_abar_one: bool,
-    /// Added to DDIM's uniform or leading kept steps (diffusers' `steps_offset` of its
-    /// "leading" spacing).
-    #[serde(default)]
-    pub steps_offset: usize,
-    /// The noise levels of the sigma-space solvers (heun, euler, euler-ancestral).
-    #[serde(default)]
-    pub sigmas: SigmaSpacing,
     /// Classifier-free guidance scale w: eps = eps_uncond + w (eps_cond - eps_uncond); 1 = none.
     pub guidance_scale: f64,
 }
 
 impl SamplerOptions {
+    /// `kind` with its usual steps for a process of `num_timesteps`, x0 clipped, no guidance.
     pub fn new(kind: SamplerKind, num_timesteps: usize) -> Self {
         Self {
-            kind,
+            solver: Solver::new(kind),
             steps: kind.default_steps(num_timesteps),
-            eta: 0.0,
-            skip: Skip::Uniform,
-            time_steps: TimeSteps::LogSnr,
-            variance: None,
             clip_x0: true,
-            clip_convention: ClipConvention::ImprovedDiffusion,
-            final_abar_one: true,
-            steps_offset: 0,
-            sigmas: SigmaSpacing::Karras,
             guidance_scale: 1.0,
         }
+    }
+
+    pub fn kind(&self) -> SamplerKind {
+        self.solver.kind()
     }
 
     /// Checks the options against a process of T steps; errors echo the bad value.
@@ -278,40 +382,11 @@ impl SamplerOptions {
                 self.steps
             )));
         }
-        if !(0.0..=1.0).contains(&self.eta) {
-            return Err(SampleError::Arg(format!("--eta must be in [0, 1], got {}", self.eta)));
-        }
-        if self.kind != SamplerKind::Ddim && self.eta != 0.0 {
-            return Err(SampleError::Arg(format!(
-                "--eta applies to ddim only, not {}",
-                self.kind.name()
-            )));
-        }
-        if self.sigmas != SigmaSpacing::Karras {
-            self.kind.check_sigmas(self.sigmas)?;
-        }
-        if let Some(v) = self.variance
-            && v.is_learned()
-        {
-            return Err(SampleError::Arg("--variance takes fixed_small or fixed_large".into()));
-        }
-        if self.steps_offset > 0 {
-            if self.kind != SamplerKind::Ddim || !self.skip.takes_steps_offset() {
-                return Err(SampleError::Arg(format!(
-                    "steps_offset {} applies to ddim with --skip uniform or leading only (diffusers' \
-                     leading spacing), not {}",
-                    self.steps_offset,
-                    self.skip.name()
-                )));
-            }
-            let last = ddim::timesteps(t, self.steps, self.skip).last().copied().unwrap_or(0);
-            if last + self.steps_offset >= t {
-                return Err(SampleError::Arg(format!(
-                    "steps_offset {} moves ddim's last kept step {last} past T - 1 = {}",
-                    self.steps_offset,
-                    t - 1
-                )));
-            }
+        match &self.solver {
+            Solver::Ddpm(o) => o.validate(t, self.steps)?,
+            Solver::Ddim(o) => o.validate(t, self.steps)?,
+            Solver::Unipc(o) => o.validate()?,
+            _ => {}
         }
         if !(self.guidance_scale >= 0.0 && self.guidance_scale.is_finite()) {
             return Err(SampleError::Arg(format!(
@@ -324,7 +399,7 @@ impl SamplerOptions {
 
     /// How many network evaluations a run of this sampler makes per image.
     pub fn network_evaluations(&self) -> usize {
-        match self.kind {
+        match self.kind() {
             SamplerKind::Heun => 2 * self.steps - 1,
             _ => self.steps,
         }
@@ -344,16 +419,23 @@ pub fn sample(
 ) -> Result<Tensor> {
     opts.validate(process.num_timesteps())?;
     let _guard = tch::no_grad_guard();
-    Ok(match opts.kind {
-        SamplerKind::Ddpm => ddpm::sample(opts, process, model, x_t, noise, progress)?,
-        SamplerKind::Ddim => ddim::sample(opts, process, model, x_t, noise, progress),
-        SamplerKind::DpmSolverPp => dpm_solver::sample(opts, process, model, x_t, progress),
-        SamplerKind::Heun => heun::sample(opts, process, model, x_t, progress),
-        SamplerKind::Euler => {
-            euler::sample(euler::Variant::Ode, opts, process, model, x_t, noise, progress)
+    Ok(match &opts.solver {
+        Solver::Ddpm(o) => ddpm::sample(opts, o, process, model, x_t, noise, progress)?,
+        Solver::Ddim(o) => ddim::sample(opts, o, process, model, x_t, noise, progress),
+        Solver::DpmSolverPp(o) => dpm_solver::sample(opts, o, process, model, x_t, progress),
+        Solver::DpmSolverPpSde(o) => {
+            sde::sample(sde::Order::Two, opts, o, process, model, x_t, noise, progress)
         }
-        SamplerKind::EulerAncestral => {
-            euler::sample(euler::Variant::Ancestral, opts, process, model, x_t, noise, progress)
+        Solver::DpmSolverPp3mSde(o) => {
+            sde::sample(sde::Order::Three, opts, o, process, model, x_t, noise, progress)
+        }
+        Solver::Unipc(o) => unipc::sample(opts, o, process, model, x_t, progress),
+        Solver::Heun(o) => heun::sample(opts, o, process, model, x_t, progress),
+        Solver::Euler(o) => {
+            euler::sample(euler::Variant::Ode, opts, o, process, model, x_t, noise, progress)
+        }
+        Solver::EulerAncestral(o) => {
+            euler::sample(euler::Variant::Ancestral, opts, o, process, model, x_t, noise, progress)
         }
     })
 }
@@ -430,7 +512,7 @@ mod tests {
         /// The steps for a budget of network evaluations spend at most the budget, and one
         /// step more would overspend it (one step is the least any sampler takes).
         #[test]
-        fn steps_for_evaluations_is_the_most_the_budget_buys(nfe in 1usize..2000, k in 0usize..6) {
+        fn steps_for_evaluations_is_the_most_the_budget_buys(nfe in 1usize..2000, k in 0usize..9) {
             let kind = SamplerKind::ALL[k];
             let cost = |steps| {
                 let mut o = SamplerOptions::new(kind, 4000);
@@ -447,6 +529,58 @@ mod tests {
     fn all_lists_every_sampler_the_command_line_takes() {
         use clap::ValueEnum;
         assert_eq!(SamplerKind::value_variants(), &SamplerKind::ALL[..]);
+    }
+
+    /// Manifests and results written before the options became a sum type hold every
+    /// sampler's fields flat beside `kind`; they still read, each into its own sampler's
+    /// options, and the new form round-trips.
+    #[test]
+    fn options_written_flat_before_still_read() {
+        let old = |kind: &str| {
+            format!(
+                r#"{{"kind":"{kind}","steps":30,"eta":0.5,"skip":"trailing","time_steps":"uniform",
+                "variance":"fixed_small","clip_x0":false,"clip_convention":"diffusers",
+                "final_abar_one":false,"steps_offset":1,"sigmas":"exponential","guidance_scale":2.0}}"#
+            )
+        };
+        let read = |kind: &str| serde_json::from_str::<SamplerOptions>(&old(kind)).unwrap();
+        let ddim = read("ddim");
+        assert_eq!((ddim.steps, ddim.clip_x0, ddim.guidance_scale), (30, false, 2.0));
+        assert_eq!(
+            ddim.solver,
+            Solver::Ddim(ddim::Options {
+                eta: 0.5,
+                skip: Skip::Trailing,
+                clip_convention: ClipConvention::Diffusers,
+                final_abar_one: false,
+                steps_offset: 1,
+            })
+        );
+        assert_eq!(
+            read("dpm-solver++").solver,
+            Solver::DpmSolverPp(dpm_solver::Options { time_steps: TimeSteps::Uniform })
+        );
+        assert_eq!(
+            read("heun").solver,
+            Solver::Heun(SigmaOptions { sigmas: SigmaSpacing::Exponential })
+        );
+        let Solver::Ddpm(d) = read("ddpm").solver else { panic!("ddpm") };
+        assert_eq!(d.variance, Some(ddpm_core::ModelVar::FixedSmall));
+        // A manifest of today's defaults, written before: the same options as today's.
+        let plain = r#"{"kind":"euler","steps":50,"eta":0.0,"skip":"uniform","time_steps":"log_snr",
+            "variance":null,"clip_x0":true,"clip_convention":"improved-diffusion",
+            "final_abar_one":true,"steps_offset":0,"sigmas":"karras","guidance_scale":1.0}"#;
+        let plain: SamplerOptions = serde_json::from_str(plain).unwrap();
+        assert_eq!(plain, SamplerOptions::new(SamplerKind::Euler, 1000));
+        for kind in SamplerKind::ALL {
+            let o = SamplerOptions::new(kind, 1000);
+            let back: SamplerOptions =
+                serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+            assert_eq!(back, o, "{kind:?}");
+            assert_eq!(back.kind(), kind);
+        }
+        let e = serde_json::from_str::<SamplerOptions>(&old("plms")).unwrap_err().to_string();
+        assert!(e.contains("plms"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,14 @@ pub enum SigmaSpacing {
     Exponential,
 }
 
+/// The own options of the samplers that step through sigmas (heun, euler, euler-ancestral,
+/// dpm-solver++-sde, dpm-solver++-3m-sde).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SigmaOptions {
+    #[serde(default)]
+    pub sigmas: SigmaSpacing,
+}
+
 impl SigmaSpacing {
     /// The name the command line and output folders use.
     pub fn name(self) -> &'static str {
@@ -93,31 +101,6 @@ mod tests {
             for w in e[..steps].windows(2) {
                 prop_assert!((w[1] / w[0] / r - 1.0).abs() < 1e-10);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod refusal_tests {
-    use super::SigmaSpacing;
-    use crate::samplers::{SamplerKind, SamplerOptions};
-
-    /// A spacing other than karras is refused, in one line naming --sigmas and the sampler, for
-    /// the samplers that do not step through sigmas, and taken by those that do.
-    #[test]
-    fn a_sigma_spacing_is_refused_for_samplers_without_sigmas() {
-        for kind in [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::DpmSolverPp] {
-            let mut o = SamplerOptions::new(kind, 1000);
-            o.sigmas = SigmaSpacing::Exponential;
-            let e = o.validate(1000).unwrap_err().to_string();
-            assert!(e.contains("--sigmas exponential") && e.contains(kind.name()), "{e}");
-            assert!(!e.contains('\n'), "{e}");
-            assert!(kind.check_sigmas(SigmaSpacing::Karras).is_err());
-        }
-        for kind in [SamplerKind::Heun, SamplerKind::Euler, SamplerKind::EulerAncestral] {
-            let mut o = SamplerOptions::new(kind, 1000);
-            o.sigmas = SigmaSpacing::Exponential;
-            assert!(o.validate(1000).is_ok(), "{kind:?}");
         }
     }
 }
