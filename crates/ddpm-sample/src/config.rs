@@ -3,16 +3,28 @@
 //! from diffusers records what its scheduler config says, so that it samples the way diffusers'
 //! pipelines sample it unless told otherwise.
 
-use crate::samplers::{ClipConvention, Skip};
+use crate::samplers::{ClipConvention, SigmaSpacing, Skip, TimeSteps};
 use serde::{Deserialize, Serialize};
 
 /// The `[sampling]` table of a run config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplingConfig {
-    /// Clip x0 predictions to [-1, 1]: true or false for every sampler, or absent for each
-    /// sampler's own default (on for ddpm and ddim, off for the ODE solvers).
+    /// Clip x0 predictions to [-1, 1]: true or false for every sampler, or absent for the
+    /// default (on).
     pub clip: Option<bool>,
+    /// Clipping in the samplers other than ddpm and ddim where it differs from `clip` (an
+    /// imported pipeline with `clip_sample` but no `thresholding`: diffusers' multistep and
+    /// Euler schedulers clip only with `thresholding`).
+    pub clip_solvers: Option<bool>,
+    /// Where dpm-solver++ and unipc evaluate when the command line does not say (an imported
+    /// multistep scheduler's linspace, or its `use_karras_sigmas`).
+    pub time_steps: Option<TimeSteps>,
+    /// The noise levels of the sigma solvers when the command line does not say (an imported
+    /// scheduler's `use_karras_sigmas` or `use_exponential_sigmas`).
+    pub sigmas: Option<SigmaSpacing>,
+    /// UniPC's order when the command line does not say (an imported UniPC's `solver_order`).
+    pub order: Option<usize>,
     /// What DDIM does with eps when x0 was clipped.
     pub clip_convention: ClipConvention,
     /// DDIM's last step goes to abar = 1 (diffusers' `set_alpha_to_one`), else to abar_0.
@@ -28,6 +40,10 @@ impl Default for SamplingConfig {
     fn default() -> Self {
         Self {
             clip: None,
+            clip_solvers: None,
+            time_steps: None,
+            sigmas: None,
+            order: None,
             clip_convention: ClipConvention::ImprovedDiffusion,
             final_abar_one: true,
             steps_offset: 0,

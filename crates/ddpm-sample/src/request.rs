@@ -213,8 +213,15 @@ impl SamplerArgs {
         let mut opts = SamplerOptions::new(self.sampler, t);
         opts.steps = self.steps.unwrap_or(opts.steps);
         opts.guidance_scale = self.guidance;
-        opts.clip_x0 = self.clip.or(defaults.clip).unwrap_or(true);
-        let placement = self.time_steps.or(self.sigmas.map(TimeSteps::of_sigmas));
+        let table_clip = match self.sampler {
+            SamplerKind::Ddpm | SamplerKind::Ddim => defaults.clip,
+            _ => defaults.clip_solvers.or(defaults.clip),
+        };
+        opts.clip_x0 = self.clip.or(table_clip).unwrap_or(true);
+        let placement = self
+            .time_steps
+            .or(self.sigmas.map(TimeSteps::of_sigmas))
+            .or(defaults.time_steps);
         match &mut opts.solver {
             Solver::Ddpm(o) => {
                 o.skip = self.skip.unwrap_or(defaults.timestep_spacing);
@@ -250,13 +257,15 @@ impl SamplerArgs {
             Solver::DpmSolverPp(o) => o.time_steps = placement.unwrap_or_default(),
             Solver::Unipc(o) => {
                 o.time_steps = placement.unwrap_or_default();
-                o.order = self.order.unwrap_or(o.order);
+                o.order = self.order.or(defaults.order).unwrap_or(o.order);
             }
             Solver::DpmSolverPpSde(o)
             | Solver::DpmSolverPp3mSde(o)
             | Solver::Heun(o)
             | Solver::Euler(o)
-            | Solver::EulerAncestral(o) => o.sigmas = self.sigmas.unwrap_or_default(),
+            | Solver::EulerAncestral(o) => {
+                o.sigmas = self.sigmas.or(defaults.sigmas).unwrap_or_default()
+            }
         }
         opts.validate(t)?;
         if self.guidance != 1.0 && model.net.num_classes().is_none() {

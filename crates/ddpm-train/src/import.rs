@@ -13,7 +13,7 @@ use ddpm_nets::diffusers::{
 };
 use ddpm_nets::{ModelConfig, UNet};
 use ddpm_run::{Checkpoint, CheckpointMeta, RunDir};
-use ddpm_sample::samplers::Skip;
+use ddpm_sample::samplers::{SigmaSpacing, Skip, TimeSteps};
 use ddpm_sample::{ClipConvention, SamplingConfig};
 use std::path::Path;
 
@@ -83,9 +83,12 @@ pub fn import_diffusers(dir: &Path, name: &str, runs_dir: &Path) -> Result<Impor
 
 /// The `[sampling]` defaults of a run imported from diffusers: diffusers' DDIM clipping
 /// convention (or the one ddpm-rs's export recorded), and the scheduler config's clipping,
-/// final alpha, step offset and DDIM `timestep_spacing` (or the spacing ddpm-rs's export
-/// recorded). `clip_sample` clips in DDPM and DDIM only (each sampler's own default);
-/// `thresholding` at 1.0 clips in all. What we do not implement is an error naming the key: a
+/// final alpha, step offset and DDIM/DDPM `timestep_spacing` (or the spacing ddpm-rs's export
+/// recorded), the noise levels (`use_karras_sigmas`, `use_exponential_sigmas`, a multistep
+/// scheduler's linspace) and UniPC's `solver_order`. `clip_sample` clips in DDPM and DDIM only
+/// (as in diffusers, whose other schedulers clip only with `thresholding`); `thresholding` at
+/// 1.0 clips in all. A multistep scheduler variant we do not have (`algorithm_type`,
+/// `solver_type`, `lower_order_final = false`, `predict_x0 = false`) is an error naming the key. What we do not implement is an error naming the key: a
 /// clip range other than 1 (our data lie in [-1, 1]), a spacing diffusers does not have either,
 /// and dynamic thresholding with `sample_max_value` above 1.
 pub fn sampling_config(s: &SchedulerConfig) -> std::result::Result<SamplingConfig, String> {
@@ -116,17 +119,59 @@ pub fn sampling_config(s: &SchedulerConfig) -> std::result::Result<SamplingConfi
             ));
         }
     };
+    let multistep = matches!(
+        s.class_name.as_str(),
+        "DPMSolverMultistepScheduler" | "UniPCMultistepScheduler"
+    );
+    let unsupported = |key: &str, value: &str, ours: &str| {
+        Err(format!("{key} = {value:?} is not supported by {} (only {ours})", s.class_name))
+    };
+    match (s.class_name.as_str(), s.algorithm_type.as_deref(), s.solver_type.as_deref()) {
+        ("DPMSolverMultistepScheduler", Some(a), _) if !a.ends_with("dpmsolver++") => {
+            return unsupported("algorithm_type", a, "dpmsolver++ and sde-dpmsolver++");
+        }
+        ("DPMSolverMultistepScheduler", _, Some(t)) if t != "midpoint" => {
+            return unsupported("solver_type", t, "midpoint");
+        }
+        ("UniPCMultistepScheduler", _, Some(t)) if t != "bh2" => {
+            return unsupported("solver_type", t, "bh2");
+        }
+        _ => {}
+    }
+    if multistep && s.lower_order_final == Some(false) {
+        return unsupported("lower_order_final", "false", "true");
+    }
+    if s.predict_x0 == Some(false) {
+        return unsupported("predict_x0", "false", "true");
+    }
+    let (time_steps, sigmas) = match (s.use_karras_sigmas, s.use_exponential_sigmas) {
+        (true, _) => (Some(TimeSteps::Karras), Some(SigmaSpacing::Karras)),
+        (false, true) => (Some(TimeSteps::LogSnr), Some(SigmaSpacing::Exponential)),
+        // The multistep schedulers' own default placement.
+        _ if multistep && s.timestep_spacing == "linspace" => (Some(TimeSteps::Uniform), None),
+        _ => (None, None),
+    };
+    let order = match s.class_name.as_str() {
+        "UniPCMultistepScheduler" => Some(s.solver_order.unwrap_or(2)),
+        _ => None,
+    };
     let clip_convention = match &s.clip_convention {
         None => ClipConvention::Diffusers,
         Some(name) => serde_json::from_value(serde_json::Value::String(name.clone()))
             .map_err(|_| format!("_ddpm_rs_clip_convention = {name:?} is not a clip convention"))?,
     };
     Ok(SamplingConfig {
+        // clip_sample clips in DDPMScheduler and DDIMScheduler; thresholding at 1.0 clips in
+        // every scheduler that has it.
         clip: match (s.thresholding, s.clip_sample) {
             (true, _) => Some(true),
             (false, true) => None,
             (false, false) => Some(false),
         },
+        clip_solvers: (!s.thresholding && s.clip_sample).then_some(false),
+        time_steps,
+        sigmas,
+        order,
         clip_convention,
         final_abar_one: s.set_alpha_to_one,
         steps_offset: s.steps_offset,
@@ -152,10 +197,12 @@ mod tests {
     fn scheduler_settings_become_the_runs_sampling_defaults() {
         let diffusers_default = SamplingConfig {
             clip: None,
+            clip_solvers: Some(false),
             clip_convention: ClipConvention::Diffusers,
             final_abar_one: true,
             steps_offset: 0,
             timestep_spacing: Skip::Leading,
+            ..Default::default()
         };
         assert_eq!(read("{}").unwrap(), diffusers_default);
         let c = read(
@@ -181,6 +228,42 @@ mod tests {
             ),
         ] {
             assert_eq!(read(text).unwrap().timestep_spacing, skip, "{text}");
+        }
+        // The multistep and Euler schedulers' keys: their noise levels and UniPC's order.
+        let c = read(
+            r#"{"_class_name": "UniPCMultistepScheduler", "solver_order": 3, "solver_type": "bh2",
+                "timestep_spacing": "linspace"}"#,
+        )
+        .unwrap();
+        assert_eq!((c.order, c.time_steps, c.sigmas), (Some(3), Some(TimeSteps::Uniform), None));
+        let c = read(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true,
+                "algorithm_type": "sde-dpmsolver++", "timestep_spacing": "linspace"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.order, c.time_steps, c.sigmas),
+            (None, Some(TimeSteps::Karras), Some(SigmaSpacing::Karras))
+        );
+        let c = read(r#"{"_class_name": "EulerDiscreteScheduler", "use_exponential_sigmas": true}"#);
+        assert_eq!(c.unwrap().sigmas, Some(SigmaSpacing::Exponential));
+        // clip_sample without thresholding clips in DDPM and DDIM only, as in diffusers.
+        let c = read(r#"{"clip_sample": true}"#).unwrap();
+        assert_eq!((c.clip, c.clip_solvers), (None, Some(false)));
+    }
+
+    #[test]
+    fn multistep_variants_we_do_not_have_are_one_line_errors_naming_the_key() {
+        for (text, needle) in [
+            (r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"}"#, "algorithm_type = \"dpmsolver\""),
+            (r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}"#, "solver_type = \"heun\""),
+            (r#"{"_class_name": "UniPCMultistepScheduler", "solver_type": "bh1"}"#, "solver_type = \"bh1\""),
+            (r#"{"_class_name": "UniPCMultistepScheduler", "lower_order_final": false}"#, "lower_order_final"),
+            (r#"{"_class_name": "UniPCMultistepScheduler", "predict_x0": false}"#, "predict_x0"),
+        ] {
+            let e = read(text).unwrap_err();
+            assert!(e.contains("scheduler_config.json") && e.contains(needle), "{text}: {e}");
+            assert!(!e.contains('\n'), "{e}");
         }
     }
 

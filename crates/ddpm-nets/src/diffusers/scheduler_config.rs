@@ -1,6 +1,7 @@
-//! diffusers' `scheduler_config.json` (`DDPMScheduler`, `DDIMScheduler`) as a typed struct, read
-//! once and converted to and from our [`DiffusionConfig`]. The sampling keys (`clip_sample`,
-//! `thresholding`, `set_alpha_to_one`, `steps_offset`, `timestep_spacing`) become a run's
+//! diffusers' `scheduler_config.json` (`DDPMScheduler`, `DDIMScheduler`, and the multistep and
+//! Euler schedulers' keys) as a typed struct, read once and converted to and from our
+//! [`DiffusionConfig`]. The sampling keys (`clip_sample`, `thresholding`, `set_alpha_to_one`,
+//! `steps_offset`, `timestep_spacing`, `use_karras_sigmas`, `solver_order`, ...) become a run's
 //! `[sampling]` defaults next to the import (`ddpm-train`'s `import.rs`), which owns that table.
 //! Defaults are `DDPMScheduler.__init__`'s, and `DDIMScheduler`'s for `set_alpha_to_one`.
 
@@ -40,6 +41,26 @@ pub struct SchedulerConfig {
     /// approximates with "leading" for diffusers.
     #[serde(rename = "_ddpm_rs_timestep_spacing", skip_serializing_if = "Option::is_none")]
     pub ddpm_rs_timestep_spacing: Option<String>,
+    /// The multistep and Euler schedulers' noise levels (`DPMSolverMultistepScheduler`,
+    /// `UniPCMultistepScheduler`, `EulerDiscreteScheduler`, ...).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub use_karras_sigmas: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub use_exponential_sigmas: bool,
+    /// The multistep schedulers' order (diffusers' default 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub solver_order: Option<usize>,
+    /// "midpoint" or "heun" (DPMSolverMultistepScheduler), "bh1" or "bh2" (UniPC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub solver_type: Option<String>,
+    /// "dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver" (DPMSolverMultistepScheduler).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower_order_final: Option<bool>,
+    /// UniPC's data prediction (its default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predict_x0: Option<bool>,
 }
 
 impl Default for SchedulerConfig {
@@ -64,6 +85,13 @@ impl Default for SchedulerConfig {
             set_alpha_to_one: true,
             clip_convention: None,
             ddpm_rs_timestep_spacing: None,
+            use_karras_sigmas: false,
+            use_exponential_sigmas: false,
+            solver_order: None,
+            solver_type: None,
+            algorithm_type: None,
+            lower_order_final: None,
+            predict_x0: None,
         }
     }
 }
