@@ -166,7 +166,7 @@ impl SweepArgs {
         let options = |kind: SamplerKind, steps: usize, clip: Option<bool>| {
             SamplerArgs { steps: Some(steps), clip, ..SamplerArgs::for_sampler(kind) }
                 .options(run, model)
-            .map_err(|e| EvalError::Arg(format!("sampler-sweep: {e}")))
+                .map_err(|e| EvalError::Arg(format!("sampler-sweep: {e}")))
         };
         let mut plan = Vec::new();
         for &kind in &self.samplers {

@@ -1,7 +1,8 @@
 //! # ddpm-sample
 //!
 //! Sampling from trained DDPMs: ancestral DDPM (Ho et al. 2020, Algorithm 2), DDIM,
-//! DPM-Solver++(2M) and a Heun probability-flow ODE solver; classifier-free guidance;
+//! DPM-Solver++(2M) and its 2M and 3M SDE variants, UniPC, and Heun, Euler and Euler-ancestral
+//! solvers of the probability-flow ODE; classifier-free guidance;
 //! per-image noise streams so that sharded jobs reproduce single jobs; streamed, resumable
 //! output (`samples.npz`, `grid.png`, PNGs); and the paper's figures.
 

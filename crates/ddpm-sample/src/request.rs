@@ -218,10 +218,8 @@ impl SamplerArgs {
             _ => defaults.clip_solvers.or(defaults.clip),
         };
         opts.clip_x0 = self.clip.or(table_clip).unwrap_or(true);
-        let placement = self
-            .time_steps
-            .or(self.sigmas.map(TimeSteps::of_sigmas))
-            .or(defaults.time_steps);
+        let placement =
+            self.time_steps.or(self.sigmas.map(TimeSteps::of_sigmas)).or(defaults.time_steps);
         match &mut opts.solver {
             Solver::Ddpm(o) => {
                 o.skip = self.skip.unwrap_or(defaults.timestep_spacing);
@@ -362,9 +360,14 @@ impl SampleRequest {
     fn settings_tag(&self) -> String {
         let o = &self.sampler;
         let mut solver = Solver::new(o.kind());
-        if let (Solver::Heun(d) | Solver::Euler(d) | Solver::EulerAncestral(d)
-        | Solver::DpmSolverPpSde(d) | Solver::DpmSolverPp3mSde(d), Some(own)) =
-            (&mut solver, o.solver.sigma_options())
+        if let (
+            Solver::Heun(d)
+            | Solver::Euler(d)
+            | Solver::EulerAncestral(d)
+            | Solver::DpmSolverPpSde(d)
+            | Solver::DpmSolverPp3mSde(d),
+            Some(own),
+        ) = (&mut solver, o.solver.sigma_options())
         {
             // Named in the folder already.
             d.sigmas = own.sigmas;
@@ -463,7 +466,8 @@ mod tests {
             assert!(variants[..i].iter().all(|u| u != v), "{v} repeats");
         }
         let mut heun = SamplerOptions::new(SamplerKind::Heun, 1000);
-        heun.solver = Solver::Heun(crate::samplers::SigmaOptions { sigmas: SigmaSpacing::Exponential });
+        heun.solver =
+            Solver::Heun(crate::samplers::SigmaOptions { sigmas: SigmaSpacing::Exponential });
         let r = request(heun, 1, 10, Labels::None);
         assert_eq!(r.job_name(7, true), "step7-heun-18-exponential-seed1");
         let mut unclipped = r.clone();
@@ -473,7 +477,8 @@ mod tests {
         let mut unipc = SamplerOptions::new(SamplerKind::Unipc, 1000);
         let plain = request(unipc.clone(), 0, 10, Labels::None).job_name(7, true);
         assert_eq!(plain, "step7-unipc-20-seed0");
-        unipc.solver = Solver::Unipc(crate::samplers::unipc::Options { order: 3, ..Default::default() });
+        unipc.solver =
+            Solver::Unipc(crate::samplers::unipc::Options { order: 3, ..Default::default() });
         let third = request(unipc, 0, 10, Labels::None).job_name(7, true);
         assert!(third.starts_with("step7-unipc-20-o") && third != plain, "{third}");
     }

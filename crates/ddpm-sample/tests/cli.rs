@@ -392,12 +392,32 @@ fn every_sampler_runs_from_the_command_line_with_its_own_flags() {
         m["sampler"].clone()
     };
     for (i, (flags, key, want)) in [
-        (&["--sampler", "unipc", "--order", "3", "--steps", "3"][..], "order", serde_json::json!(3)),
-        (&["--sampler", "unipc", "--sigmas", "karras", "--steps", "3"], "time_steps", "karras".into()),
+        (
+            &["--sampler", "unipc", "--order", "3", "--steps", "3"][..],
+            "order",
+            serde_json::json!(3),
+        ),
+        (
+            &["--sampler", "unipc", "--sigmas", "karras", "--steps", "3"],
+            "time_steps",
+            "karras".into(),
+        ),
         (&["--sampler", "dpm-solver++-sde", "--steps", "3"], "sigmas", "karras".into()),
-        (&["--sampler", "dpm-solver++-3m-sde", "--sigmas", "exponential", "--steps", "3"], "sigmas", "exponential".into()),
-        (&["--sampler", "dpm-solver++", "--time-steps", "karras", "--steps", "3"], "time_steps", "karras".into()),
-        (&["--sampler", "ddpm", "--timestep-spacing", "trailing", "--steps", "3"], "skip", "trailing".into()),
+        (
+            &["--sampler", "dpm-solver++-3m-sde", "--sigmas", "exponential", "--steps", "3"],
+            "sigmas",
+            "exponential".into(),
+        ),
+        (
+            &["--sampler", "dpm-solver++", "--time-steps", "karras", "--steps", "3"],
+            "time_steps",
+            "karras".into(),
+        ),
+        (
+            &["--sampler", "ddpm", "--timestep-spacing", "trailing", "--steps", "3"],
+            "skip",
+            "trailing".into(),
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -412,7 +432,10 @@ fn every_sampler_runs_from_the_command_line_with_its_own_flags() {
         (&["--sampler", "ddim", "--order", "3"][..], "--order 3 applies to unipc only, not ddim"),
         (&["--sampler", "heun", "--eta", "0.5"], "--eta 0.5 applies to ddim only, not heun"),
         (&["--sampler", "ddim", "--sigmas", "karras"], "--sigmas karras applies to dpm-solver++"),
-        (&["--sampler", "euler", "--skip", "leading"], "--skip leading applies to ddim, ddpm only, not euler"),
+        (
+            &["--sampler", "euler", "--skip", "leading"],
+            "--skip leading applies to ddim, ddpm only, not euler",
+        ),
         (&["--sampler", "unipc", "--order", "4"], "--order must be 1, 2 or 3 for unipc, got 4"),
         (
             &["--sampler", "unipc", "--time-steps", "uniform", "--sigmas", "karras"],

@@ -251,8 +251,7 @@ fn sde_solvers_land_on_the_gaussian_data() {
         let mut off = Vec::new();
         for steps in [10usize, 50] {
             let (_, x0) = run(&opts(kind, steps), &process, 64);
-            let (m, sd) =
-                (x0.mean(Kind::Double).double_value(&[]), x0.std(true).double_value(&[]));
+            let (m, sd) = (x0.mean(Kind::Double).double_value(&[]), x0.std(true).double_value(&[]));
             eprintln!("{kind:?} {steps}: mean {m} (data {M}), std {sd} (data {S})");
             off.push((sd / S - 1.0).abs());
             if steps == 50 {

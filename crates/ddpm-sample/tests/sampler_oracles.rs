@@ -92,8 +92,7 @@ fn ddim_matches_denoising_diffusion_pytorch_ddim_sample() {
         let own = ddim::Options::default();
         let mut noise = ImageNoise::new(1, &[0, 1], &[1, 4, 4], Device::Cpu);
         let mut model = |x: &Tensor, t: &Tensor| net(x, t);
-        let ours =
-            ddim::sample_at(&kept, &opts, &own, &td, &mut model, x, &mut noise, &mut |_| {});
+        let ours = ddim::sample_at(&kept, &opts, &own, &td, &mut model, x, &mut noise, &mut |_| {});
         let d = rel_to_scale(&flat(&ours), &f64s(&theirs["x0"]));
         eprintln!("DDIM {name} S={steps}: max difference {d:e} (its tables are float32)");
         assert!(d < 1e-5, "DDIM {name} S={steps}: {d:e}");

@@ -466,15 +466,33 @@ fn ddpm_timestep_spacings_match_diffusers_at_15_30_and_50_steps() {
     let mut cases = Vec::new();
     for skip in [Skip::Leading, Skip::Trailing, Skip::Linspace] {
         for steps in [15, 30, 50] {
-            cases.push(Case { skip, clip: true, off_scale: true, ..Case::new(SamplerKind::Ddpm, 1000, steps) });
+            cases.push(Case {
+                skip,
+                clip: true,
+                off_scale: true,
+                ..Case::new(SamplerKind::Ddpm, 1000, steps)
+            });
         }
-        cases.push(Case { skip, var: ModelVar::FixedSmall, ..Case::new(SamplerKind::Ddpm, 1000, 30) });
+        cases.push(Case {
+            skip,
+            var: ModelVar::FixedSmall,
+            ..Case::new(SamplerKind::Ddpm, 1000, 30)
+        });
     }
-    cases.push(Case { skip: Skip::Leading, steps_offset: 1, ..Case::new(SamplerKind::Ddpm, 1000, 30) });
+    cases.push(Case {
+        skip: Skip::Leading,
+        steps_offset: 1,
+        ..Case::new(SamplerKind::Ddpm, 1000, 30)
+    });
     let results = check_all(&cases);
     for (c, (_, clipped)) in cases.iter().zip(&results) {
         if c.off_scale {
-            assert!(*clipped >= c.steps / 2, "{:?} S={}: clipping at {clipped} steps only", c.skip, c.steps);
+            assert!(
+                *clipped >= c.steps / 2,
+                "{:?} S={}: clipping at {clipped} steps only",
+                c.skip,
+                c.steps
+            );
         }
     }
 }
@@ -486,7 +504,10 @@ fn ddpm_timestep_spacings_match_diffusers_at_15_30_and_50_steps() {
 fn dpm_solver_pp_on_karras_sigmas_matches_diffusers() {
     let cases: Vec<Case> = [8, 20]
         .into_iter()
-        .map(|steps| Case { time_steps: TimeSteps::Karras, ..Case::new(SamplerKind::DpmSolverPp, 1000, steps) })
+        .map(|steps| Case {
+            time_steps: TimeSteps::Karras,
+            ..Case::new(SamplerKind::DpmSolverPp, 1000, steps)
+        })
         .collect();
     check_all(&cases);
 }
@@ -499,8 +520,15 @@ fn dpm_solver_pp_on_karras_sigmas_matches_diffusers() {
 fn dpm_solver_pp_sde_matches_diffusers_sde_dpmsolver_pp() {
     let mut cases: Vec<Case> =
         [5, 10, 20].into_iter().map(|s| Case::new(SamplerKind::DpmSolverPpSde, 1000, s)).collect();
-    cases.push(Case { clip: true, off_scale: true, ..Case::new(SamplerKind::DpmSolverPpSde, 1000, 10) });
-    cases.push(Case { schedule: ScheduleName::Cosine, ..Case::new(SamplerKind::DpmSolverPpSde, 1000, 12) });
+    cases.push(Case {
+        clip: true,
+        off_scale: true,
+        ..Case::new(SamplerKind::DpmSolverPpSde, 1000, 10)
+    });
+    cases.push(Case {
+        schedule: ScheduleName::Cosine,
+        ..Case::new(SamplerKind::DpmSolverPpSde, 1000, 12)
+    });
     let results = check_all(&cases);
     assert_eq!(results[3].1, 10, "clipping triggered at {} of 10 steps", results[3].1);
 }
@@ -517,10 +545,23 @@ fn unipc_matches_diffusers_unipc_multistep_scheduler() {
         for steps in [5, 8, 20] {
             cases.push(Case { order, ..Case::new(SamplerKind::Unipc, 1000, steps) });
         }
-        cases.push(Case { order, time_steps: TimeSteps::Karras, ..Case::new(SamplerKind::Unipc, 1000, 10) });
-        cases.push(Case { order, clip: true, off_scale: true, ..Case::new(SamplerKind::Unipc, 1000, 10) });
+        cases.push(Case {
+            order,
+            time_steps: TimeSteps::Karras,
+            ..Case::new(SamplerKind::Unipc, 1000, 10)
+        });
+        cases.push(Case {
+            order,
+            clip: true,
+            off_scale: true,
+            ..Case::new(SamplerKind::Unipc, 1000, 10)
+        });
     }
-    cases.push(Case { order: 3, schedule: ScheduleName::Cosine, ..Case::new(SamplerKind::Unipc, 1000, 15) });
+    cases.push(Case {
+        order: 3,
+        schedule: ScheduleName::Cosine,
+        ..Case::new(SamplerKind::Unipc, 1000, 15)
+    });
     let results = check_all(&cases);
     for (c, (_, clipped)) in cases.iter().zip(&results) {
         if c.off_scale {

@@ -393,6 +393,19 @@ mod tests {
         c.validate().unwrap();
     }
 
+    /// Every sampler the command line has is a preview and evaluation sampler by the same name.
+    #[test]
+    fn every_sampler_is_a_train_sampler_by_its_command_line_name() {
+        for kind in SamplerKind::ALL {
+            let text =
+                format!("[train]\nsample_sampler = \"{0}\"\neval_sampler = \"{0}\"\n", kind.name());
+            let c = RunConfig::from_toml(&text, "c.toml").unwrap();
+            assert_eq!((c.train.sample_sampler, c.train.eval_sampler), (kind, kind));
+        }
+        let e = RunConfig::from_toml("[train]\nsample_sampler = \"plms\"\n", "c.toml").unwrap_err();
+        assert!(e.0.contains("plms"), "{}", e.0);
+    }
+
     #[test]
     fn round_trips_through_toml() {
         let c = RunConfig::default();

@@ -119,10 +119,8 @@ pub fn sampling_config(s: &SchedulerConfig) -> std::result::Result<SamplingConfi
             ));
         }
     };
-    let multistep = matches!(
-        s.class_name.as_str(),
-        "DPMSolverMultistepScheduler" | "UniPCMultistepScheduler"
-    );
+    let multistep =
+        matches!(s.class_name.as_str(), "DPMSolverMultistepScheduler" | "UniPCMultistepScheduler");
     let unsupported = |key: &str, value: &str, ours: &str| {
         Err(format!("{key} = {value:?} is not supported by {} (only {ours})", s.class_name))
     };
@@ -245,7 +243,8 @@ mod tests {
             (c.order, c.time_steps, c.sigmas),
             (None, Some(TimeSteps::Karras), Some(SigmaSpacing::Karras))
         );
-        let c = read(r#"{"_class_name": "EulerDiscreteScheduler", "use_exponential_sigmas": true}"#);
+        let c =
+            read(r#"{"_class_name": "EulerDiscreteScheduler", "use_exponential_sigmas": true}"#);
         assert_eq!(c.unwrap().sigmas, Some(SigmaSpacing::Exponential));
         // clip_sample without thresholding clips in DDPM and DDIM only, as in diffusers.
         let c = read(r#"{"clip_sample": true}"#).unwrap();
@@ -255,10 +254,22 @@ mod tests {
     #[test]
     fn multistep_variants_we_do_not_have_are_one_line_errors_naming_the_key() {
         for (text, needle) in [
-            (r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"}"#, "algorithm_type = \"dpmsolver\""),
-            (r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}"#, "solver_type = \"heun\""),
-            (r#"{"_class_name": "UniPCMultistepScheduler", "solver_type": "bh1"}"#, "solver_type = \"bh1\""),
-            (r#"{"_class_name": "UniPCMultistepScheduler", "lower_order_final": false}"#, "lower_order_final"),
+            (
+                r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"}"#,
+                "algorithm_type = \"dpmsolver\"",
+            ),
+            (
+                r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}"#,
+                "solver_type = \"heun\"",
+            ),
+            (
+                r#"{"_class_name": "UniPCMultistepScheduler", "solver_type": "bh1"}"#,
+                "solver_type = \"bh1\"",
+            ),
+            (
+                r#"{"_class_name": "UniPCMultistepScheduler", "lower_order_final": false}"#,
+                "lower_order_final",
+            ),
             (r#"{"_class_name": "UniPCMultistepScheduler", "predict_x0": false}"#, "predict_x0"),
         ] {
             let e = read(text).unwrap_err();

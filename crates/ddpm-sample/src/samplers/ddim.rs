@@ -138,7 +138,11 @@ pub fn timesteps(num_timesteps: usize, steps: usize, skip: Skip) -> Vec<usize> {
 /// after the last: abar = 1, or abar_0). diffusers' spacings step as its `DDIMScheduler.step`
 /// does, to t' = t - T // S (None below 0), which is not the next kept step where S does not
 /// divide T ("trailing" at T = 1000, S = 30: from 966 to 933, then evaluated at 932).
-pub fn step_pairs(num_timesteps: usize, steps: usize, own: &Options) -> Vec<(usize, Option<usize>)> {
+pub fn step_pairs(
+    num_timesteps: usize,
+    steps: usize,
+    own: &Options,
+) -> Vec<(usize, Option<usize>)> {
     let offset = if own.skip.takes_steps_offset() { own.steps_offset } else { 0 };
     let kept: Vec<usize> =
         timesteps(num_timesteps, steps, own.skip).into_iter().map(|t| t + offset).collect();

@@ -62,8 +62,9 @@ impl Options {
 /// same three spacings).
 pub fn kept_steps(t: usize, steps: usize, o: &Options) -> Vec<usize> {
     match o.skip {
-        Skip::Uniform => ddpm_core::space_timesteps(t, &steps.to_string())
-            .expect("1 <= steps <= T was checked"),
+        Skip::Uniform => {
+            ddpm_core::space_timesteps(t, &steps.to_string()).expect("1 <= steps <= T was checked")
+        }
         skip => {
             let offset = if skip == Skip::Leading { o.steps_offset } else { 0 };
             ddim::timesteps(t, steps, skip).into_iter().map(|k| k + offset).collect()
@@ -73,7 +74,11 @@ pub fn kept_steps(t: usize, steps: usize, o: &Options) -> Vec<usize> {
 
 /// The process the sampler walks: all steps, or the respaced subset; with the variance
 /// override applied.
-pub fn walk(opts: &SamplerOptions, own: &Options, process: &TensorDiffusion) -> Result<TensorDiffusion> {
+pub fn walk(
+    opts: &SamplerOptions,
+    own: &Options,
+    process: &TensorDiffusion,
+) -> Result<TensorDiffusion> {
     let mut param = process.param;
     if let Some(v) = own.variance {
         param.var = v;

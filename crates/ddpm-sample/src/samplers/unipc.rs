@@ -138,7 +138,8 @@ fn step(
     let rho = rhos(order, h, &rks, m_t.is_some());
     let b_h = hh.exp_m1();
     let mut sum: Option<Tensor> = None;
-    let mut add = |term: Tensor| sum = Some(sum.take().map_or_else(|| term.shallow_clone(), |s| s + &term));
+    let mut add =
+        |term: Tensor| sum = Some(sum.take().map_or_else(|| term.shallow_clone(), |s| s + &term));
     for (k, &(p, r)) in earlier.iter().enumerate() {
         add((&p.m - m0) * (rho[k] / r));
     }
@@ -210,7 +211,10 @@ mod tests {
         assert_eq!(rhos(1, h, &[], true), vec![0.5]);
         assert_eq!(rhos(2, h, &[r], false), vec![0.5]);
         let small = rhos(2, 1e-3, &[-1.0], true);
-        assert!((small[0] - 1.0 / 12.0).abs() < 1e-3 && (small[1] - 5.0 / 12.0).abs() < 1e-3, "{small:?}");
+        assert!(
+            (small[0] - 1.0 / 12.0).abs() < 1e-3 && (small[1] - 5.0 / 12.0).abs() < 1e-3,
+            "{small:?}"
+        );
         let three = rhos(3, h, &[-0.6, -1.3], false);
         assert_eq!(three.len(), 2);
         let back = solve(vec![vec![2.0, 1.0], vec![1.0, 3.0]], vec![3.0, 5.0]);
