@@ -35,6 +35,34 @@ fn with_sigmas(kind: SamplerKind, spacing: SigmaSpacing) -> Solver {
     }
 }
 
+/// A sigma-space sampler's case for `ref_kdiffusion.py`'s `cmd`: k-diffusion's answer on
+/// `spacing`'s sigmas from x_T (two images, seed `x_seed`), its noise sampler handed, step by
+/// step, the draws of a twin of the `ImageNoise` (`noise_seed`, `images`) returned for ours; and
+/// our options for the same case.
+fn k_diffusion_case(
+    td: &TensorDiffusion,
+    kind: SamplerKind,
+    cmd: &str,
+    steps: usize,
+    spacing: SigmaSpacing,
+    x_seed: u64,
+    (noise_seed, images): (u64, &[u64]),
+) -> (Value, SamplerOptions, Tensor, ImageNoise) {
+    let sigmas = sigmas::sigmas(td, steps, spacing);
+    let x = x_t(2, x_seed);
+    let mut twin = ImageNoise::new(noise_seed, images, &[1, 4, 4], Device::Cpu);
+    // One draw per step with sigma_{i+1} > 0: every step but the last.
+    let noise: Vec<Vec<f64>> = (0..steps - 1).map(|_| flat(&twin.draw())).collect();
+    let theirs = oracle(
+        "ref_kdiffusion.py",
+        json!({"cmd": cmd, "sigmas": sigmas, "m": M, "s": S, "x_T": flat(&x), "noise": noise}),
+    );
+    let mut opts = SamplerOptions::new(kind, 1000);
+    (opts.steps, opts.clip_x0) = (steps, false);
+    opts.solver = with_sigmas(kind, spacing);
+    (theirs, opts, x, ImageNoise::new(noise_seed, images, &[1, 4, 4], Device::Cpu))
+}
+
 fn oracle(script: &str, input: Value) -> Value {
     let path = temp_dir("sampler-oracle").join("in.json");
     std::fs::write(&path, input.to_string()).unwrap();
@@ -199,19 +227,8 @@ fn euler_and_euler_ancestral_match_k_diffusion() {
             (30, SigmaSpacing::Karras),
             (12, SigmaSpacing::Exponential),
         ] {
-            let sigmas = sigmas::sigmas(&td, steps, spacing);
-            let x = x_t(2, 13);
-            let mut twin = ImageNoise::new(4, &[10, 11], &[1, 4, 4], Device::Cpu);
-            // One draw per step with sigma_{i+1} > 0: every step but the last.
-            let noise: Vec<Vec<f64>> = (0..steps - 1).map(|_| flat(&twin.draw())).collect();
-            let theirs = oracle(
-                "ref_kdiffusion.py",
-                json!({"cmd": cmd, "sigmas": sigmas, "m": M, "s": S, "x_T": flat(&x), "noise": noise}),
-            );
-            let mut opts = SamplerOptions::new(kind, 1000);
-            (opts.steps, opts.clip_x0) = (steps, false);
-            opts.solver = with_sigmas(kind, spacing);
-            let mut noise = ImageNoise::new(4, &[10, 11], &[1, 4, 4], Device::Cpu);
+            let (theirs, opts, x, mut noise) =
+                k_diffusion_case(&td, kind, cmd, steps, spacing, 13, (4, &[10, 11]));
             let mut evals = 0;
             let x0 =
                 samplers::sample(&opts, &td, &mut gaussian_model(&td), x, &mut noise, &mut |_| {
@@ -247,18 +264,8 @@ fn dpm_solver_pp_sde_samplers_match_k_diffusion_step_by_step() {
             (20, SigmaSpacing::Karras),
             (12, SigmaSpacing::Exponential),
         ] {
-            let sigmas = sigmas::sigmas(&td, steps, spacing);
-            let x = x_t(2, 19);
-            let mut twin = ImageNoise::new(6, &[4, 9], &[1, 4, 4], Device::Cpu);
-            let noise: Vec<Vec<f64>> = (0..steps - 1).map(|_| flat(&twin.draw())).collect();
-            let theirs = oracle(
-                "ref_kdiffusion.py",
-                json!({"cmd": cmd, "sigmas": sigmas, "m": M, "s": S, "x_T": flat(&x), "noise": noise}),
-            );
-            let mut opts = SamplerOptions::new(kind, 1000);
-            (opts.steps, opts.clip_x0) = (steps, false);
-            opts.solver = with_sigmas(kind, spacing);
-            let mut noise = ImageNoise::new(6, &[4, 9], &[1, 4, 4], Device::Cpu);
+            let (theirs, opts, x, mut noise) =
+                k_diffusion_case(&td, kind, cmd, steps, spacing, 19, (6, &[4, 9]));
             let mut inputs = Vec::new();
             let mut gaussian = gaussian_model(&td);
             let mut model = |x: &Tensor, t: &Tensor| {
