@@ -137,9 +137,13 @@ pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The colours of successive series (matplotlib's tab10).
-pub const COLORS: [&str; 8] =
-    ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+/// The colours of successive series: matplotlib's tab10 without its grey (which the dashed
+/// reference lines use), then tab20b's dark indigo, so that ten series (the sampler sweep's
+/// nine samplers and more) stay apart.
+pub const COLORS: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+    "#bcbd22", "#393b79",
+];
 
 /// One named curve of a [`LinePlot`].
 #[derive(Debug, Clone, PartialEq)]
@@ -678,6 +682,17 @@ mod tests {
     }
 
     /// The text of every `<text>` element.
+    /// Ten series get ten colours, none the reference lines' grey (the sweep's nine samplers
+    /// drew ddpm and euler-ancestral in the same blue with eight).
+    #[test]
+    fn ten_series_get_ten_colours_apart_from_the_reference_grey() {
+        let mut set: Vec<&str> = COLORS.to_vec();
+        set.sort();
+        set.dedup();
+        assert_eq!(set.len(), 10);
+        assert!(!COLORS.contains(&"#7f7f7f"));
+    }
+
     fn texts(svg: &str) -> Vec<String> {
         svg.split("<text")
             .skip(1)
