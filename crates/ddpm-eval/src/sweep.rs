@@ -42,7 +42,7 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [0, 1])]
     pub seeds: Vec<u64>,
     /// Clipping of the x0 prediction, comma-separated (`true,false` sweeps both); default each
-    /// sampler's own (the run's [sampling] clip, else on for ddpm/ddim, off for the ODE solvers).
+    /// sampler's own (the run's [sampling] clip, else on).
     #[arg(long, value_delimiter = ',')]
     pub clip: Vec<bool>,
     /// Samples per cell (default: 1,000, or the measure's standard number if smaller).
