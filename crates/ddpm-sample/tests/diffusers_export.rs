@@ -198,18 +198,33 @@ fn ddim_pipeline_on_the_export_gives_our_ddim_samples_in_each_clipping_mode() {
         x0_max.iter().filter(|&&m| m > 1.0).count() >= 10,
         "clipping hardly triggered: {x0_max:?}"
     );
-    for (variant, flags) in [
-        ("default", &["--clip-convention", "diffusers"][..]),
-        ("noclip", &["--clip", "false"][..]),
-        ("clip-id", &[][..]),
+    let max_diff =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let mut ours_by = std::collections::HashMap::new();
+    // diffusers' own convention keeps the model's eps beside the clipped x0, a state that is
+    // not consistent with x_t, and float32 rounding grows along it through this deliberately
+    // off-scale network: measured 6.6e-4 to 2.2e-3 over runs (the bound was 1e-3, and a CI run
+    // failed at 2.2e-3), where the consistent states stay within 4e-5 (eps re-derived) and
+    // 1.1e-4 (no clip).
+    for (variant, flags, bound) in [
+        ("default", &["--clip-convention", "diffusers"][..], 5e-3),
+        ("noclip", &["--clip", "false"][..], 1e-3),
+        ("clip-id", &[][..], 1e-3),
     ] {
         let theirs = npy::read_array(&dir.join(format!("theirs-{variant}.npy")), "x").unwrap().1;
         let ours = sample(&dir, &runs, variant, flags);
-        let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = max_diff(&ours, &theirs);
         eprintln!("{variant}: DDIMPipeline against ours, max abs difference {diff:e}");
-        assert!(diff <= 1e-3, "{variant}: max abs difference {diff}");
+        assert!(diff <= bound, "{variant}: max abs difference {diff}");
         assert!(theirs.iter().any(|v| v.abs() > 0.1), "images are not trivially flat");
+        ours_by.insert(variant, ours);
     }
+    // The bound still tells the conventions apart: ours in the other convention is far from
+    // diffusers' default.
+    let theirs = npy::read_array(&dir.join("theirs-default.npy"), "x").unwrap().1;
+    let apart = max_diff(&ours_by["clip-id"], &theirs);
+    eprintln!("improved-diffusion's convention against DDIMPipeline's default: {apart:e}");
+    assert!(apart > 20.0 * 5e-3, "the conventions differ by {apart} only");
 }
 
 fn weights(path: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
