@@ -158,6 +158,9 @@ impl SamplerArgs {
         use SamplerKind as K;
         let kind = self.sampler;
         let multistep = [K::DpmSolverPp, K::Unipc];
+        // The sigma solvers, and the multistep solvers in time, which map it to their time steps.
+        let sigma_takers: Vec<SamplerKind> =
+            K::ALL.into_iter().filter(|k| k.steps_in_sigma() || multistep.contains(k)).collect();
         let flags: [(&str, Option<String>, &[SamplerKind]); 7] = [
             ("--eta", self.eta.map(|v| v.to_string()), &[K::Ddim]),
             ("--skip", self.skip.map(|v| v.name().into()), &[K::Ddim, K::Ddpm]),
@@ -165,25 +168,12 @@ impl SamplerArgs {
             ("--variance", self.variance.clone(), &[K::Ddpm]),
             ("--time-steps", self.time_steps.map(|v| v.name().into()), &multistep),
             ("--order", self.order.map(|v| v.to_string()), &[K::Unipc]),
-            ("--sigmas", self.sigmas.map(|v| v.name().into()), &[]),
+            ("--sigmas", self.sigmas.map(|v| v.name().into()), &sigma_takers),
         ];
         for (flag, given, takers) in flags {
             let Some(value) = given else { continue };
-            let takes = if flag == "--sigmas" {
-                kind.steps_in_sigma() || multistep.contains(&kind)
-            } else {
-                takers.contains(&kind)
-            };
-            if !takes {
-                let names: Vec<&str> = if flag == "--sigmas" {
-                    K::ALL
-                        .iter()
-                        .filter(|k| k.steps_in_sigma() || multistep.contains(k))
-                        .map(|k| k.name())
-                        .collect()
-                } else {
-                    takers.iter().map(|k| k.name()).collect()
-                };
+            if !takers.contains(&kind) {
+                let names: Vec<&str> = takers.iter().map(|k| k.name()).collect();
                 return Err(arg(format!(
                     "{flag} {value} applies to {} only, not {}",
                     names.join(", "),
@@ -360,17 +350,9 @@ impl SampleRequest {
     fn settings_tag(&self) -> String {
         let o = &self.sampler;
         let mut solver = Solver::new(o.kind());
-        if let (
-            Solver::Heun(d)
-            | Solver::Euler(d)
-            | Solver::EulerAncestral(d)
-            | Solver::DpmSolverPpSde(d)
-            | Solver::DpmSolverPp3mSde(d),
-            Some(own),
-        ) = (&mut solver, o.solver.sigma_options())
-        {
+        if let (Some(d), Some(own)) = (solver.sigma_options_mut(), o.solver.sigma_options()) {
             // Named in the folder already.
-            d.sigmas = own.sigmas;
+            *d = *own;
         }
         let defaults = SamplerOptions {
             solver,

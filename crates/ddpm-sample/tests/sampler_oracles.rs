@@ -24,15 +24,11 @@ use tch::{Device, Kind, Tensor};
 
 /// `kind` (a sampler in sigma) on `spacing`'s noise levels.
 fn with_sigmas(kind: SamplerKind, spacing: SigmaSpacing) -> Solver {
-    let o = SigmaOptions { sigmas: spacing };
-    match kind {
-        SamplerKind::Euler => Solver::Euler(o),
-        SamplerKind::EulerAncestral => Solver::EulerAncestral(o),
-        SamplerKind::Heun => Solver::Heun(o),
-        SamplerKind::DpmSolverPpSde => Solver::DpmSolverPpSde(o),
-        SamplerKind::DpmSolverPp3mSde => Solver::DpmSolverPp3mSde(o),
-        other => panic!("{other:?} does not step in sigma"),
-    }
+    let mut solver = Solver::new(kind);
+    let own =
+        solver.sigma_options_mut().unwrap_or_else(|| panic!("{kind:?} does not step in sigma"));
+    *own = SigmaOptions { sigmas: spacing };
+    solver
 }
 
 /// A sigma-space sampler's case for `ref_kdiffusion.py`'s `cmd`: k-diffusion's answer on

@@ -55,26 +55,47 @@ impl Options {
         if !(0.0..=1.0).contains(&self.eta) {
             return Err(SampleError::Arg(format!("--eta must be in [0, 1], got {}", self.eta)));
         }
-        if self.steps_offset > 0 {
-            if !self.skip.takes_steps_offset() {
-                return Err(SampleError::Arg(format!(
-                    "steps_offset {} applies to ddim with --skip uniform or leading only (diffusers' \
-                     leading spacing), not {}",
-                    self.steps_offset,
-                    self.skip.name()
-                )));
-            }
-            let last = timesteps(t, steps, self.skip).last().copied().unwrap_or(0);
-            if last + self.steps_offset >= t {
-                return Err(SampleError::Arg(format!(
-                    "steps_offset {} moves ddim's last kept step {last} past T - 1 = {}",
-                    self.steps_offset,
-                    t - 1
-                )));
-            }
-        }
-        Ok(())
+        check_steps_offset(
+            "ddim",
+            &[Skip::Uniform, Skip::Leading],
+            self.skip,
+            self.steps_offset,
+            t,
+            steps,
+        )
     }
+}
+
+/// diffusers' `steps_offset` for `sampler`: it applies to the spacings `takers` only (those
+/// of diffusers' "leading"), and must leave the last of the `steps` kept steps within T - 1.
+pub(super) fn check_steps_offset(
+    sampler: &str,
+    takers: &[Skip],
+    skip: Skip,
+    offset: usize,
+    t: usize,
+    steps: usize,
+) -> Result<()> {
+    if offset == 0 {
+        return Ok(());
+    }
+    if !takers.contains(&skip) {
+        let names: Vec<&str> = takers.iter().map(|s| s.name()).collect();
+        return Err(SampleError::Arg(format!(
+            "steps_offset {offset} applies to {sampler} with --skip {} only (diffusers' leading \
+             spacing), not {}",
+            names.join(" or "),
+            skip.name()
+        )));
+    }
+    let last = timesteps(t, steps, skip).last().copied().unwrap_or(0);
+    if last + offset >= t {
+        return Err(SampleError::Arg(format!(
+            "steps_offset {offset} moves {sampler}'s last kept step {last} past T - 1 = {}",
+            t - 1
+        )));
+    }
+    Ok(())
 }
 
 /// Kept timesteps, ascending (`steps_offset` not added). Uniform: improved-diffusion's `ddimS`

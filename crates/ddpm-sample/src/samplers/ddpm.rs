@@ -34,25 +34,7 @@ impl Options {
         {
             return Err(SampleError::Arg("--variance takes fixed_small or fixed_large".into()));
         }
-        if self.steps_offset > 0 {
-            if self.skip != Skip::Leading {
-                return Err(SampleError::Arg(format!(
-                    "steps_offset {} applies to ddpm with --skip leading only (diffusers' leading \
-                     spacing), not {}",
-                    self.steps_offset,
-                    self.skip.name()
-                )));
-            }
-            let last = ddim::timesteps(t, steps, Skip::Leading).last().copied().unwrap_or(0);
-            if last + self.steps_offset >= t {
-                return Err(SampleError::Arg(format!(
-                    "steps_offset {} moves ddpm's last kept step {last} past T - 1 = {}",
-                    self.steps_offset,
-                    t - 1
-                )));
-            }
-        }
-        Ok(())
+        ddim::check_steps_offset("ddpm", &[Skip::Leading], self.skip, self.steps_offset, t, steps)
     }
 }
 

@@ -99,16 +99,9 @@ impl SamplerKind {
     }
 
     /// Whether the sampler steps through the noise levels of [`sigmas::sigmas`], so that
-    /// [`SigmaSpacing`] places them.
+    /// [`SigmaSpacing`] places them (its options are [`SigmaOptions`]).
     pub fn steps_in_sigma(self) -> bool {
-        matches!(
-            self,
-            Self::Heun
-                | Self::Euler
-                | Self::EulerAncestral
-                | Self::DpmSolverPpSde
-                | Self::DpmSolverPp3mSde
-        )
+        Solver::new(self).sigma_options().is_some()
     }
 
     /// The most steps whose network evaluations per image (see
@@ -331,6 +324,18 @@ impl Solver {
 
     /// The sigma options of a sampler that steps through [`sigmas::sigmas`].
     pub fn sigma_options(&self) -> Option<&SigmaOptions> {
+        match self {
+            Self::DpmSolverPpSde(s)
+            | Self::DpmSolverPp3mSde(s)
+            | Self::Heun(s)
+            | Self::Euler(s)
+            | Self::EulerAncestral(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// [`Solver::sigma_options`], to change.
+    pub fn sigma_options_mut(&mut self) -> Option<&mut SigmaOptions> {
         match self {
             Self::DpmSolverPpSde(s)
             | Self::DpmSolverPp3mSde(s)

@@ -71,7 +71,7 @@ pub fn rhos(order: usize, h: f64, rks: &[f64], corrector: bool) -> Vec<f64> {
     let b_h = hh.exp_m1();
     let mut r: Vec<f64> = rks.to_vec();
     r.push(1.0);
-    let mut h_phi_k = hh.exp_m1() / hh - 1.0;
+    let mut h_phi_k = b_h / hh - 1.0;
     let mut factorial = 1.0;
     let mut b = Vec::with_capacity(order);
     for i in 1..=order {
@@ -125,9 +125,10 @@ fn step(
     let (_, sigma_s, lambda_s) = coeffs(process, Some(s));
     let (alpha_t, sigma_t, lambda_t) = coeffs(process, t);
     let h = lambda_t - lambda_s;
-    let hh = -h;
+    // bh2: B(h) = e^{hh} - 1, which is also h phi_1(hh) of the first-order term.
+    let b_h = (-h).exp_m1();
     let m0 = &history[history.len() - 1].m;
-    let mut x = x_s * (sigma_t / sigma_s) - m0 * (alpha_t * hh.exp_m1());
+    let x = x_s * (sigma_t / sigma_s) - m0 * (alpha_t * b_h);
     let earlier: Vec<(&Point, f64)> = (1..order)
         .map(|k| {
             let p = &history[history.len() - 1 - k];
@@ -136,20 +137,12 @@ fn step(
         .collect();
     let rks: Vec<f64> = earlier.iter().map(|&(_, r)| r).collect();
     let rho = rhos(order, h, &rks, m_t.is_some());
-    let b_h = hh.exp_m1();
-    let mut sum: Option<Tensor> = None;
-    let mut add =
-        |term: Tensor| sum = Some(sum.take().map_or_else(|| term.shallow_clone(), |s| s + &term));
-    for (k, &(p, r)) in earlier.iter().enumerate() {
-        add((&p.m - m0) * (rho[k] / r));
+    let terms = earlier.iter().enumerate().map(|(k, &(p, r))| (&p.m - m0) * (rho[k] / r));
+    let at_t = m_t.map(|m_t| (m_t - m0) * rho[rho.len() - 1]);
+    match terms.chain(at_t).reduce(|sum, term| sum + term) {
+        Some(sum) => x - sum * (alpha_t * b_h),
+        None => x,
     }
-    if let Some(m_t) = m_t {
-        add((m_t - m0) * rho[rho.len() - 1]);
-    }
-    if let Some(sum) = sum {
-        x -= sum * (alpha_t * b_h);
-    }
-    x
 }
 
 pub fn sample(
