@@ -9,7 +9,8 @@
 #
 #   bash scripts/fashion_results.sh [RUN] [OUT]
 # N (samples per measurement, 2000), GUIDED_N (the guided ones, N), NLL_N (100), GUIDE_W (2),
-# SWEEP_N and SWEEP_SEEDS (the sampler sweep's samples per cell, 250, and seeds, 0,1),
+# SWEEP_N and SWEEP_SEEDS (the sampler sweep's samples per cell, 250, and seeds, 0,1; SWEEP=0
+# leaves the sweep out),
 # SAMPLER and STEPS (ddim 20, x0 clipped as ddim and ddpm clip by default) override the
 # defaults. The guidance paper's trade, w in {1, 2, 4}, all at GUIDED_N (seed 0).
 set -euo pipefail
@@ -22,6 +23,7 @@ NLL_N=${NLL_N:-100}
 GUIDE_W=${GUIDE_W:-2}
 SWEEP_N=${SWEEP_N:-250}
 SWEEP_SEEDS=${SWEEP_SEEDS:-0,1}
+SWEEP=${SWEEP:-1}
 SAMPLER=${SAMPLER:-ddim}
 STEPS=${STEPS:-20}
 mkdir -p "$OUT" docs
@@ -59,9 +61,11 @@ cp "$OUT/progressive/progressive.png" docs/fashion-progressive.png
 cp "$OUT/interpolate/interpolate.png" docs/fashion-interpolation.png
 # The sampler sweep: every sampler at 5, 10, 20 and 50 NFE and ancestral at T, SWEEP_N samples
 # per cell over SWEEP_SEEDS (README's table and plot).
-keep "$OUT/sweep/sweep.json" ||
-  x sampler-sweep --checkpoint "$RUN" -n "$SWEEP_N" --seeds "$SWEEP_SEEDS" --out "$OUT/sweep"
-cp "$OUT/sweep/sweep.svg" docs/fashion-sampler-sweep.svg
+if [ "$SWEEP" != 0 ]; then
+  keep "$OUT/sweep/sweep.json" ||
+    x sampler-sweep --checkpoint "$RUN" -n "$SWEEP_N" --seeds "$SWEEP_SEEDS" --out "$OUT/sweep"
+  cp "$OUT/sweep/sweep.svg" docs/fashion-sampler-sweep.svg
+fi
 python3 - "$OUT" "$N" "$GUIDED_N" <<'EOF'
 import json, sys, statistics as st, pathlib
 out, n, guided_n = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]

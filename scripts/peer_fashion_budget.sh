@@ -11,9 +11,14 @@
 # Fashion-MNIST measure (docs/metrics.md) beside its floor:
 #   - equal wall time: each side's last save within MINUTES;
 #   - equal steps: ours at the peer's last saved step.
+# Then the issue's second shared sampler, ancestral sampling over all T = 1000 steps (x0
+# clipped, the posterior variance beta~_t as the peer's p_sample uses), for ANCESTRAL_N samples
+# of each seed in ANCESTRAL_SEEDS at the same checkpoints (default 0: not run; it costs T
+# network evaluations per image, and the peer samples about 4x slower than ours).
 # Every result is a JSON file under OUT; a result already there is kept (rerun to resume).
 #
 #   bash scripts/peer_fashion_budget.sh [OUT]       MINUTES=40 N=500 THREADS=1 SAVE=50 DIM=28
+#                                                   ANCESTRAL_N=0 ANCESTRAL_SEEDS=0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(realpath -m "${1:-runs/peer-fashion}")
@@ -22,6 +27,8 @@ N=${N:-500}
 THREADS=${THREADS:-1}
 SAVE=${SAVE:-50}
 DIM=${DIM:-28}
+ANCESTRAL_N=${ANCESTRAL_N:-0}
+ANCESTRAL_SEEDS=${ANCESTRAL_SEEDS:-0}
 PY=.ddpm/venv/bin/python
 RUNS="$OUT/runs"
 OURS=ours
@@ -29,13 +36,7 @@ mkdir -p "$OUT" "$RUNS"
 
 if [ ! -s "$OUT/trained.json" ]; then
   [ -e "$RUNS/$OURS" ] && { echo "$RUNS/$OURS exists from a run that did not finish: remove $OUT" >&2; exit 1; }
-  # Our side: the job's own config, unconditional, saving every SAVE steps and keeping them all,
-  # with no previews or evaluations inside the budget (the peer's Trainer does none either).
-  sed -e '/^num_classes/d' -e '/^class_dropout/d' -e 's/^name = .*/name = "ours"/' \
-    -e 's/^total_steps = .*/total_steps = 1000000/' -e "s/^checkpoint_every = .*/checkpoint_every = $SAVE/" \
-    -e 's/^sample_every = .*/sample_every = 1000000/' -e 's/^eval_every = .*/eval_every = 0/' \
-    configs/fashion-mnist.toml > "$OUT/ours.toml"
-  printf 'keep_checkpoints = 100000\nthreads = %s\ncheckpoint_minutes = 100000.0\n' "$THREADS" >> "$OUT/ours.toml"
+  bash scripts/peer_fashion_config.sh "$OUT/ours.toml" "$THREADS" "$SAVE"
   # The peer's PNG folder is written before the clock starts.
   $PY scripts/peer_fashion.py --out "$OUT/peer" --prepare-only
   cargo build --release -q -p ddpm-train -p ddpm-eval
@@ -85,24 +86,47 @@ for seed in 0 1 2; do
       --ref fashion-mnist --json > "$f"
   fi
 done
-python3 - "$OUT" "$ours_step" "$peer_step" "$THREADS" <<'EOF'
+if [ "$ANCESTRAL_N" != 0 ]; then
+  for seed in ${ANCESTRAL_SEEDS//,/ }; do
+    for step in "$ours_step" "$peer_step"; do
+      f="$OUT/ours-ancestral-step$step-seed$seed.json"
+      keep "$f" || target/release/ddpm-eval fid --runs-dir "$RUNS" --checkpoint "$RUNS/$OURS/checkpoints/ckpt-$(printf %09d "$step").safetensors" \
+        --sampler ddpm --steps 1000 --variance fixed_small --seed "$seed" -n "$ANCESTRAL_N" \
+        --out "$OUT/ours-fid/ancestral-step$step-n$ANCESTRAL_N-seed$seed" --json > "$f"
+    done
+    f="$OUT/peer-ancestral-step$peer_step-seed$seed.json"
+    if ! keep "$f"; then
+      $PY scripts/peer_fashion.py --out "$OUT/peer" --dim "$DIM" --threads 2 --from-milestone "$((peer_step / SAVE))" \
+        --samples "$ANCESTRAL_N" --samplers ancestral --seed "$seed" > "$OUT/peer-ancestral-seed$seed.log"
+      target/release/ddpm-eval fid --samples "$OUT/peer/samples-ancestral-m$((peer_step / SAVE))-seed$seed.npz" \
+        --ref fashion-mnist --json > "$f"
+    fi
+  done
+fi
+python3 - "$OUT" "$ours_step" "$peer_step" "$THREADS" "$([ "$ANCESTRAL_N" != 0 ] && echo "$ANCESTRAL_SEEDS")" <<'EOF'
 import json, pathlib, statistics as st, sys
 out, ours_step, peer_step, threads = pathlib.Path(sys.argv[1]), *map(int, sys.argv[2:5])
+ancestral_seeds = [int(s) for s in sys.argv[5].split(",") if s]
 trained = json.loads((out / "trained.json").read_text())
-def side(prefix, step):
+def side(prefix, step, seeds=range(3)):
     # The JSON object is the last line of each file (a human line comes before it).
     rows = [json.loads((out / f"{prefix}-step{step}-seed{s}.json").read_text().splitlines()[-1])
-            for s in range(3)]
+            for s in seeds]
     ratio = [r["fashion_fd"] / r["fashion_fd_floor"] for r in rows]
     kid = [r["fashion_kid"] for r in rows]
-    return {"step": step, "fd": [r["fashion_fd"] for r in rows], "fd_floor": rows[0]["fashion_fd_floor"],
-            "fd_ratio_mean": st.mean(ratio), "fd_ratio_std": st.stdev(ratio),
-            "kid_mean": st.mean(kid), "kid_std": st.stdev(kid), "kid_floor": rows[0]["fashion_kid_floor"],
+    sd = lambda v: st.stdev(v) if len(v) > 1 else None
+    return {"step": step, "seeds": list(seeds), "fd": [r["fashion_fd"] for r in rows],
+            "fd_floor": rows[0]["fashion_fd_floor"], "fd_ratio_mean": st.mean(ratio), "fd_ratio_std": sd(ratio),
+            "kid_mean": st.mean(kid), "kid_std": sd(kid), "kid_floor": rows[0]["fashion_kid_floor"],
             "n": rows[0]["fashion_images"]}
 summary = {"minutes": trained["minutes"], "threads_each": threads,
            "ours_equal_wall": side("ours", ours_step), "ours_equal_steps": side("ours", peer_step),
            "peer": side("peer", peer_step),
            "ours_train_seconds": trained["ours_last"]["seconds"], "peer_train_seconds": trained["peer_last"]["seconds"]}
+if ancestral_seeds:
+    summary["ancestral"] = {"ours_equal_wall": side("ours-ancestral", ours_step, ancestral_seeds),
+                            "ours_equal_steps": side("ours-ancestral", peer_step, ancestral_seeds),
+                            "peer": side("peer-ancestral", peer_step, ancestral_seeds)}
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 print(json.dumps(summary, indent=2))
 EOF
