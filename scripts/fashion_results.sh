@@ -58,7 +58,7 @@ done
 x figures progressive --checkpoint "$RUN" --out "$OUT/progressive"
 x figures interpolate --checkpoint "$RUN" --out "$OUT/interpolate"
 cp "$OUT/progressive/progressive.png" docs/fashion-progressive.png
-cp "$OUT/interpolate/interpolate.png" docs/fashion-interpolation.png
+cp "$OUT/interpolate/interpolation.png" docs/fashion-interpolation.png
 # The sampler sweep: every sampler at 5, 10, 20 and 50 NFE and ancestral at T, SWEEP_N samples
 # per cell over SWEEP_SEEDS (README's table and plot).
 if [ "$SWEEP" != 0 ]; then

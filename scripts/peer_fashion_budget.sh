@@ -109,7 +109,7 @@ out, ours_step, peer_step, threads = pathlib.Path(sys.argv[1]), *map(int, sys.ar
 ancestral_seeds = [int(s) for s in sys.argv[5].split(",") if s]
 trained = json.loads((out / "trained.json").read_text())
 def side(prefix, step, seeds=range(3)):
-    # The JSON object is the last line of each file (a human line comes before it).
+    # The JSON object is the last line of each file.
     rows = [json.loads((out / f"{prefix}-step{step}-seed{s}.json").read_text().splitlines()[-1])
             for s in seeds]
     ratio = [r["fashion_fd"] / r["fashion_fd_floor"] for r in rows]

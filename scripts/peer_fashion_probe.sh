@@ -5,10 +5,8 @@
 # scripts/peer_fashion_budget.sh measures: DDIM, eta 0, 50 steps, x0 clipped, N samples for each of 3 seeds through our
 # Fashion-MNIST measure. Compare its summary with the budget run's rows at the peer's step.
 #
-#   bash scripts/peer_fashion_probe.sh NAME 'KEY = VALUE' ['KEY = VALUE' ...]
-#        STEPS=300 N=500 THREADS=2 OUT=runs/peer-probe/NAME
-# Each KEY = VALUE replaces the line that sets KEY in that config (the key must be there: a
-# misspelt one is an error, not a silent no-op).
+#   bash scripts/peer_fashion_probe.sh NAME 'KEY = VALUE' ['SECTION.KEY = VALUE' ...]
+#        STEPS=300 N=500 THREADS=2 OUT=runs/peer-probe/NAME CONFIG_ONLY=0 (1: print the config, stop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${1:?usage: peer_fashion_probe.sh NAME 'KEY = VALUE' ...}
@@ -22,12 +20,32 @@ cfg="$OUT/ours.toml"
 bash scripts/peer_fashion_config.sh "$cfg.base" "$THREADS" "$STEPS"
 sed -e "s/^name = .*/name = \"$NAME\"/" -e "s/^total_steps = .*/total_steps = $STEPS/" "$cfg.base" > "$cfg.tmp"
 rm "$cfg.base"
-for kv in "$@"; do
-  key=${kv%%=*}; key=${key// /}
-  grep -q "^$key = " "$cfg.tmp" || { echo "$cfg: no line sets '$key' (expected one of its keys)" >&2; rm -f "$cfg.tmp"; exit 1; }
-  sed -i "s|^$key = .*|$key = ${kv#*=}|" "$cfg.tmp"
-done
+# SECTION.KEY = VALUE: replace KEY's line in [SECTION], or add it there; KEY = VALUE: replace the
+# line that sets KEY anywhere (it must exist: a misspelt key is an error, not a silent no-op).
+python3 - "$cfg.tmp" "$cfg" "$@" <<'PY' || { rm -f "$cfg.tmp"; exit 1; }
+import re, sys
+path, shown, changes = sys.argv[1], sys.argv[2], sys.argv[3:]
+lines = open(path).read().splitlines()
+for kv in changes:
+    key, _, value = (p.strip() for p in kv.partition("="))
+    section, _, key = key.rpartition(".")
+    line = f"{key} = {value}"
+    head = next((i for i, l in enumerate(lines) if l.strip() == f"[{section}]"), None) if section else None
+    if section and head is None:
+        sys.exit(f"{shown}: no [{section}] section (for '{kv}')")
+    lo = head + 1 if section else 0
+    hi = next((i for i in range(lo, len(lines)) if lines[i].startswith("[")), len(lines)) if section else len(lines)
+    hit = [i for i in range(lo, hi) if re.match(rf"{re.escape(key)}\s*=", lines[i])]
+    if hit:
+        lines[hit[0]] = line
+    elif section:
+        lines.insert(hi, line)
+    else:
+        sys.exit(f"{shown}: no line sets '{key}' (expected one of its keys, or SECTION.{key} to add it)")
+open(path, "w").write("\n".join(lines) + "\n")
+PY
 mv "$cfg.tmp" "$cfg"
+[ "${CONFIG_ONLY:-0}" = 1 ] && { cat "$cfg"; exit 0; }
 cargo build --release -q -p ddpm-train -p ddpm-eval
 ckpt="$OUT/runs/$NAME/checkpoints/ckpt-$(printf %09d "$STEPS").safetensors"
 if [ ! -s "$ckpt" ]; then

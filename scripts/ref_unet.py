@@ -1,10 +1,11 @@
 """diffusers' UNet2DModel as the oracle for ddpm-nets' UNet.
 
   ref_unet.py make DIR [--preset small|cifar10] [--classes N] [--head-dim D] [--old-keys] [--seed S]
-                      [--out-scale K]
+                      [--out-scale K] [--scale-shift]
       builds a UNet2DModel with random weights (PyTorch's init, then every tensor perturbed so
       norms and biases are exercised; --out-scale multiplies conv_out by K, an off-scale model
-      whose x0 predictions leave [-1, 1]), saves it with save_pretrained (config.json +
+      whose x0 predictions leave [-1, 1]; --scale-shift sets resnet_time_scale_shift =
+      "scale_shift", attn_norm_num_groups with it), saves it with save_pretrained (config.json +
       diffusion_pytorch_model.safetensors) and a DDPM scheduler config beside it, and writes
       DIR/io.safetensors with inputs x, t (and y) and diffusers' output `out`.
   ref_unet.py keys [--preset cifar10]
@@ -19,7 +20,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from safetensors.torch import save_file
 
 
-def config(preset, classes, head_dim):
+def config(preset, classes, head_dim, scale_shift=False):
     if preset == "cifar10":
         c = dict(sample_size=32, block_out_channels=(128, 256, 256, 256), dropout=0.1)
     else:
@@ -39,6 +40,11 @@ def config(preset, classes, head_dim):
     )
     if classes:
         c["num_class_embeds"] = classes
+    if scale_shift:
+        # attn_norm_num_groups keeps the mid block's attention GroupNorm, which diffusers drops
+        # under scale_shift otherwise (ours, like improved-diffusion's, always has it).
+        c["resnet_time_scale_shift"] = "scale_shift"
+        c["attn_norm_num_groups"] = c.get("norm_num_groups", 32)
     return c
 
 
@@ -54,9 +60,10 @@ def main():
     p.add_argument("--batch", type=int, default=3)
     p.add_argument("--timesteps", type=int, default=1000)
     p.add_argument("--out-scale", type=float, default=1.0)
+    p.add_argument("--scale-shift", action="store_true")
     a = p.parse_args()
     torch.manual_seed(a.seed)
-    model = UNet2DModel(**config(a.preset, a.classes, a.head_dim)).eval()
+    model = UNet2DModel(**config(a.preset, a.classes, a.head_dim, a.scale_shift)).eval()
     if a.cmd == "keys":
         sd = model.state_dict()
         print(json.dumps({"keys": {k: list(v.shape) for k, v in sd.items()},

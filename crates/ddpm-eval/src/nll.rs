@@ -14,6 +14,9 @@ use tch::{Kind, Tensor};
 pub struct NllResult {
     /// Mean total bound, bits/dim.
     pub bpd: f64,
+    /// Standard error of that mean over the images: their sample standard deviation over
+    /// sqrt(n) (0 for one image).
+    pub bpd_sem: f64,
     /// Mean prior term L_T.
     pub prior_bpd: f64,
     /// Mean L_t for t = 0 .. T-1.
@@ -26,8 +29,9 @@ impl NllResult {
     pub fn summary(&self, n: usize) -> String {
         let t = self.terms_bpd.len();
         format!(
-            "NLL <= {:.4} bits/dim over {n} images (prior L_T {:.2e}, decoder L_0 {:.4}, L_1..L_{} sum {:.4})",
+            "NLL <= {:.4} +- {:.4} (standard error) bits/dim over {n} images (prior L_T {:.2e}, decoder L_0 {:.4}, L_1..L_{} sum {:.4})",
             self.bpd,
+            self.bpd_sem,
             self.prior_bpd,
             self.terms_bpd[0],
             t - 1,
@@ -50,7 +54,7 @@ pub fn nll(
     let n = data.size()[0] as usize;
     let shape = model.net.sample_shape();
     let t = process.num_timesteps();
-    let (mut total, mut prior) = (0.0, 0.0);
+    let (mut total, mut total_sq, mut prior) = (0.0, 0.0, 0.0);
     let mut terms = vec![0.0; t];
     let mut done = 0;
     for start in (0..n).step_by(batch.max(1)) {
@@ -63,6 +67,7 @@ pub fn nll(
             |x: &Tensor, tm: &Tensor| net.forward_t(x, tm, None, false).to_kind(Kind::Float);
         let out = process.calc_bpd_loop(&mut f, &x0, &mut |_| noise.draw(), true);
         total += out.total.sum(Kind::Double).double_value(&[]);
+        total_sq += out.total.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[]);
         prior += out.prior.sum(Kind::Double).double_value(&[]);
         let per_t = Vec::<f64>::try_from(
             out.vb
@@ -77,8 +82,12 @@ pub fn nll(
         progress(done);
     }
     let nf = n as f64;
+    let mean = total / nf;
+    // Sample variance over images, from the two sums (f64; bits/dim are O(1)).
+    let var = if n > 1 { ((total_sq - nf * mean * mean) / (nf - 1.0)).max(0.0) } else { 0.0 };
     Ok(NllResult {
-        bpd: total / nf,
+        bpd: mean,
+        bpd_sem: (var / nf).sqrt(),
         prior_bpd: prior / nf,
         terms_bpd: terms.into_iter().map(|v| v / nf).collect(),
         n,

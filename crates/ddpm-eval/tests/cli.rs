@@ -36,8 +36,10 @@ fn digits_run_gets_classifier_fd_and_with_weights_fid_and_is() {
         &runs,
     );
     let text = ok(&o);
-    assert!(text.contains("digits FD") && text.contains("FID/IS skipped"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    // --json: stdout is one JSON document; the summary lines are on stderr.
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(summary.contains("digits FD") && summary.contains("FID/IS skipped"), "{summary}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     // Three training steps make noise, not digits: far from the data, whose own halves (at the
     // same 20 images) are the floor.
     let (fd, floor) =

@@ -49,6 +49,10 @@ fn bound_matches_diffusers_network_with_numpy_gaussian_math() {
     let bpd = f64s(&theirs["bpd"]);
     let mean = bpd.iter().sum::<f64>() / 2.0;
     assert!((r.bpd - mean).abs() / mean < 1e-4, "ours {} vs reference {mean}", r.bpd);
+    // The standard error over the two images: sample std / sqrt(2) = |a - b| / 2 (to within the
+    // per-image tolerance of the mean above).
+    let sem = (bpd[0] - bpd[1]).abs() / 2.0;
+    assert!((r.bpd_sem - sem).abs() <= 2e-4 * mean, "standard error {} vs {sem}", r.bpd_sem);
     let terms: Vec<Vec<f64>> = theirs["terms"].as_array().unwrap().iter().map(f64s).collect();
     for t in 0..20 {
         let want = (terms[0][t] + terms[1][t]) / 2.0;

@@ -39,6 +39,12 @@ pub struct UNetConfig {
     pub flip_sin_to_cos: bool,
     /// Frequencies exp(-ln(10000) i / (half - freq_shift)); the paper's is 1.
     pub freq_shift: f64,
+    /// Res blocks take the time (and class) embedding as a scale and shift of their second
+    /// GroupNorm, GroupNorm(h) (1 + scale) + shift (improved-diffusion's `use_scale_shift_norm`,
+    /// diffusers' `resnet_time_scale_shift = "scale_shift"`), instead of adding it before that
+    /// norm (false: the paper's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub time_scale_shift: bool,
 }
 
 impl Default for UNetConfig {
@@ -60,6 +66,7 @@ impl Default for UNetConfig {
             downsample_padding: 0,
             flip_sin_to_cos: false,
             freq_shift: 1.0,
+            time_scale_shift: false,
         }
     }
 }

@@ -72,6 +72,13 @@ fn forward_matches_diffusers_with_class_embedding_and_multi_head_attention() {
     check_forward(&["--seed", "2", "--classes", "10", "--head-dim", "16"]);
 }
 
+/// Improved DDPM's res blocks: the embedding scales and shifts the second GroupNorm's output.
+#[test]
+#[ignore = "needs the Python venv: run `cargo xtask test`"]
+fn forward_matches_diffusers_with_time_scale_shift_and_classes() {
+    check_forward(&["--seed", "4", "--scale-shift", "--classes", "5"]);
+}
+
 /// google/ddpm-* uploads use diffusers' pre-0.15 attention names (query, key, value, proj_attn).
 #[test]
 #[ignore = "needs the Python venv: run `cargo xtask test`"]

@@ -48,8 +48,13 @@ fn fid(a: FidArgs) -> Result<()> {
     let done = a.run(device, &dist, &mut progress)?;
     pb.finish_and_clear();
     let Some((report, out)) = done else { return Ok(()) };
+    // With --json, stdout is the JSON alone (a script's `> result.json` parses); the
+    // summary goes to stderr.
     for line in report.summary() {
-        println!("{line}");
+        match a.json {
+            true => eprintln!("{line}"),
+            false => println!("{line}"),
+        }
     }
     let path = report.write(&out)?;
     match a.json {

@@ -137,7 +137,7 @@ impl TryFrom<&UNet2DModelConfig> for UNetConfig {
         }
         one_of("act_fn", &c.act_fn, &["silu", "swish"])?;
         one_of("time_embedding_type", &c.time_embedding_type, &["positional"])?;
-        one_of("resnet_time_scale_shift", &c.resnet_time_scale_shift, &["default"])?;
+        one_of("resnet_time_scale_shift", &c.resnet_time_scale_shift, &["default", "scale_shift"])?;
         one_of(
             "mid_block_type",
             c.mid_block_type.as_deref().unwrap_or("null"),
@@ -178,6 +178,16 @@ impl TryFrom<&UNet2DModelConfig> for UNetConfig {
                 d,
                 &format!("only 4 x {ch} = {}", 4 * ch),
             ));
+        }
+        // diffusers' UNetMidBlock2D drops its attention's GroupNorm under scale_shift unless
+        // attn_norm_num_groups is given; ours (improved-diffusion's) always has it.
+        if c.resnet_time_scale_shift == "scale_shift" && c.attn_norm_num_groups.is_none() {
+            return Err(
+                "resnet_time_scale_shift = \"scale_shift\" with attn_norm_num_groups = null \
+                        (no GroupNorm in the mid block's attention) is not supported; only with \
+                        attn_norm_num_groups = norm_num_groups"
+                    .into(),
+            );
         }
         if let Some(g) = c.attn_norm_num_groups.filter(|&g| g != c.norm_num_groups) {
             return Err(unsupported("attn_norm_num_groups", g, "only null or norm_num_groups"));
@@ -238,6 +248,7 @@ impl TryFrom<&UNet2DModelConfig> for UNetConfig {
             downsample_padding: c.downsample_padding,
             flip_sin_to_cos: c.flip_sin_to_cos,
             freq_shift: c.freq_shift,
+            time_scale_shift: c.resnet_time_scale_shift == "scale_shift",
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
@@ -282,6 +293,10 @@ impl UNet2DModelConfig {
             norm_eps: u.norm_eps,
             num_class_embeds: u.num_classes.map(|k| k + 1),
             null_class: u.num_classes.is_some(),
+            resnet_time_scale_shift: if u.time_scale_shift { "scale_shift" } else { "default" }
+                .into(),
+            // Under scale_shift diffusers' mid block has an attention GroupNorm only if asked.
+            attn_norm_num_groups: u.time_scale_shift.then_some(u.num_groups),
             ..Self::default()
         })
     }
@@ -308,6 +323,7 @@ mod tests {
                 downsample_padding: 1,
                 flip_sin_to_cos: true,
                 freq_shift: 0.0,
+                time_scale_shift: true,
                 ..UNetConfig::default()
             },
         ] {
@@ -337,6 +353,14 @@ mod tests {
                 "attn_norm_num_groups",
             ),
             (UNet2DModelConfig { act_fn: "gelu".into(), ..base.clone() }, "act_fn"),
+            (
+                UNet2DModelConfig { resnet_time_scale_shift: "ada_group".into(), ..base.clone() },
+                "resnet_time_scale_shift",
+            ),
+            (
+                UNet2DModelConfig { resnet_time_scale_shift: "scale_shift".into(), ..base.clone() },
+                "attn_norm_num_groups = null",
+            ),
             (
                 UNet2DModelConfig {
                     sample_size: Some(SampleSize::HeightWidth(vec![32, 64])),

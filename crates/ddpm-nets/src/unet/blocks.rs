@@ -5,8 +5,26 @@ use crate::init;
 use tch::Tensor;
 use tch::nn::{self, Module};
 
+/// What every res block of one UNet shares.
+#[derive(Debug, Clone, Copy)]
+pub struct ResnetOptions {
+    /// Width of the time (and class) embedding.
+    pub temb: i64,
+    pub groups: i64,
+    pub eps: f64,
+    pub dropout: f64,
+    /// Condition on the embedding by scale and shift after the second norm (see
+    /// [`ResnetBlock`]) instead of adding it before that norm.
+    pub time_scale_shift: bool,
+}
+
 /// Res block: GroupNorm, SiLU, 3x3 conv, + dense(SiLU(temb)), GroupNorm, SiLU, dropout,
 /// 3x3 conv (zero-init), plus a 1x1 shortcut when the width changes.
+///
+/// With `time_scale_shift` the dense layer gives 2 C_out values (scale, shift), and the middle
+/// becomes GroupNorm(h) (1 + scale) + shift before the SiLU: improved-diffusion's
+/// `use_scale_shift_norm` (Nichol & Dhariwal 2021, Sec. 3 and their `ResBlock`) and diffusers'
+/// `resnet_time_scale_shift = "scale_shift"`.
 #[derive(Debug)]
 pub struct ResnetBlock {
     norm1: nn::GroupNorm,
@@ -16,27 +34,22 @@ pub struct ResnetBlock {
     conv2: nn::Conv2D,
     conv_shortcut: Option<nn::Conv2D>,
     dropout: f64,
+    time_scale_shift: bool,
 }
 
 impl ResnetBlock {
-    pub fn new(
-        vs: nn::Path,
-        c_in: i64,
-        c_out: i64,
-        temb: i64,
-        groups: i64,
-        eps: f64,
-        dropout: f64,
-    ) -> Self {
+    pub fn new(vs: nn::Path, c_in: i64, c_out: i64, o: &ResnetOptions) -> Self {
+        let temb_out = if o.time_scale_shift { 2 * c_out } else { c_out };
         Self {
-            norm1: init::group_norm(&vs / "norm1", groups, c_in, eps),
+            norm1: init::group_norm(&vs / "norm1", o.groups, c_in, o.eps),
             conv1: init::conv2d(&vs / "conv1", c_in, c_out, 3, 1, 1, 1.0),
-            time_emb_proj: init::linear(&vs / "time_emb_proj", temb, c_out, 1.0),
-            norm2: init::group_norm(&vs / "norm2", groups, c_out, eps),
+            time_emb_proj: init::linear(&vs / "time_emb_proj", o.temb, temb_out, 1.0),
+            norm2: init::group_norm(&vs / "norm2", o.groups, c_out, o.eps),
             conv2: init::conv2d(&vs / "conv2", c_out, c_out, 3, 1, 1, 0.0),
             conv_shortcut: (c_in != c_out)
                 .then(|| init::conv2d(&vs / "conv_shortcut", c_in, c_out, 1, 1, 0, 1.0)),
-            dropout,
+            dropout: o.dropout,
+            time_scale_shift: o.time_scale_shift,
         }
     }
 
@@ -45,9 +58,14 @@ impl ResnetBlock {
     /// - returns [B, C_out, H, W]
     pub fn forward_t(&self, x: &Tensor, temb_act: &Tensor, train: bool) -> Tensor {
         let h = self.conv1.forward(&self.norm1.forward(x).silu());
-        let h = h + self.time_emb_proj.forward(temb_act).unsqueeze(-1).unsqueeze(-1);
-        let h = self.norm2.forward(&h).silu().dropout(self.dropout, train);
-        let h = self.conv2.forward(&h);
+        let t = self.time_emb_proj.forward(temb_act).unsqueeze(-1).unsqueeze(-1);
+        let h = if self.time_scale_shift {
+            let [scale, shift] = <[Tensor; 2]>::try_from(t.chunk(2, 1)).expect("two halves");
+            self.norm2.forward(&h) * (scale + 1.0) + shift
+        } else {
+            self.norm2.forward(&(h + t))
+        };
+        let h = self.conv2.forward(&h.silu().dropout(self.dropout, train));
         match &self.conv_shortcut {
             Some(s) => s.forward(x) + h,
             None => x + h,

@@ -7,7 +7,7 @@
 
 mod blocks;
 
-pub use blocks::{AttentionBlock, Downsample, ResnetBlock, Upsample};
+pub use blocks::{AttentionBlock, Downsample, ResnetBlock, ResnetOptions, Upsample};
 
 use crate::config::UNetConfig;
 use crate::embedding::timestep_embedding;
@@ -56,8 +56,14 @@ impl UNet {
         let resolutions = c.level_resolutions();
         let heads = |width: i64| c.attention_head_dim.map_or(1, |hd| width / hd as i64);
         let has_attn = |level: usize| c.attention_resolutions.contains(&resolutions[level]);
-        let block =
-            |p: nn::Path, cin, cout| ResnetBlock::new(p, cin, cout, temb, groups, eps, c.dropout);
+        let options = ResnetOptions {
+            temb,
+            groups,
+            eps,
+            dropout: c.dropout,
+            time_scale_shift: c.time_scale_shift,
+        };
+        let block = |p: nn::Path, cin, cout| ResnetBlock::new(p, cin, cout, &options);
 
         let conv_in = init::conv2d(vs / "conv_in", c.in_channels as i64, ch, 3, 1, 1, 1.0);
         let time_linear_1 = init::linear(vs / "time_embedding" / "linear_1", ch, temb, 1.0);
