@@ -286,7 +286,11 @@ pub fn render_report(run: &RunDir) -> Result<String, ReportError> {
     for e in &latest_eval {
         let mut note = format!("at step {}", e.step);
         if let Some(b) = e.baseline {
-            let _ = write!(note, "; data vs data {} ({:.2}x)", num(b), e.value / b);
+            let _ = write!(note, "; data vs data {}", num(b));
+            // KID's floor is about 0 and may be negative: a ratio to it means nothing.
+            if b > 0.0 {
+                let _ = write!(note, " ({:.2}x)", e.value / b);
+            }
         }
         if let Some(b) = best.iter().find(|b| b.metric == e.metric).filter(|b| b.step != e.step) {
             let _ = write!(note, "; best {} at step {}", num(b.value), b.step);

@@ -622,12 +622,35 @@ fn upload(t: Tensor, device: Device) -> Tensor {
     t.pin_memory(device).to_device_(device, kind, true, false)
 }
 
-/// "digits_fd 3.912 (data halves 3.180, 1.23x) in 41.2 s".
+/// "digits_fd 3.912 (data vs data 3.180, 1.23x) in 41.2 s"; no ratio to a baseline at or below
+/// zero (KID's floor is about 0 and may be negative: a ratio to it means nothing).
 fn eval_summary(l: &EvalLine) -> String {
     let base = l
         .baseline
-        .map(|b| format!(" (data vs data {b:.4}, {:.2}x)", l.value / b))
+        .map(|b| match b > 0.0 {
+            true => format!(" (data vs data {b:.4}, {:.2}x)", l.value / b),
+            false => format!(" (data vs data {b:.4})"),
+        })
         .unwrap_or_default();
     let secs = l.seconds.map(|s| format!(" in {s:.1} s")).unwrap_or_default();
     format!("step {} {} {:.4}{base}{secs}", l.step, l.metric, l.value)
+}
+
+#[cfg(test)]
+mod eval_summary_tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_to_the_floor_is_printed_only_for_a_positive_floor() {
+        let mut fd = EvalLine::new(300, "fashion_fd", 7.9948);
+        fd.baseline = Some(0.7425);
+        fd.seconds = Some(44.3);
+        assert_eq!(
+            eval_summary(&fd),
+            "step 300 fashion_fd 7.9948 (data vs data 0.7425, 10.77x) in 44.3 s"
+        );
+        let mut kid = EvalLine::new(300, "fashion_kid", 0.2511);
+        kid.baseline = Some(-0.0063);
+        assert_eq!(eval_summary(&kid), "step 300 fashion_kid 0.2511 (data vs data -0.0063)");
+    }
 }
