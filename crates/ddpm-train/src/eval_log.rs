@@ -54,6 +54,13 @@ impl EvalLine {
         }
     }
 
+    /// The value over its baseline (1.23 for "1.23x the floor"), where the baseline is above
+    /// zero; none otherwise (KID's floor is about 0 and may be negative: a ratio to it means
+    /// nothing).
+    pub fn ratio_to_baseline(&self) -> Option<f64> {
+        self.baseline.filter(|&b| b > 0.0).map(|b| self.value / b)
+    }
+
     /// Whether `self` is a better value of the same metric than `other`.
     pub fn beats(&self, other: &EvalLine) -> bool {
         if self.higher_is_better { self.value > other.value } else { self.value < other.value }

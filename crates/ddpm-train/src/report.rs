@@ -287,9 +287,8 @@ pub fn render_report(run: &RunDir) -> Result<String, ReportError> {
         let mut note = format!("at step {}", e.step);
         if let Some(b) = e.baseline {
             let _ = write!(note, "; data vs data {}", num(b));
-            // KID's floor is about 0 and may be negative: a ratio to it means nothing.
-            if b > 0.0 {
-                let _ = write!(note, " ({:.2}x)", e.value / b);
+            if let Some(r) = e.ratio_to_baseline() {
+                let _ = write!(note, " ({r:.2}x)");
             }
         }
         if let Some(b) = best.iter().find(|b| b.metric == e.metric).filter(|b| b.step != e.step) {

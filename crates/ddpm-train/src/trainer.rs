@@ -627,9 +627,9 @@ fn upload(t: Tensor, device: Device) -> Tensor {
 fn eval_summary(l: &EvalLine) -> String {
     let base = l
         .baseline
-        .map(|b| match b > 0.0 {
-            true => format!(" (data vs data {b:.4}, {:.2}x)", l.value / b),
-            false => format!(" (data vs data {b:.4})"),
+        .map(|b| match l.ratio_to_baseline() {
+            Some(r) => format!(" (data vs data {b:.4}, {r:.2}x)"),
+            None => format!(" (data vs data {b:.4})"),
         })
         .unwrap_or_default();
     let secs = l.seconds.map(|s| format!(" in {s:.1} s")).unwrap_or_default();
