@@ -18,7 +18,8 @@
 # Every result is a JSON file under OUT; a result already there is kept (rerun to resume).
 #
 #   bash scripts/peer_fashion_budget.sh [OUT]       MINUTES=40 N=500 THREADS=1 SAVE=50 DIM=28
-#                                                   ANCESTRAL_N=0 ANCESTRAL_SEEDS=0
+#                                                   ANCESTRAL_N=0 ANCESTRAL_SEEDS=0 SAMPLE_THREADS=2
+#   (SAMPLE_THREADS: the peer's sampling threads; ours follow OMP_NUM_THREADS, all cores if unset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(realpath -m "${1:-runs/peer-fashion}")
@@ -29,6 +30,7 @@ SAVE=${SAVE:-50}
 DIM=${DIM:-28}
 ANCESTRAL_N=${ANCESTRAL_N:-0}
 ANCESTRAL_SEEDS=${ANCESTRAL_SEEDS:-0}
+SAMPLE_THREADS=${SAMPLE_THREADS:-2}
 PY=.ddpm/venv/bin/python
 RUNS="$OUT/runs"
 OURS=ours
@@ -80,7 +82,7 @@ for seed in 0 1 2; do
   done
   f="$OUT/peer-step$peer_step-seed$seed.json"
   if ! keep "$f"; then
-    $PY scripts/peer_fashion.py --out "$OUT/peer" --dim "$DIM" --threads 2 --from-milestone "$((peer_step / SAVE))" \
+    $PY scripts/peer_fashion.py --out "$OUT/peer" --dim "$DIM" --threads "$SAMPLE_THREADS" --from-milestone "$((peer_step / SAVE))" \
       --samples "$N" --samplers ddim50 --seed "$seed" > "$OUT/peer-sample-seed$seed.log"
     target/release/ddpm-eval fid --samples "$OUT/peer/samples-ddim50-m$((peer_step / SAVE))-seed$seed.npz" \
       --ref fashion-mnist --json > "$f"
@@ -96,7 +98,7 @@ if [ "$ANCESTRAL_N" != 0 ]; then
     done
     f="$OUT/peer-ancestral-step$peer_step-seed$seed.json"
     if ! keep "$f"; then
-      $PY scripts/peer_fashion.py --out "$OUT/peer" --dim "$DIM" --threads 2 --from-milestone "$((peer_step / SAVE))" \
+      $PY scripts/peer_fashion.py --out "$OUT/peer" --dim "$DIM" --threads "$SAMPLE_THREADS" --from-milestone "$((peer_step / SAVE))" \
         --samples "$ANCESTRAL_N" --samplers ancestral --seed "$seed" > "$OUT/peer-ancestral-seed$seed.log"
       target/release/ddpm-eval fid --samples "$OUT/peer/samples-ancestral-m$((peer_step / SAVE))-seed$seed.npz" \
         --ref fashion-mnist --json > "$f"
