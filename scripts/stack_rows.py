@@ -4,6 +4,9 @@ README's Fashion-MNIST section. Each image is scaled up 2x and stands in a grey 
 max(2, H/6) pixels, as ddpm-rs's own grids draw it (ddpm-data's viz::gutter).
 
     python scripts/stack_rows.py OUT.png class-0/samples.npz class-1/samples.npz ...
+
+`FILE.npz:A:B` takes images A to B-1 of that file for its row (README's peer figure:
+`run/samples.npz:0:12 run/samples.npz:12:24`).
 """
 import sys
 
@@ -11,7 +14,24 @@ import numpy as np
 from PIL import Image
 
 out, files = sys.argv[1], sys.argv[2:]
-rows = [np.load(f)["samples"][:, 0] for f in files]
+
+
+def row(arg):
+    """The images of one row: FILE.npz, or FILE.npz:A:B for images A to B-1."""
+    if arg.count(":") < 2:
+        return np.load(arg)["samples"][:, 0]
+    path, a, b = arg.rsplit(":", 2)
+    x = np.load(path)["samples"][:, 0]
+    try:
+        a, b = int(a), int(b)
+    except ValueError:
+        sys.exit(f"{arg}: expected FILE.npz:A:B with whole numbers A and B")
+    if not 0 <= a < b <= len(x):
+        sys.exit(f"{arg}: expected 0 <= A < B <= {len(x)} (the images in {path})")
+    return x[a:b]
+
+
+rows = [row(f) for f in files]
 n, h, w = max(len(r) for r in rows), rows[0].shape[1], rows[0].shape[2]
 s = 2
 g = max(2, -(-h * s // 6))
